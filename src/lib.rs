@@ -1,0 +1,27 @@
+//! Model Context Protocol over queues.
+//!
+//! `asyncmcp` carries MCP JSON-RPC messages over message queues (Amazon SQS,
+//! or the in-process [`MemoryBroker`](queue::memory::MemoryBroker)) so that an
+//! ordinary [rmcp](https://docs.rs/rmcp) server can sit behind a queue, scale
+//! out as competing consumers, and answer callers that hold no connection open.
+//!
+//! The crate is layered; arrows point down only:
+//!
+//! * [`wire`]: one MCP JSON-RPC message ⇄ one queue message (body and
+//!   attributes), session ids. No I/O.
+//! * [`queue`]: the broker seam ([`Inbox`](queue::Inbox),
+//!   [`Outbox`](queue::Outbox)) and its implementations. Knows nothing of MCP.
+//! * [`server`]: [`QueueServer`](server::QueueServer) polls a request queue
+//!   and runs each request through a fresh rmcp service.
+//! * [`client`]: [`QueueClientTransport`](client::QueueClientTransport), an
+//!   rmcp client transport.
+#![warn(missing_docs)]
+
+pub mod client;
+pub mod queue;
+pub mod server;
+pub mod wire;
+
+pub use client::{QueueClientConfig, QueueClientTransport};
+pub use queue::memory::MemoryBroker;
+pub use server::QueueServer;

@@ -1,0 +1,448 @@
+//! Adaptive batching of broker calls.
+//!
+//! Brokers charge (in latency, money and rate limits) per API call, and offer
+//! batch calls that carry up to ten entries: SQS `SendMessageBatch` and
+//! `DeleteMessageBatch`, SNS `PublishBatch`. A [`Batcher`] turns many
+//! concurrent single-entry requests into few batch calls without adding
+//! latency when the load is low:
+//!
+//! * while fewer than [`max_concurrency`](BatcherConfig::max_concurrency)
+//!   calls are in flight, whatever is pending goes out at once: a lone entry
+//!   is sent alone, with no added delay;
+//! * while every call slot is busy, new entries wait, and go out together as
+//!   one batch of up to [`max_entries`](BatcherConfig::max_entries) (and at
+//!   most [`max_weight`](BatcherConfig::max_weight) bytes) as soon as a slot
+//!   frees.
+//!
+//! The batch size therefore follows the load by itself: one entry per call
+//! when idle, full batches when busy. There is no timer.
+//!
+//! Each submitter awaits its own entry's outcome. A batch call can partly
+//! fail, so the flush function reports one result per entry; a call that
+//! fails as a whole fails every entry it carried.
+//!
+//! A batcher owns a background task fed by a channel. The task ends once
+//! every clone of the batcher has been dropped and the entries it already
+//! holds have been flushed. Once submitted, an entry is flushed even if its
+//! submitter stops waiting for the outcome.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+
+use super::QueueError;
+
+/// The most entries one SQS or SNS batch call accepts.
+pub const MAX_BATCH_ENTRIES: usize = 10;
+
+/// How a [`Batcher`] sizes its calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatcherConfig {
+    /// The most entries in one call (`1..=10` for SQS and SNS).
+    pub max_entries: usize,
+    /// The most calls in flight at once.
+    ///
+    /// The default, 4, is a compromise. One slot would make every entry that
+    /// arrives during a call wait a full round trip (~10-30 ms to SQS) even
+    /// when the broker is far from busy. Many slots would send small batches
+    /// under load and waste calls. With 4 slots a destination sustains about
+    /// 4 x 10 entries per round trip (over a thousand per second in-region),
+    /// an idle destination still sends at once, and a burst coalesces after
+    /// its first four entries.
+    pub max_concurrency: usize,
+    /// The most total weight (e.g. payload bytes) in one call; an entry
+    /// heavier than this on its own still goes out, alone.
+    pub max_weight: usize,
+}
+
+impl Default for BatcherConfig {
+    fn default() -> Self {
+        Self {
+            max_entries: MAX_BATCH_ENTRIES,
+            max_concurrency: 4,
+            max_weight: usize::MAX,
+        }
+    }
+}
+
+/// What a flush function returns: one result per entry, in order, or an
+/// error for the call as a whole (which fails every entry).
+pub type FlushResult<R> = Result<Vec<Result<R, QueueError>>, QueueError>;
+
+type Weigher<T> = Arc<dyn Fn(&T) -> usize + Send + Sync>;
+
+struct Entry<T, R> {
+    item: T,
+    reply: oneshot::Sender<Result<R, QueueError>>,
+}
+
+/// Coalesces concurrent submissions into batch calls; see the
+/// [module docs](self).
+///
+/// Cheap to clone: clones share one background task.
+pub struct Batcher<T, R> {
+    tx: mpsc::UnboundedSender<Entry<T, R>>,
+}
+
+impl<T, R> Clone for Batcher<T, R> {
+    fn clone(&self) -> Self {
+        Self {
+            tx: self.tx.clone(),
+        }
+    }
+}
+
+impl<T, R> fmt::Debug for Batcher<T, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Batcher")
+            .field("closed", &self.tx.is_closed())
+            .finish()
+    }
+}
+
+impl<T, R> Batcher<T, R>
+where
+    T: Send + 'static,
+    R: Send + 'static,
+{
+    /// A batcher that sends each batch with `flush`, every entry weighing
+    /// nothing. Must be called within a tokio runtime.
+    pub fn new<F, Fut>(config: BatcherConfig, flush: F) -> Self
+    where
+        F: Fn(Vec<T>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = FlushResult<R>> + Send + 'static,
+    {
+        Self::with_weigher(config, |_| 0, flush)
+    }
+
+    /// A batcher whose batches also stay within
+    /// [`max_weight`](BatcherConfig::max_weight) as measured by `weigh`.
+    /// Must be called within a tokio runtime.
+    pub fn with_weigher<W, F, Fut>(config: BatcherConfig, weigh: W, flush: F) -> Self
+    where
+        W: Fn(&T) -> usize + Send + Sync + 'static,
+        F: Fn(Vec<T>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = FlushResult<R>> + Send + 'static,
+    {
+        let config = BatcherConfig {
+            max_entries: config.max_entries.max(1),
+            max_concurrency: config.max_concurrency.max(1),
+            max_weight: config.max_weight,
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run(config, Arc::new(weigh), Arc::new(flush), rx));
+        Self { tx }
+    }
+
+    /// Submits one entry and waits for its own outcome.
+    pub async fn submit(&self, item: T) -> Result<R, QueueError> {
+        let (reply, outcome) = oneshot::channel();
+        self.tx
+            .send(Entry { item, reply })
+            .map_err(|_| QueueError::Closed)?;
+        outcome.await.unwrap_or_else(|_| {
+            Err(QueueError::Service(
+                "the batch call ended without a result".to_owned(),
+            ))
+        })
+    }
+}
+
+async fn run<T, R, F, Fut>(
+    config: BatcherConfig,
+    weigh: Weigher<T>,
+    flush: Arc<F>,
+    mut rx: mpsc::UnboundedReceiver<Entry<T, R>>,
+) where
+    T: Send + 'static,
+    R: Send + 'static,
+    F: Fn(Vec<T>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = FlushResult<R>> + Send + 'static,
+{
+    let mut pending: VecDeque<(usize, Entry<T, R>)> = VecDeque::new();
+    let mut in_flight = JoinSet::new();
+    let mut open = true;
+    loop {
+        tokio::select! {
+            received = rx.recv(), if open => match received {
+                Some(entry) => pending.push_back((weigh(&entry.item), entry)),
+                None => open = false,
+            },
+            Some(joined) = in_flight.join_next(), if !in_flight.is_empty() => {
+                if let Err(error) = joined {
+                    tracing::error!(%error, "a batch call panicked or was cancelled");
+                }
+            }
+        }
+        // Take whatever else is already queued, so it can share a call.
+        while open {
+            match rx.try_recv() {
+                Ok(entry) => pending.push_back((weigh(&entry.item), entry)),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => open = false,
+            }
+        }
+        while in_flight.len() < config.max_concurrency && !pending.is_empty() {
+            let batch = take_batch(&mut pending, &config);
+            in_flight.spawn(call(flush.clone(), batch));
+        }
+        if !open && pending.is_empty() && in_flight.is_empty() {
+            break;
+        }
+    }
+}
+
+fn take_batch<T, R>(
+    pending: &mut VecDeque<(usize, Entry<T, R>)>,
+    config: &BatcherConfig,
+) -> Vec<Entry<T, R>> {
+    let mut batch = Vec::with_capacity(config.max_entries.min(pending.len()));
+    let mut weight = 0usize;
+    while batch.len() < config.max_entries {
+        let Some((next, _)) = pending.front() else {
+            break;
+        };
+        let total = weight.saturating_add(*next);
+        if !batch.is_empty() && total > config.max_weight {
+            break;
+        }
+        if let Some((_, entry)) = pending.pop_front() {
+            weight = total;
+            batch.push(entry);
+        }
+    }
+    batch
+}
+
+async fn call<T, R, F, Fut>(flush: Arc<F>, batch: Vec<Entry<T, R>>)
+where
+    F: Fn(Vec<T>) -> Fut,
+    Fut: Future<Output = FlushResult<R>>,
+{
+    let (items, replies): (Vec<T>, Vec<_>) = batch
+        .into_iter()
+        .map(|entry| (entry.item, entry.reply))
+        .unzip();
+    let count = items.len();
+    match flush(items).await {
+        Ok(results) => {
+            if results.len() != count {
+                tracing::error!(
+                    entries = count,
+                    results = results.len(),
+                    "a batch call returned the wrong number of results"
+                );
+            }
+            let mut results = results.into_iter();
+            for reply in replies {
+                let result = results.next().unwrap_or_else(|| {
+                    Err(QueueError::Service(
+                        "the batch call returned no result for this entry".to_owned(),
+                    ))
+                });
+                // The submitter may have stopped waiting; that is fine.
+                let _ = reply.send(result);
+            }
+        }
+        Err(error) => {
+            tracing::debug!(%error, entries = count, "a batch call failed");
+            for reply in replies {
+                let _ = reply.send(Err(error.clone()));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A flush function that records batch sizes and takes `delay`.
+    fn recording(
+        sizes: Arc<Mutex<Vec<usize>>>,
+        delay: Duration,
+    ) -> impl Fn(Vec<u32>) -> std::pin::Pin<Box<dyn Future<Output = FlushResult<u32>> + Send>>
+    + Send
+    + Sync
+    + 'static {
+        move |items: Vec<u32>| {
+            let sizes = sizes.clone();
+            Box::pin(async move {
+                sizes.lock().unwrap().push(items.len());
+                tokio::time::sleep(delay).await;
+                Ok(items.into_iter().map(|i| Ok(i * 2)).collect())
+            })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lone_entry_is_sent_at_once_and_alone() {
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let batcher = Batcher::new(
+            BatcherConfig::default(),
+            recording(sizes.clone(), Duration::ZERO),
+        );
+        let started = tokio::time::Instant::now();
+        assert_eq!(batcher.submit(21).await.unwrap(), 42);
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        assert_eq!(*sizes.lock().unwrap(), vec![1]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn entries_coalesce_under_load() {
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let config = BatcherConfig {
+            max_concurrency: 2,
+            ..BatcherConfig::default()
+        };
+        let batcher = Batcher::new(config, recording(sizes.clone(), Duration::from_millis(20)));
+        let mut tasks = JoinSet::new();
+        for i in 0..100u32 {
+            let batcher = batcher.clone();
+            tasks.spawn(async move { (i, batcher.submit(i).await) });
+        }
+        while let Some(joined) = tasks.join_next().await {
+            let (i, result) = joined.unwrap();
+            assert_eq!(result.unwrap(), i * 2);
+        }
+        let sizes = sizes.lock().unwrap().clone();
+        assert_eq!(sizes.iter().sum::<usize>(), 100);
+        assert!(sizes.iter().all(|&n| (1..=10).contains(&n)), "{sizes:?}");
+        assert!(sizes.len() <= 14, "too many calls: {sizes:?}");
+        assert!(sizes.iter().filter(|&&n| n == 10).count() >= 8, "{sizes:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn batches_respect_the_weight_limit() {
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let config = BatcherConfig {
+            max_concurrency: 1,
+            max_weight: 25,
+            ..BatcherConfig::default()
+        };
+        let flush = recording(sizes.clone(), Duration::from_millis(5));
+        let batcher = Batcher::with_weigher(config, |_: &u32| 10, flush);
+        let mut tasks = JoinSet::new();
+        for i in 0..7u32 {
+            let batcher = batcher.clone();
+            tasks.spawn(async move { batcher.submit(i).await });
+        }
+        while let Some(joined) = tasks.join_next().await {
+            joined.unwrap().unwrap();
+        }
+        let sizes = sizes.lock().unwrap().clone();
+        assert!(sizes.iter().all(|&n| n <= 2), "{sizes:?}");
+        assert_eq!(sizes.iter().sum::<usize>(), 7);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn per_entry_failures_reach_their_submitter() {
+        let config = BatcherConfig {
+            max_concurrency: 1,
+            ..BatcherConfig::default()
+        };
+        let batcher = Batcher::new(config, |items: Vec<u32>| async move {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            Ok(items
+                .into_iter()
+                .map(|i| {
+                    if i % 2 == 0 {
+                        Ok(i)
+                    } else {
+                        Err(QueueError::EntryFailed {
+                            code: format!("odd{i}"),
+                            message: String::new(),
+                            sender_fault: true,
+                        })
+                    }
+                })
+                .collect())
+        });
+        let mut tasks = JoinSet::new();
+        for i in 0..20u32 {
+            let batcher = batcher.clone();
+            tasks.spawn(async move { (i, batcher.submit(i).await) });
+        }
+        while let Some(joined) = tasks.join_next().await {
+            match joined.unwrap() {
+                (i, Ok(r)) => assert!(i % 2 == 0 && r == i),
+                (i, Err(QueueError::EntryFailed { code, .. })) => {
+                    assert_eq!(code, format!("odd{i}"))
+                }
+                (i, Err(other)) => panic!("{i}: {other}"),
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_call_fails_every_entry_of_its_batch() {
+        let config = BatcherConfig {
+            max_concurrency: 1,
+            ..BatcherConfig::default()
+        };
+        let calls = Arc::new(Mutex::new(0));
+        let counted = calls.clone();
+        let batcher = Batcher::new(config, move |items: Vec<u32>| {
+            *counted.lock().unwrap() += 1;
+            async move {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                if items.contains(&0) {
+                    Ok(items.into_iter().map(Ok).collect())
+                } else {
+                    Err(QueueError::Service("throttled".to_owned()))
+                }
+            }
+        });
+        let mut tasks = JoinSet::new();
+        for i in 0..6u32 {
+            let batcher = batcher.clone();
+            tasks.spawn(async move { (i, batcher.submit(i).await) });
+            if i == 0 {
+                // Let entry 0 go out alone before the others arrive.
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        while let Some(joined) = tasks.join_next().await {
+            match joined.unwrap() {
+                (0, result) => assert_eq!(result.unwrap(), 0),
+                (_, Err(QueueError::Service(text))) => assert_eq!(text, "throttled"),
+                (i, other) => panic!("{i}: {other:?}"),
+            }
+        }
+        // The first entry went alone; the other five shared one failed call.
+        assert_eq!(*calls.lock().unwrap(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn dropped_submitters_and_short_results_do_not_panic() {
+        let batcher = Batcher::new(BatcherConfig::default(), |_items: Vec<u32>| async move {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            Ok(Vec::<Result<u32, QueueError>>::new())
+        });
+        let abandoned = tokio::time::timeout(Duration::from_millis(1), batcher.submit(1)).await;
+        assert!(abandoned.is_err());
+        let short = batcher.submit(2).await;
+        assert!(matches!(short, Err(QueueError::Service(_))), "{short:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn dropping_the_batcher_drains_what_it_holds() {
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let batcher = Batcher::new(
+            BatcherConfig::default(),
+            recording(sizes.clone(), Duration::from_millis(10)),
+        );
+        let clone = batcher.clone();
+        let pending = tokio::spawn(async move { clone.submit(5).await });
+        tokio::task::yield_now().await;
+        drop(batcher);
+        assert_eq!(pending.await.unwrap().unwrap(), 10);
+    }
+}

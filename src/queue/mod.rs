@@ -1,0 +1,312 @@
+//! The broker seam: where messages are received, acknowledged and sent.
+//!
+//! Everything above this module (the [`server`](crate::server) and the
+//! [`client`](crate::client)) talks to a broker only through two traits:
+//!
+//! * [`Inbox`]: one queue this process consumes. It receives [`Delivery`]s
+//!   and settles each one exactly once: [`ack`](Inbox::ack) (delete),
+//!   [`release`](Inbox::release) (make it visible again at once), or let its
+//!   visibility lapse so the broker redelivers it. While a delivery is being
+//!   worked on, [`extend`](Inbox::extend) keeps it hidden from other consumers.
+//! * [`Outbox`]: sends a [`QueueMessage`] to a destination named by an address
+//!   string (an SQS queue URL, a `memory://` queue, later an SNS topic ARN).
+//!
+//! This module knows nothing of MCP: it moves opaque bodies and string
+//! attributes. Implementations:
+//!
+//! * [`memory`]: an in-process broker with SQS semantics (visibility timeout,
+//!   redelivery, receive count). The embedded default for the quickstart and
+//!   for fast tests.
+//! * `sqs` (feature `sqs`): Amazon SQS through `aws-sdk-sqs`, with adaptive
+//!   batching of sends and deletes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+pub mod batch;
+pub mod memory;
+#[cfg(feature = "sqs")]
+pub mod sqs;
+
+/// The most messages one receive call returns (the SQS limit).
+pub const MAX_RECEIVE_BATCH: usize = 10;
+
+/// The longest long poll SQS allows.
+pub const MAX_WAIT: Duration = Duration::from_secs(20);
+
+/// The largest message SQS accepts when a queue does not say otherwise (1 MiB).
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1_048_576;
+
+/// The most message attributes SQS accepts on one message.
+pub const MAX_ATTRIBUTES: usize = 10;
+
+/// The value of one message attribute.
+///
+/// SQS knows three data types; MCP traffic uses only `String` and `Number`
+/// (a number is carried as its decimal text, as SQS does).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttributeValue {
+    /// An SQS `String` attribute.
+    String(String),
+    /// An SQS `Number` attribute, as its decimal text.
+    Number(String),
+}
+
+impl AttributeValue {
+    /// The attribute's text, whatever its data type.
+    pub fn as_str(&self) -> &str {
+        match self {
+            AttributeValue::String(s) | AttributeValue::Number(s) => s,
+        }
+    }
+}
+
+/// Message attributes by name. Ordered so that encodings are deterministic.
+pub type Attributes = BTreeMap<String, AttributeValue>;
+
+/// One message as a queue carries it: an opaque UTF-8 body and its attributes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct QueueMessage {
+    /// The message body.
+    pub body: String,
+    /// The message attributes.
+    pub attributes: Attributes,
+    /// FIFO queues only: the message group.
+    pub group_id: Option<String>,
+    /// FIFO queues only: the deduplication id.
+    pub deduplication_id: Option<String>,
+}
+
+impl QueueMessage {
+    /// A message with this body and no attributes.
+    pub fn new(body: impl Into<String>) -> Self {
+        Self {
+            body: body.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Sets a `String` attribute.
+    pub fn with_string(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.attributes
+            .insert(name.to_owned(), AttributeValue::String(value.into()));
+        self
+    }
+
+    /// The text of attribute `name`, if present.
+    pub fn attribute(&self, name: &str) -> Option<&str> {
+        self.attributes.get(name).map(AttributeValue::as_str)
+    }
+
+    /// The size SQS counts against `MaximumMessageSize`: the body plus every
+    /// attribute's name, data type and value.
+    pub fn wire_size(&self) -> usize {
+        self.body.len()
+            + self
+                .attributes
+                .iter()
+                .map(|(name, value)| {
+                    let data_type = match value {
+                        AttributeValue::String(_) => "String".len(),
+                        AttributeValue::Number(_) => "Number".len(),
+                    };
+                    name.len() + data_type + value.as_str().len()
+                })
+                .sum::<usize>()
+    }
+}
+
+/// An opaque handle that settles one delivery (an SQS receipt handle).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Receipt(pub String);
+
+/// One message received from an [`Inbox`], not yet settled.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The broker's id of the message (stable across redeliveries).
+    pub message_id: String,
+    /// The handle that settles this delivery.
+    pub receipt: Receipt,
+    /// How many times the broker has delivered this message, this time included.
+    pub receive_count: u32,
+    /// The message.
+    pub message: QueueMessage,
+}
+
+/// What an [`Inbox`] says about its queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueInfo {
+    /// The queue's address (its URL).
+    pub address: String,
+    /// How long a received message stays hidden unless extended.
+    pub visibility_timeout: Duration,
+    /// The largest message the queue accepts, in bytes.
+    pub max_message_size: usize,
+    /// Whether the queue is FIFO (needs a message group on send).
+    pub fifo: bool,
+}
+
+/// Errors from a broker.
+///
+/// `Clone` so that one failed batch call can fail each entry it carried.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum QueueError {
+    /// The destination address is not one this outbox can send to.
+    #[error("unsupported destination {0:?}")]
+    UnsupportedDestination(String),
+    /// The queue does not exist.
+    #[error("queue {0:?} does not exist")]
+    NoSuchQueue(String),
+    /// The message is larger than the destination accepts.
+    #[error("message of {size} bytes exceeds the destination's limit of {limit} bytes")]
+    TooLarge {
+        /// The message's size as the broker counts it.
+        size: usize,
+        /// The destination's limit.
+        limit: usize,
+    },
+    /// The receipt no longer settles anything (already settled, or expired).
+    #[error("receipt is no longer valid")]
+    InvalidReceipt,
+    /// The broker refused one entry of a batch call.
+    #[error("the broker refused the entry: {code}: {message}")]
+    EntryFailed {
+        /// The broker's error code.
+        code: String,
+        /// The broker's message.
+        message: String,
+        /// Whether the broker blamed the sender (not worth retrying).
+        sender_fault: bool,
+    },
+    /// The broker could not be reached or answered with an error.
+    #[error("broker call failed: {0}")]
+    Service(String),
+    /// The inbox or outbox has been closed.
+    #[error("closed")]
+    Closed,
+}
+
+impl QueueError {
+    /// Whether retrying the same call cannot succeed (the destination is
+    /// missing, the message is refused as such): the caller should give up
+    /// rather than leave work for redelivery.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            QueueError::UnsupportedDestination(_)
+            | QueueError::NoSuchQueue(_)
+            | QueueError::TooLarge { .. }
+            | QueueError::InvalidReceipt => true,
+            QueueError::EntryFailed { sender_fault, .. } => *sender_fault,
+            QueueError::Service(_) | QueueError::Closed => false,
+        }
+    }
+}
+
+/// A queue this process consumes.
+#[async_trait]
+pub trait Inbox: Send + Sync + 'static {
+    /// The queue's address and limits.
+    fn info(&self) -> &QueueInfo;
+
+    /// Waits up to `wait` for at most `max` messages (`1..=10`). Returns an
+    /// empty vector when the wait ends with nothing to receive.
+    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, QueueError>;
+
+    /// Deletes a delivered message: it will not be delivered again.
+    async fn ack(&self, receipt: &Receipt) -> Result<(), QueueError>;
+
+    /// Keeps a delivered message hidden for `visibility` from now on.
+    async fn extend(&self, receipt: &Receipt, visibility: Duration) -> Result<(), QueueError>;
+
+    /// Makes a delivered message visible again at once, for any consumer.
+    async fn release(&self, receipt: &Receipt) -> Result<(), QueueError>;
+}
+
+/// Sends messages to destinations named by address.
+#[async_trait]
+pub trait Outbox: Send + Sync + 'static {
+    /// Whether this outbox can send to `address` at all.
+    fn accepts(&self, address: &str) -> bool;
+
+    /// Sends one message. Returns once the broker has accepted it.
+    async fn send(&self, address: &str, message: QueueMessage) -> Result<(), QueueError>;
+
+    /// The largest message `address` accepts, in bytes.
+    async fn max_message_size(&self, address: &str) -> Result<usize, QueueError>;
+}
+
+#[async_trait]
+impl<T: Inbox + ?Sized> Inbox for Arc<T> {
+    fn info(&self) -> &QueueInfo {
+        (**self).info()
+    }
+    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, QueueError> {
+        (**self).receive(max, wait).await
+    }
+    async fn ack(&self, receipt: &Receipt) -> Result<(), QueueError> {
+        (**self).ack(receipt).await
+    }
+    async fn extend(&self, receipt: &Receipt, visibility: Duration) -> Result<(), QueueError> {
+        (**self).extend(receipt, visibility).await
+    }
+    async fn release(&self, receipt: &Receipt) -> Result<(), QueueError> {
+        (**self).release(receipt).await
+    }
+}
+
+#[async_trait]
+impl<T: Outbox + ?Sized> Outbox for Arc<T> {
+    fn accepts(&self, address: &str) -> bool {
+        (**self).accepts(address)
+    }
+    async fn send(&self, address: &str, message: QueueMessage) -> Result<(), QueueError> {
+        (**self).send(address, message).await
+    }
+    async fn max_message_size(&self, address: &str) -> Result<usize, QueueError> {
+        (**self).max_message_size(address).await
+    }
+}
+
+/// An outbox that sends each address to the first of several outboxes that
+/// [accepts](Outbox::accepts) it: e.g. `memory://` queues and SQS URLs in one
+/// process, or SQS queues and SNS topics.
+#[derive(Clone, Default)]
+pub struct RoutingOutbox {
+    routes: Vec<Arc<dyn Outbox>>,
+}
+
+impl RoutingOutbox {
+    /// An outbox with no routes (accepts nothing).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a route, tried after those added before it.
+    pub fn with(mut self, outbox: Arc<dyn Outbox>) -> Self {
+        self.routes.push(outbox);
+        self
+    }
+
+    fn route(&self, address: &str) -> Result<&Arc<dyn Outbox>, QueueError> {
+        self.routes
+            .iter()
+            .find(|outbox| outbox.accepts(address))
+            .ok_or_else(|| QueueError::UnsupportedDestination(address.to_owned()))
+    }
+}
+
+#[async_trait]
+impl Outbox for RoutingOutbox {
+    fn accepts(&self, address: &str) -> bool {
+        self.routes.iter().any(|outbox| outbox.accepts(address))
+    }
+    async fn send(&self, address: &str, message: QueueMessage) -> Result<(), QueueError> {
+        self.route(address)?.send(address, message).await
+    }
+    async fn max_message_size(&self, address: &str) -> Result<usize, QueueError> {
+        self.route(address)?.max_message_size(address).await
+    }
+}

@@ -1,0 +1,221 @@
+//! Sending to SQS queues.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName, SendMessageBatchRequestEntry};
+use tokio::sync::OnceCell;
+
+use super::{entry_results, map_sdk_error};
+use crate::queue::batch::{Batcher, BatcherConfig, FlushResult};
+use crate::queue::{AttributeValue, DEFAULT_MAX_MESSAGE_SIZE, Outbox, QueueError, QueueMessage};
+
+/// How many destinations' batchers and sizes are kept before the caches are
+/// cleared (a server replies to many short-lived client queues).
+const MAX_DESTINATIONS: usize = 1024;
+
+/// Sends to SQS queues named by URL.
+///
+/// Each destination gets its own adaptive [`Batcher`] over
+/// `SendMessageBatch`, so concurrent sends to one queue share calls, while a
+/// lone send goes out at once. A batch never carries more bytes than the
+/// destination's `MaximumMessageSize` (which SQS also applies to a batch's
+/// total). Concurrent senders to a FIFO queue have no order among them; one
+/// sender awaiting each send keeps its order.
+///
+/// Cheap to clone: clones share the batchers and the size cache.
+#[derive(Clone)]
+pub struct SqsOutbox {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client,
+    config: BatcherConfig,
+    batchers: Mutex<HashMap<String, Batcher<QueueMessage, ()>>>,
+    sizes: Mutex<HashMap<String, Arc<OnceCell<usize>>>>,
+}
+
+impl std::fmt::Debug for SqsOutbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqsOutbox")
+            .field("config", &self.inner.config)
+            .finish()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl SqsOutbox {
+    /// An outbox with the default [`BatcherConfig`].
+    pub fn new(client: Client) -> Self {
+        Self::with_config(client, BatcherConfig::default())
+    }
+
+    /// An outbox whose per-destination batchers use `config`
+    /// (`max_weight` is set per destination from its maximum message size).
+    pub fn with_config(client: Client, config: BatcherConfig) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                client,
+                config,
+                batchers: Mutex::new(HashMap::new()),
+                sizes: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    fn batcher(&self, address: &str, limit: usize) -> Batcher<QueueMessage, ()> {
+        let mut batchers = lock(&self.inner.batchers);
+        if let Some(batcher) = batchers.get(address) {
+            return batcher.clone();
+        }
+        if batchers.len() >= MAX_DESTINATIONS {
+            // Dropping the map's handles is safe: in-flight sends hold clones.
+            tracing::debug!("clearing the SQS send batchers");
+            batchers.clear();
+        }
+        let config = BatcherConfig {
+            max_weight: limit,
+            ..self.inner.config
+        };
+        let client = self.inner.client.clone();
+        let url = address.to_owned();
+        let batcher = Batcher::with_weigher(config, QueueMessage::wire_size, move |messages| {
+            send_batch(client.clone(), url.clone(), messages)
+        });
+        batchers.insert(address.to_owned(), batcher.clone());
+        batcher
+    }
+
+    async fn fetch_max_message_size(&self, address: &str) -> Result<usize, QueueError> {
+        let output = self
+            .inner
+            .client
+            .get_queue_attributes()
+            .queue_url(address)
+            .attribute_names(QueueAttributeName::MaximumMessageSize)
+            .send()
+            .await
+            .map_err(|e| map_sdk_error(e, address))?;
+        let size = output
+            .attributes
+            .unwrap_or_default()
+            .get(&QueueAttributeName::MaximumMessageSize)
+            .and_then(|size| size.parse::<usize>().ok());
+        Ok(size.unwrap_or_else(|| {
+            tracing::warn!(
+                queue = address,
+                "no MaximumMessageSize; assuming the default"
+            );
+            DEFAULT_MAX_MESSAGE_SIZE
+        }))
+    }
+}
+
+async fn send_batch(client: Client, url: String, messages: Vec<QueueMessage>) -> FlushResult<()> {
+    let count = messages.len();
+    let entries = messages
+        .into_iter()
+        .enumerate()
+        .map(|(i, message)| entry(i, message))
+        .collect::<Result<Vec<_>, _>>()?;
+    let output = client
+        .send_message_batch()
+        .queue_url(&url)
+        .set_entries(Some(entries))
+        .send()
+        .await
+        .map_err(|e| map_sdk_error(e, &url))?;
+    let successful = output.successful.into_iter().map(|entry| entry.id);
+    Ok(entry_results(count, successful, output.failed))
+}
+
+fn entry(index: usize, message: QueueMessage) -> Result<SendMessageBatchRequestEntry, QueueError> {
+    let build_error = |e: aws_sdk_sqs::error::BuildError| QueueError::Service(e.to_string());
+    let mut attributes = HashMap::with_capacity(message.attributes.len());
+    for (name, value) in message.attributes {
+        let (data_type, text) = match value {
+            AttributeValue::String(text) => ("String", text),
+            AttributeValue::Number(text) => ("Number", text),
+        };
+        let value = MessageAttributeValue::builder()
+            .data_type(data_type)
+            .string_value(text)
+            .build()
+            .map_err(build_error)?;
+        attributes.insert(name, value);
+    }
+    SendMessageBatchRequestEntry::builder()
+        .id(index.to_string())
+        .message_body(message.body)
+        .set_message_attributes((!attributes.is_empty()).then_some(attributes))
+        .set_message_group_id(message.group_id)
+        .set_message_deduplication_id(message.deduplication_id)
+        .build()
+        .map_err(build_error)
+}
+
+#[async_trait]
+impl Outbox for SqsOutbox {
+    fn accepts(&self, address: &str) -> bool {
+        address.starts_with("https://") || address.starts_with("http://")
+    }
+
+    async fn send(&self, address: &str, message: QueueMessage) -> Result<(), QueueError> {
+        if !self.accepts(address) {
+            return Err(QueueError::UnsupportedDestination(address.to_owned()));
+        }
+        let limit = self.max_message_size(address).await?;
+        let size = message.wire_size();
+        if size > limit {
+            return Err(QueueError::TooLarge { size, limit });
+        }
+        self.batcher(address, limit).submit(message).await
+    }
+
+    /// Reads the queue's `MaximumMessageSize` once (concurrent first callers
+    /// share one call) and caches it; failures are not cached.
+    async fn max_message_size(&self, address: &str) -> Result<usize, QueueError> {
+        let cell = {
+            let mut sizes = lock(&self.inner.sizes);
+            if sizes.len() >= MAX_DESTINATIONS && !sizes.contains_key(address) {
+                sizes.clear();
+            }
+            sizes.entry(address.to_owned()).or_default().clone()
+        };
+        cell.get_or_try_init(|| self.fetch_max_message_size(address))
+            .await
+            .copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_carry_attributes_and_fifo_ids() {
+        let mut message = QueueMessage::new("body").with_string("s", "text");
+        message
+            .attributes
+            .insert("n".to_owned(), AttributeValue::Number("1.5".to_owned()));
+        message.group_id = Some("g".to_owned());
+        let entry = entry(3, message).unwrap();
+        assert_eq!(entry.id, "3");
+        assert_eq!(entry.message_group_id.as_deref(), Some("g"));
+        assert_eq!(entry.message_deduplication_id, None);
+        let attributes = entry.message_attributes.unwrap();
+        assert_eq!(attributes["n"].data_type, "Number");
+        assert_eq!(attributes["s"].string_value.as_deref(), Some("text"));
+
+        let plain = super::entry(0, QueueMessage::new("x")).unwrap();
+        assert!(plain.message_attributes.is_none());
+    }
+}
