@@ -1,0 +1,24 @@
+//! One MCP JSON-RPC message ⇄ one queue message.
+//!
+//! This layer does no I/O. It turns a JSON-RPC message and its routing
+//! [`Headers`] into a [`QueueMessage`] (body plus SQS message attributes), and
+//! back; it seals and opens [session ids](session); and it builds the
+//! JSON-RPC error replies that a transport sends for input it cannot serve.
+//!
+//! The format is a public contract, compatible with Python `asyncmcp` 0.2.1 and
+//! documented in `docs/wire.md`:
+//!
+//! * the body is the JSON-RPC message itself, UTF-8 JSON, one per queue
+//!   message, with no wrapper;
+//! * routing travels in message attributes named in [`attr`].
+//!
+//! [`QueueMessage`]: crate::queue::QueueMessage
+
+pub mod attr;
+mod codec;
+pub mod session;
+
+pub(crate) use codec::add_initialize_reply_to;
+pub use codec::{
+    Decoded, Headers, Inbound, WireError, decode, encode, error_reply, request_id_text,
+};
