@@ -1,0 +1,321 @@
+//! Routes one delivery: decode, find and check the reply address, then run,
+//! cancel, answer with an error, or drop it. Every path settles the delivery.
+
+use std::sync::Arc;
+
+use rmcp::model::{
+    ClientCapabilities, ClientJsonRpcMessage, ClientNotification, ClientRequest, ErrorCode,
+    GetMeta, Implementation, InitializeRequestParams, JsonRpcRequest, ProtocolVersion,
+};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::inflight::{InFlight, RequestKey};
+use super::request::{self, Outcome, Reply};
+use super::{ServerConfig, ServiceFactory};
+use crate::queue::{Delivery, Inbox, Outbox};
+use crate::wire::session::SessionState;
+use crate::wire::{self, Headers};
+
+/// State shared by the pollers and every request of one server.
+pub(super) struct Shared<F> {
+    pub(super) factory: F,
+    pub(super) inbox: Arc<dyn Inbox>,
+    pub(super) outbox: Arc<dyn Outbox>,
+    pub(super) config: ServerConfig,
+    pub(super) inflight: Arc<InFlight>,
+    /// Cancelled when the shutdown grace period is over.
+    pub(super) abandon: CancellationToken,
+}
+
+/// Where a message came from and where its replies go.
+struct Route {
+    /// The session the message presented and that verified.
+    session: Option<SessionState>,
+    /// The checked reply address, or why there is none.
+    reply_to: Result<String, String>,
+    /// Identifies the sender for cancellation and logs.
+    origin: String,
+}
+
+impl<F: ServiceFactory> Shared<F> {
+    pub(super) fn new(
+        factory: F,
+        inbox: Arc<dyn Inbox>,
+        outbox: Arc<dyn Outbox>,
+        config: ServerConfig,
+    ) -> Self {
+        Self {
+            factory,
+            inbox,
+            outbox,
+            config,
+            inflight: Arc::default(),
+            abandon: CancellationToken::new(),
+        }
+    }
+
+    /// Handles one delivery to the end and settles it.
+    pub(super) async fn handle(self: Arc<Self>, delivery: Delivery) {
+        let decoded = wire::decode::<ClientJsonRpcMessage>(&delivery.message);
+        let headers = decoded.headers;
+        let init_reply_to = decoded
+            .message
+            .as_ref()
+            .ok()
+            .and_then(|inbound| inbound.init_reply_to.clone());
+        let route = match self.route(&headers, init_reply_to) {
+            Ok(route) => route,
+            Err(reason) => {
+                // A session id that does not verify is forged, altered or from
+                // another deployment: nothing it claims can be trusted.
+                tracing::warn!(message_id = %delivery.message_id, %reason, "refused message");
+                self.answer_error(
+                    &headers,
+                    &decoded.message,
+                    None,
+                    ErrorCode::INVALID_REQUEST,
+                    &reason,
+                )
+                .await;
+                self.ack(&delivery).await;
+                return;
+            }
+        };
+        let inbound = match decoded.message {
+            Ok(inbound) => inbound,
+            Err(error) => {
+                tracing::warn!(message_id = %delivery.message_id, origin = %route.origin, %error, "unservable message");
+                let id = error.request_id().cloned();
+                if let Ok(reply_to) = &route.reply_to {
+                    let reply = Reply::new(
+                        self.outbox.clone(),
+                        reply_to.clone(),
+                        reply_headers(&headers),
+                    );
+                    let message = match error {
+                        wire::WireError::NotJson(_) => "Parse error: body is not valid JSON",
+                        _ => "Invalid request: not a valid JSON-RPC request",
+                    };
+                    reply
+                        .send_value(&wire::error_reply(id.as_ref(), error.code(), message))
+                        .await
+                        .ok();
+                } else if let Err(reason) = &route.reply_to {
+                    tracing::warn!(message_id = %delivery.message_id, %reason, "cannot answer: no usable reply address");
+                }
+                self.ack(&delivery).await;
+                return;
+            }
+        };
+        match inbound.message {
+            ClientJsonRpcMessage::Request(request) => {
+                self.handle_request(delivery, headers, route, request).await
+            }
+            ClientJsonRpcMessage::Notification(notification) => {
+                if let ClientNotification::CancelledNotification(cancelled) =
+                    &notification.notification
+                    && let Some(id) = &cancelled.params.request_id
+                {
+                    let key: RequestKey = (route.origin.clone(), wire::request_id_text(id));
+                    let found = self.inflight.cancel(&key);
+                    tracing::info!(request_id = %key.1, origin = %route.origin, found, "cancel requested");
+                }
+                self.ack(&delivery).await;
+            }
+            ClientJsonRpcMessage::Response(_) | ClientJsonRpcMessage::Error(_) => {
+                tracing::warn!(
+                    origin = %route.origin,
+                    "dropping a client response: server-to-client requests are not supported over queues"
+                );
+                self.ack(&delivery).await;
+            }
+        }
+    }
+
+    async fn handle_request(
+        self: Arc<Self>,
+        delivery: Delivery,
+        headers: Headers,
+        route: Route,
+        request: JsonRpcRequest<ClientRequest>,
+    ) {
+        let request_id = wire::request_id_text(&request.id);
+        let method = request.request.method().to_owned();
+        let span = tracing::info_span!(
+            "mcp_request",
+            request_id = %request_id,
+            method = %method,
+            session = %short(&route.origin),
+        );
+        async move {
+            let reply_to = match route.reply_to {
+                Ok(reply_to) => reply_to,
+                Err(reason) => {
+                    tracing::warn!(%reason, "request dropped: no usable reply address");
+                    self.ack(&delivery).await;
+                    return;
+                }
+            };
+            let Some(registration) = self
+                .inflight
+                .register((route.origin.clone(), request_id.clone()))
+            else {
+                // The same request is already running here: this is a
+                // redelivery. Leave it; it reappears after its visibility
+                // timeout, by when the first run has answered.
+                tracing::info!("duplicate of a running request; left on the queue");
+                return;
+            };
+            let is_initialize = matches!(request.request, ClientRequest::InitializeRequest(_));
+            let peer_info = (!is_initialize).then(|| peer_info(&request, route.session.as_ref()));
+            let mut reply = Reply::new(self.outbox.clone(), reply_to.clone(), reply_headers(&headers));
+            if is_initialize {
+                reply.seal_session_with(
+                    self.config.session_keys.clone(),
+                    SessionState {
+                        reply_to,
+                        protocol_version: String::new(),
+                        client_id: headers.client_id.clone(),
+                    },
+                );
+            }
+            let outcome = request::run(
+                self.factory.make(),
+                request,
+                peer_info,
+                request::Run {
+                    reply,
+                    inbox: self.inbox.clone(),
+                    receipt: delivery.receipt.clone(),
+                    timeout: self.config.request_timeout,
+                    cancelled: registration.token().clone(),
+                    abandon: self.abandon.clone(),
+                },
+            )
+            .await;
+            drop(registration);
+            match outcome {
+                Outcome::Answered | Outcome::Cancelled => self.ack(&delivery).await,
+                Outcome::Undeliverable => {
+                    tracing::warn!("reply address refuses the response for good; request removed");
+                    self.ack(&delivery).await
+                }
+                Outcome::Abandoned => {
+                    if let Err(error) = self.inbox.release(&delivery.receipt).await {
+                        tracing::warn!(%error, "could not release request; it reappears after its visibility timeout");
+                    }
+                }
+                Outcome::ReplyFailed => {
+                    // Not acked: the request is redelivered after its
+                    // visibility timeout and answered then.
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Works out and checks where replies go. `Err` means the message must
+    /// not be trusted at all (its session id does not verify).
+    fn route(&self, headers: &Headers, init_reply_to: Option<String>) -> Result<Route, String> {
+        let session = match headers.session_id.as_deref() {
+            Some(id) if init_reply_to.is_none() => Some(
+                self.config
+                    .session_keys
+                    .open(id)
+                    .map_err(|error| format!("invalid session id: {error}"))?,
+            ),
+            // On initialize, a session id the client chose is replaced by ours.
+            _ => None,
+        };
+        let claimed = headers
+            .reply_to
+            .clone()
+            .or(init_reply_to)
+            .or_else(|| session.as_ref().map(|s| s.reply_to.clone()));
+        let reply_to = self
+            .config
+            .reply_policy
+            .check(claimed.as_deref())
+            .map_err(|refusal| refusal.to_string());
+        let origin = headers
+            .session_id
+            .clone()
+            .or_else(|| headers.client_id.clone())
+            .or_else(|| claimed.clone())
+            .unwrap_or_default();
+        Ok(Route {
+            session,
+            reply_to,
+            origin,
+        })
+    }
+
+    /// Answers a message that is refused outright, if the address it names
+    /// directly (`ReplyTo`) is allowed; never to an address from a session.
+    async fn answer_error<M>(
+        &self,
+        headers: &Headers,
+        message: &Result<M, wire::WireError>,
+        id: Option<rmcp::model::RequestId>,
+        code: ErrorCode,
+        text: &str,
+    ) {
+        let Ok(reply_to) = self.config.reply_policy.check(headers.reply_to.as_deref()) else {
+            return;
+        };
+        let id = id.or_else(|| message.as_ref().err().and_then(|e| e.request_id().cloned()));
+        let mut reply_headers = reply_headers(headers);
+        reply_headers.session_id = None;
+        let reply = Reply::new(self.outbox.clone(), reply_to, reply_headers);
+        reply
+            .send_value(&wire::error_reply(id.as_ref(), code, text))
+            .await
+            .ok();
+    }
+
+    async fn ack(&self, delivery: &Delivery) {
+        if let Err(error) = self.inbox.ack(&delivery.receipt).await {
+            tracing::warn!(message_id = %delivery.message_id, %error, "ack failed; the message will be redelivered");
+        }
+    }
+}
+
+/// The attributes replies carry: the request's session and client ids.
+fn reply_headers(request: &Headers) -> Headers {
+    Headers {
+        session_id: request.session_id.clone(),
+        client_id: request.client_id.clone(),
+        reply_to: None,
+    }
+}
+
+/// What the service needs to know of its peer, rebuilt per request: the
+/// version named in the request's `_meta` (2026-07-28), else the one the
+/// session negotiated, else 2025-03-26 (as rmcp's stateless HTTP assumes).
+fn peer_info(
+    request: &JsonRpcRequest<ClientRequest>,
+    session: Option<&SessionState>,
+) -> InitializeRequestParams {
+    let version = request
+        .request
+        .get_meta()
+        .protocol_version()
+        .or_else(|| {
+            session.and_then(|s| {
+                serde_json::from_value(serde_json::Value::String(s.protocol_version.clone())).ok()
+            })
+        })
+        .unwrap_or(ProtocolVersion::V_2025_03_26);
+    InitializeRequestParams::new(ClientCapabilities::default(), Implementation::default())
+        .with_protocol_version(version)
+}
+
+/// A session id is long; its nonce is enough to correlate logs.
+fn short(origin: &str) -> &str {
+    match origin.split('.').nth(1) {
+        Some(nonce) if origin.starts_with("v1.") => nonce,
+        _ => origin,
+    }
+}

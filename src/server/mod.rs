@@ -1,0 +1,253 @@
+//! [`QueueServer`]: an rmcp server behind a request queue.
+//!
+//! ```text
+//! pollers ──► dispatcher (bounded in-flight) ──► one rmcp service per request
+//!                                                  │
+//!              ack (delete) ◄── final response ◄───┘ replies to the reply address
+//! ```
+//!
+//! * **Pollers** ([`poller`]): several concurrent long polls of the request
+//!   queue. A poller asks for only as many messages as there are free
+//!   in-flight slots, and stops receiving while there are none
+//!   (backpressure).
+//! * **Dispatch** ([`dispatch`]): decodes each delivery, works out where its
+//!   replies go and checks that address against the [`ReplyPolicy`], then
+//!   routes it: requests to a fresh service, `notifications/cancelled` to the
+//!   request it names, anything unservable to an error reply or the bin.
+//! * **One request** ([`request`]): the request runs through a fresh rmcp
+//!   service built by the factory (stateless per message, like rmcp's
+//!   stateless Streamable HTTP), so any replica can serve any message. Its
+//!   notifications and final response go to the reply address in order; the
+//!   request is deleted only after the final response is sent (late ack);
+//!   its visibility is extended while it runs.
+//!
+//! Sessions of the initialize-based protocol versions are carried by
+//! [sealed session ids](crate::wire::session), so no replica keeps state.
+//! Server-to-client requests (sampling, elicitation, roots on legacy
+//! versions) cannot be carried by a stateless server and are not supported.
+
+mod dispatch;
+mod inflight;
+pub mod policy;
+mod poller;
+mod request;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rmcp::{RoleServer, Service};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use policy::{Refusal, ReplyPolicy};
+
+use crate::queue::{Inbox, Outbox};
+use crate::wire::session::SessionKeys;
+
+/// Builds a fresh rmcp service for each request.
+pub trait ServiceFactory: Send + Sync + 'static {
+    /// The service type.
+    type Service: Service<RoleServer>;
+    /// A new service instance.
+    fn make(&self) -> Self::Service;
+}
+
+impl<F, S> ServiceFactory for F
+where
+    F: Fn() -> S + Send + Sync + 'static,
+    S: Service<RoleServer>,
+{
+    type Service = S;
+    fn make(&self) -> S {
+        self()
+    }
+}
+
+/// Tunables of a [`QueueServer`]. The defaults suit most deployments.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Concurrent long polls of the request queue. Default 4.
+    pub pollers: usize,
+    /// Requests handled at once; pollers stop receiving at this many.
+    /// Default 64.
+    pub max_in_flight: usize,
+    /// Long-poll wait. Default 20 s (the SQS maximum).
+    pub wait: Duration,
+    /// A request running longer than this is cancelled and answered with a
+    /// JSON-RPC error. Default none.
+    pub request_timeout: Option<Duration>,
+    /// On shutdown, how long in-flight requests may run before they are
+    /// released to another replica. Default 30 s.
+    pub shutdown_grace: Duration,
+    /// Keys sealing session ids. Default: a random per-process key (configure
+    /// shared keys when running several replicas).
+    pub session_keys: SessionKeys,
+    /// Allowed reply addresses. Default: queues beside the request queue.
+    pub reply_policy: ReplyPolicy,
+}
+
+impl ServerConfig {
+    fn new(request_queue: &str) -> Self {
+        Self {
+            pollers: 4,
+            max_in_flight: 64,
+            wait: Duration::from_secs(20),
+            request_timeout: None,
+            shutdown_grace: Duration::from_secs(30),
+            session_keys: SessionKeys::random(),
+            reply_policy: ReplyPolicy::same_account_as(request_queue),
+        }
+    }
+}
+
+/// An rmcp server that takes its requests from a queue.
+///
+/// ```no_run
+/// # use asyncmcp::{MemoryBroker, QueueServer};
+/// # use asyncmcp::queue::memory::MemoryQueueOptions;
+/// # #[derive(Clone, Default)] struct MyServer;
+/// # impl rmcp::ServerHandler for MyServer {}
+/// # async fn demo() {
+/// let broker = MemoryBroker::new();
+/// let requests = broker.create_queue("requests", MemoryQueueOptions::default());
+/// let server = QueueServer::builder(broker.inbox(&requests).unwrap(), broker.outbox())
+///     .max_in_flight(32)
+///     .build(MyServer::default);
+/// let shutdown = tokio_util::sync::CancellationToken::new();
+/// server.run(shutdown).await;
+/// # }
+/// ```
+pub struct QueueServer<F> {
+    shared: Arc<dispatch::Shared<F>>,
+}
+
+/// Builds a [`QueueServer`].
+pub struct QueueServerBuilder {
+    inbox: Arc<dyn Inbox>,
+    outbox: Arc<dyn Outbox>,
+    config: ServerConfig,
+}
+
+impl QueueServer<()> {
+    /// Starts building a server that consumes `inbox` and replies through
+    /// `outbox`.
+    pub fn builder(
+        inbox: impl Inbox + 'static,
+        outbox: impl Outbox + 'static,
+    ) -> QueueServerBuilder {
+        let config = ServerConfig::new(&inbox.info().address);
+        QueueServerBuilder {
+            inbox: Arc::new(inbox),
+            outbox: Arc::new(outbox),
+            config,
+        }
+    }
+}
+
+impl QueueServerBuilder {
+    /// Sets the number of concurrent long polls (at least 1).
+    pub fn pollers(mut self, pollers: usize) -> Self {
+        self.config.pollers = pollers.max(1);
+        self
+    }
+    /// Sets how many requests run at once (at least 1).
+    pub fn max_in_flight(mut self, max: usize) -> Self {
+        self.config.max_in_flight = max.max(1);
+        self
+    }
+    /// Sets the long-poll wait (at most 20 s).
+    pub fn wait(mut self, wait: Duration) -> Self {
+        self.config.wait = wait.min(crate::queue::MAX_WAIT);
+        self
+    }
+    /// Cancels requests that run longer than `timeout`, answering a JSON-RPC error.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.config.request_timeout = Some(timeout);
+        self
+    }
+    /// Sets the shutdown grace period.
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.config.shutdown_grace = grace;
+        self
+    }
+    /// Sets the keys that seal session ids (share them between replicas).
+    pub fn session_keys(mut self, keys: SessionKeys) -> Self {
+        self.config.session_keys = keys;
+        self
+    }
+    /// Replaces the reply address allow-list.
+    pub fn reply_policy(mut self, policy: ReplyPolicy) -> Self {
+        self.config.reply_policy = policy;
+        self
+    }
+    /// Adds an allowed reply address prefix to the default allow-list.
+    pub fn allow_reply_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.config.reply_policy = self.config.reply_policy.allow(prefix);
+        self
+    }
+    /// The configuration so far.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+    /// Builds the server; `factory` makes a fresh rmcp service per request.
+    pub fn build<F: ServiceFactory>(self, factory: F) -> QueueServer<F> {
+        QueueServer {
+            shared: Arc::new(dispatch::Shared::new(
+                factory,
+                self.inbox,
+                self.outbox,
+                self.config,
+            )),
+        }
+    }
+}
+
+impl<F: ServiceFactory> QueueServer<F> {
+    /// Serves until `shutdown` is cancelled, then stops receiving, lets
+    /// in-flight requests finish within the grace period and releases the
+    /// rest (visibility 0) so that another replica picks them up at once.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let shared = self.shared;
+        let config = shared.config.clone();
+        let tracker = TaskTracker::new();
+        let limiter = Arc::new(tokio::sync::Semaphore::new(config.max_in_flight));
+        let stop_polling = shutdown.child_token();
+        tracing::info!(
+            queue = %shared.inbox.info().address,
+            pollers = config.pollers,
+            max_in_flight = config.max_in_flight,
+            "queue server started"
+        );
+        let mut pollers = tokio::task::JoinSet::new();
+        for index in 0..config.pollers {
+            pollers.spawn(poller::run(
+                index,
+                shared.clone(),
+                limiter.clone(),
+                tracker.clone(),
+                stop_polling.clone(),
+            ));
+        }
+        while pollers.join_next().await.is_some() {}
+        tracker.close();
+        tracing::info!(in_flight = tracker.len(), "stopped receiving; draining");
+        if tokio::time::timeout(config.shutdown_grace, tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                remaining = tracker.len(),
+                "grace period over: releasing unfinished requests"
+            );
+            shared.abandon.cancel();
+            tracker.wait().await;
+        }
+        tracing::info!("queue server stopped");
+    }
+
+    /// Runs the server on a new task; cancel `shutdown` and await the handle
+    /// to stop it.
+    pub fn spawn(self, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(self.run(shutdown))
+    }
+}

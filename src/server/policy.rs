@@ -1,0 +1,144 @@
+//! Which reply addresses a server will send to.
+//!
+//! A reply address comes from the sender of a request (the `ReplyTo`
+//! attribute, an `initialize` parameter, or a session id the sender presents).
+//! Without a check, a server would be a relay that writes to any queue its
+//! credentials can reach. So every reply address is checked against an
+//! allow-list of prefixes before anything is sent.
+
+/// Why a reply address was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The request named no reply address at all.
+    #[error("the request names no reply address")]
+    Missing,
+    /// The address is not of a form any outbox handles safely.
+    #[error("reply address {0:?} is malformed")]
+    Malformed(String),
+    /// The address is outside the allow-list.
+    #[error("reply address {0:?} is not allowed")]
+    NotAllowed(String),
+}
+
+/// An allow-list of reply address prefixes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplyPolicy {
+    prefixes: Vec<String>,
+}
+
+impl ReplyPolicy {
+    /// Allows addresses starting with any of `prefixes`.
+    pub fn prefixes<I, S>(prefixes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self {
+            prefixes: prefixes.into_iter().map(Into::into).collect(),
+        }
+    }
+
+    /// The default: queues beside `request_queue`, i.e. in the same account
+    /// and on the same endpoint (the queue URL up to and including its last
+    /// `/`). For `http://host/queue/us-east-1/000000000000/requests` that is
+    /// `http://host/queue/us-east-1/000000000000/`; for `memory://requests`,
+    /// `memory://`.
+    pub fn same_account_as(request_queue: &str) -> Self {
+        let prefix = match request_queue.rfind('/') {
+            Some(slash) => request_queue[..=slash].to_owned(),
+            None => request_queue.to_owned(),
+        };
+        Self::prefixes([prefix])
+    }
+
+    /// Adds a prefix to the allow-list.
+    pub fn allow(mut self, prefix: impl Into<String>) -> Self {
+        self.prefixes.push(prefix.into());
+        self
+    }
+
+    /// The allowed prefixes.
+    pub fn allowed(&self) -> &[String] {
+        &self.prefixes
+    }
+
+    /// Checks `address`.
+    ///
+    /// Besides the prefix match, an address must be printable ASCII without
+    /// spaces and must not contain `..`, `?`, `#` or `@`, so that a prefix
+    /// cannot be escaped by path traversal, query strings or user info.
+    pub fn check(&self, address: Option<&str>) -> Result<String, Refusal> {
+        let address = address.ok_or(Refusal::Missing)?;
+        let malformed = address.is_empty()
+            || address.len() > 2048
+            || !address.bytes().all(|b| (0x21..=0x7e).contains(&b))
+            || address.contains("..")
+            || address.contains(['?', '#', '@', '\\']);
+        if malformed {
+            return Err(Refusal::Malformed(truncate(address)));
+        }
+        if self
+            .prefixes
+            .iter()
+            .any(|prefix| address.starts_with(prefix.as_str()) && address.len() > prefix.len())
+        {
+            Ok(address.to_owned())
+        } else {
+            Err(Refusal::NotAllowed(truncate(address)))
+        }
+    }
+}
+
+/// Keeps logged attacker-controlled text short.
+fn truncate(text: &str) -> String {
+    text.chars().take(200).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REQUESTS: &str = "http://localhost:4566/queue/us-east-1/000000000000/requests";
+
+    #[test]
+    fn default_allows_queues_of_the_same_account() {
+        let policy = ReplyPolicy::same_account_as(REQUESTS);
+        let ok = "http://localhost:4566/queue/us-east-1/000000000000/replies";
+        assert_eq!(policy.check(Some(ok)), Ok(ok.to_owned()));
+    }
+
+    #[test]
+    fn other_accounts_endpoints_and_tricks_are_refused() {
+        let policy = ReplyPolicy::same_account_as(REQUESTS);
+        for bad in [
+            "http://localhost:4566/queue/us-east-1/111111111111/replies",
+            "http://evil:4566/queue/us-east-1/000000000000/replies",
+            "http://localhost:4566/queue/us-east-1/000000000000/",
+        ] {
+            assert!(
+                matches!(policy.check(Some(bad)), Err(Refusal::NotAllowed(_))),
+                "{bad}"
+            );
+        }
+        for bad in [
+            "http://localhost:4566/queue/us-east-1/000000000000/../111/x",
+            "http://localhost:4566/queue/us-east-1/000000000000/x?a=b",
+            "http://localhost:4566/queue/us-east-1/000000000000/x y",
+            "",
+        ] {
+            assert!(
+                matches!(policy.check(Some(bad)), Err(Refusal::Malformed(_))),
+                "{bad}"
+            );
+        }
+        assert_eq!(policy.check(None), Err(Refusal::Missing));
+    }
+
+    #[test]
+    fn memory_queues_and_extra_prefixes() {
+        let policy = ReplyPolicy::same_account_as("memory://requests").allow("memory-other://");
+        assert!(policy.check(Some("memory://replies")).is_ok());
+        assert!(policy.check(Some("memory-other://x")).is_ok());
+        assert!(policy.check(Some("http://x/y")).is_err());
+    }
+}

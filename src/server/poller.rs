@@ -1,0 +1,79 @@
+//! Long-polls the request queue and hands each delivery to the dispatcher.
+//!
+//! A poller first takes an in-flight slot, then as many more as are free (up
+//! to 10), and asks the queue for that many messages: it never holds messages
+//! it cannot start, so a full server leaves work on the queue for other
+//! replicas. An empty poll loops straight into the next long poll (no sleep);
+//! a failed one backs off exponentially up to 5 s so an outage does not turn
+//! into a hot loop.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::ServiceFactory;
+use super::dispatch::Shared;
+use crate::queue::MAX_RECEIVE_BATCH;
+
+const BACKOFF_START: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+pub(super) async fn run<F: ServiceFactory>(
+    index: usize,
+    shared: Arc<Shared<F>>,
+    limiter: Arc<Semaphore>,
+    tracker: TaskTracker,
+    stop: CancellationToken,
+) {
+    let mut backoff = BACKOFF_START;
+    loop {
+        let first = tokio::select! {
+            permit = limiter.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+            _ = stop.cancelled() => return,
+        };
+        let mut permits = vec![first];
+        while permits.len() < MAX_RECEIVE_BATCH {
+            match limiter.clone().try_acquire_owned() {
+                Ok(permit) => permits.push(permit),
+                Err(_) => break,
+            }
+        }
+        let received = tokio::select! {
+            received = shared.inbox.receive(permits.len(), shared.config.wait) => received,
+            _ = stop.cancelled() => return,
+        };
+        match received {
+            Ok(deliveries) => {
+                backoff = BACKOFF_START;
+                for delivery in deliveries {
+                    let Some(permit) = permits.pop() else {
+                        // The inbox returned more than asked: leave the rest
+                        // to reappear after their visibility timeout.
+                        tracing::warn!(poller = index, "inbox returned more messages than asked");
+                        break;
+                    };
+                    let shared = shared.clone();
+                    tracker.spawn(async move {
+                        shared.handle(delivery).await;
+                        drop(permit);
+                    });
+                }
+            }
+            Err(error) => {
+                tracing::warn!(poller = index, %error, retry_in = ?backoff, "receive failed");
+                drop(permits);
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.cancelled() => return,
+                }
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! Runs one request through a fresh rmcp service and relays what it emits.
+//!
+//! The service is driven by rmcp's `OneshotTransport`, exactly as rmcp's
+//! stateless Streamable HTTP server does: the request goes in, and every
+//! message the service emits (progress and log notifications, then the final
+//! response) comes out of a channel, which this module forwards to the reply
+//! address one at a time, in order. While the request runs, its visibility is
+//! extended every half visibility timeout (a heartbeat), so a long handler is
+//! not redelivered to another replica.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rmcp::model::{
+    ClientJsonRpcMessage, ClientRequest, ErrorCode, InitializeRequestParams, JsonRpcRequest,
+    ServerJsonRpcMessage, ServerResult,
+};
+use rmcp::service::serve_directly_with_ct;
+use rmcp::transport::OneshotTransport;
+use rmcp::{RoleServer, Service};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::queue::{Inbox, Outbox, QueueError, Receipt};
+use crate::wire::session::{SessionKeys, SessionState};
+use crate::wire::{self, Headers};
+
+/// JSON-RPC error code for a request that exceeded the server's deadline
+/// (the code MCP SDKs use for request timeouts).
+pub const REQUEST_TIMEOUT: ErrorCode = ErrorCode(-32001);
+
+/// How a request ended, which decides how its delivery is settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Outcome {
+    /// The final response (or an error in its place) was sent: ack.
+    Answered,
+    /// The client cancelled it: ack, send nothing.
+    Cancelled,
+    /// Shutdown ran out of grace: release it for another replica.
+    Abandoned,
+    /// The final response could not be sent for a passing reason: leave the
+    /// request for redelivery.
+    ReplyFailed,
+    /// The reply address refuses the response for good (e.g. it does not
+    /// exist): ack, so the request does not loop until the dead-letter queue.
+    Undeliverable,
+}
+
+/// Sends the messages of one request to its reply address.
+pub(super) struct Reply {
+    outbox: Arc<dyn Outbox>,
+    address: String,
+    headers: Headers,
+    /// On `initialize`: seal the negotiated session into the response.
+    seal: Option<(SessionKeys, SessionState)>,
+}
+
+impl Reply {
+    pub(super) fn new(outbox: Arc<dyn Outbox>, address: String, headers: Headers) -> Self {
+        Self {
+            outbox,
+            address,
+            headers,
+            seal: None,
+        }
+    }
+
+    /// Issues a session id when the request turns out to be a successful
+    /// `initialize`, carrying `template` with the negotiated version.
+    pub(super) fn seal_session_with(&mut self, keys: SessionKeys, template: SessionState) {
+        self.seal = Some((keys, template));
+    }
+
+    /// Sends an already-built JSON-RPC message.
+    pub(super) async fn send_value(&self, message: &Value) -> Result<(), QueueError> {
+        let encoded =
+            wire::encode(message, &self.headers).map_err(|e| QueueError::Service(e.to_string()))?;
+        let result = self.outbox.send(&self.address, encoded).await;
+        if let Err(error) = &result {
+            tracing::warn!(reply_to = %self.address, %error, "reply not sent");
+        }
+        result
+    }
+
+    /// Sends a message the service emitted. A final response too large for
+    /// the reply queue is replaced by an error saying so; a notification too
+    /// large is dropped with a warning.
+    async fn send(&mut self, message: &ServerJsonRpcMessage) -> Result<(), QueueError> {
+        if let (Some((keys, template)), ServerJsonRpcMessage::Response(response)) =
+            (&self.seal, message)
+            && let ServerResult::InitializeResult(result) = &response.result
+        {
+            let state = SessionState {
+                protocol_version: result.protocol_version.to_string(),
+                ..template.clone()
+            };
+            self.headers.session_id = Some(keys.seal(&state));
+        }
+        let value =
+            serde_json::to_value(message).map_err(|e| QueueError::Service(e.to_string()))?;
+        match self.send_value(&value).await {
+            Err(QueueError::TooLarge { size, limit }) => {
+                let id = match message {
+                    ServerJsonRpcMessage::Response(r) => Some(r.id.clone()),
+                    ServerJsonRpcMessage::Error(e) => e.id.clone(),
+                    _ => {
+                        tracing::warn!(
+                            size,
+                            limit,
+                            "notification too large for the reply queue; dropped"
+                        );
+                        return Ok(());
+                    }
+                };
+                let text = format!(
+                    "response of {size} bytes exceeds the reply queue's limit of {limit} bytes"
+                );
+                self.send_value(&wire::error_reply(
+                    id.as_ref(),
+                    ErrorCode::INTERNAL_ERROR,
+                    &text,
+                ))
+                .await
+            }
+            other => other,
+        }
+    }
+}
+
+/// What [`run`] needs besides the request.
+pub(super) struct Run {
+    pub(super) reply: Reply,
+    pub(super) inbox: Arc<dyn Inbox>,
+    pub(super) receipt: Receipt,
+    pub(super) timeout: Option<Duration>,
+    /// Cancelled by `notifications/cancelled` from the client.
+    pub(super) cancelled: CancellationToken,
+    /// Cancelled when shutdown has run out of grace.
+    pub(super) abandon: CancellationToken,
+}
+
+/// Runs `request` through `service` and relays everything it emits.
+pub(super) async fn run<S: Service<RoleServer>>(
+    service: S,
+    request: JsonRpcRequest<ClientRequest>,
+    peer_info: Option<InitializeRequestParams>,
+    mut run: Run,
+) -> Outcome {
+    let id = request.id.clone();
+    let (transport, mut emitted) =
+        OneshotTransport::<RoleServer>::new(ClientJsonRpcMessage::Request(request));
+    let service_ct = CancellationToken::new();
+    // Stops the handler however this function ends (including being dropped).
+    let _stop_service = service_ct.clone().drop_guard();
+    let running = serve_directly_with_ct(service, transport, peer_info, service_ct.clone());
+    tokio::spawn(async move {
+        let _ = running.waiting().await;
+    });
+
+    let visibility = run.inbox.info().visibility_timeout;
+    let heartbeat_every = (visibility / 2).max(Duration::from_secs(1));
+    let mut heartbeat = tokio::time::interval_at(
+        tokio::time::Instant::now() + heartbeat_every,
+        heartbeat_every,
+    );
+    let deadline = async {
+        match run.timeout {
+            Some(timeout) => tokio::time::sleep(timeout).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(deadline);
+
+    loop {
+        tokio::select! {
+            message = emitted.recv() => {
+                let Some(message) = message else {
+                    // The service stopped without a final response.
+                    tracing::error!("service ended without a response");
+                    let error = wire::error_reply(Some(&id), ErrorCode::INTERNAL_ERROR, "Internal error: the handler ended without a response");
+                    return settle_final(run.reply.send_value(&error).await);
+                };
+                let terminal = matches!(
+                    message,
+                    ServerJsonRpcMessage::Response(_) | ServerJsonRpcMessage::Error(_)
+                );
+                let sent = run.reply.send(&message).await;
+                if terminal {
+                    return settle_final(sent);
+                }
+            }
+            _ = heartbeat.tick(), if !visibility.is_zero() => {
+                if let Err(error) = run.inbox.extend(&run.receipt, visibility).await {
+                    tracing::warn!(%error, "could not extend visibility; the request may be redelivered");
+                }
+            }
+            _ = &mut deadline => {
+                service_ct.cancel();
+                let timeout = run.timeout.unwrap_or_default();
+                tracing::warn!(?timeout, "request timed out; handler cancelled");
+                let text = format!("Request timed out after {} ms", timeout.as_millis());
+                let error = wire::error_reply(Some(&id), REQUEST_TIMEOUT, &text);
+                return settle_final(run.reply.send_value(&error).await);
+            }
+            _ = run.cancelled.cancelled() => {
+                service_ct.cancel();
+                tracing::info!("request cancelled by the client");
+                return Outcome::Cancelled;
+            }
+            _ = run.abandon.cancelled() => {
+                service_ct.cancel();
+                tracing::info!("request abandoned at shutdown; releasing it");
+                return Outcome::Abandoned;
+            }
+        }
+    }
+}
+
+fn settle_final(sent: Result<(), QueueError>) -> Outcome {
+    match sent {
+        Ok(()) => Outcome::Answered,
+        Err(error) if error.is_permanent() => Outcome::Undeliverable,
+        Err(_) => Outcome::ReplyFailed,
+    }
+}
