@@ -1,0 +1,236 @@
+//! [`QueueClientTransport`]: an rmcp client transport over queues.
+//!
+//! Requests go to the server's request queue; replies come back on the
+//! client's own reply queue, which a background poller drains into
+//! [`receive`](rmcp::transport::Transport::receive). Every message carries the
+//! client's reply address (`ReplyTo`) and id (`ClientId`); a legacy
+//! `initialize` also names the reply queue under both keys Python asyncmcp
+//! servers read, so the same client works against those.
+//!
+//! ```no_run
+//! # use asyncmcp::{MemoryBroker, QueueClientTransport};
+//! # use rmcp::ServiceExt;
+//! # async fn demo(broker: MemoryBroker) -> anyhow::Result<()> {
+//! let transport = QueueClientTransport::memory(&broker, "memory://requests")?;
+//! let client = ().serve(transport).await?;
+//! let tools = client.list_all_tools().await?;
+//! client.cancel().await?;
+//! # Ok(()) }
+//! ```
+
+mod poller;
+#[cfg(feature = "sqs")]
+mod sqs;
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use rmcp::RoleClient;
+use rmcp::model::{ClientJsonRpcMessage, ServerJsonRpcMessage};
+use rmcp::transport::Transport;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::queue::memory::{MemoryBroker, MemoryQueueOptions};
+use crate::queue::{Inbox, Outbox, QueueError};
+use crate::wire::{self, Headers};
+
+/// Errors of the client transport.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The broker failed.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    /// A message could not be encoded.
+    #[error(transparent)]
+    Wire(#[from] wire::WireError),
+}
+
+/// Settings of a [`QueueClientTransport`].
+#[derive(Debug, Clone)]
+pub struct QueueClientConfig {
+    /// The server's request queue.
+    pub server_address: String,
+    /// This client's id (`ClientId`). Default: a random UUID.
+    pub client_id: String,
+    /// Long-poll wait on the reply queue. Default 20 s.
+    pub wait: Duration,
+    /// Concurrent long polls of the reply queue. Default 1.
+    pub pollers: usize,
+}
+
+impl QueueClientConfig {
+    /// Defaults for a client of the server at `server_address`.
+    pub fn new(server_address: impl Into<String>) -> Self {
+        Self {
+            server_address: server_address.into(),
+            client_id: uuid::Uuid::new_v4().to_string(),
+            wait: Duration::from_secs(20),
+            pollers: 1,
+        }
+    }
+}
+
+/// Cleanup run on close, e.g. deleting a reply queue created on connect.
+pub type OnClose = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
+
+/// What the sending side and the poller share.
+struct Shared {
+    outbox: Arc<dyn Outbox>,
+    server_address: String,
+    reply_address: String,
+    client_id: String,
+    /// The session id the server issued on `initialize` (legacy versions).
+    session_id: Mutex<Option<String>>,
+}
+
+impl Shared {
+    fn session_id(&self) -> Option<String> {
+        self.session_id
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    async fn send(&self, message: ClientJsonRpcMessage) -> Result<(), ClientError> {
+        let mut value = serde_json::to_value(&message).map_err(wire::WireError::from)?;
+        if value.get("method").and_then(|m| m.as_str()) == Some("initialize") {
+            wire::add_initialize_reply_to(&mut value, &self.reply_address);
+        }
+        let headers = Headers {
+            session_id: self.session_id(),
+            client_id: Some(self.client_id.clone()),
+            reply_to: Some(self.reply_address.clone()),
+        };
+        let encoded = wire::encode(&value, &headers)?;
+        self.outbox.send(&self.server_address, encoded).await?;
+        Ok(())
+    }
+}
+
+/// An rmcp client transport over queues. See the [module docs](self).
+pub struct QueueClientTransport {
+    shared: Arc<Shared>,
+    incoming: mpsc::Receiver<ServerJsonRpcMessage>,
+    stop: CancellationToken,
+    pollers: Vec<tokio::task::JoinHandle<()>>,
+    on_close: Option<OnClose>,
+}
+
+impl QueueClientTransport {
+    /// A client that receives on `reply_inbox` and sends through `outbox`.
+    /// Starts polling the reply queue at once.
+    pub fn new(
+        reply_inbox: impl Inbox + 'static,
+        outbox: impl Outbox + 'static,
+        config: QueueClientConfig,
+    ) -> Self {
+        let inbox: Arc<dyn Inbox> = Arc::new(reply_inbox);
+        let shared = Arc::new(Shared {
+            outbox: Arc::new(outbox),
+            server_address: config.server_address.clone(),
+            reply_address: inbox.info().address.clone(),
+            client_id: config.client_id.clone(),
+            session_id: Mutex::new(None),
+        });
+        let (sender, incoming) = mpsc::channel(256);
+        let stop = CancellationToken::new();
+        let pollers = (0..config.pollers.max(1))
+            .map(|_| {
+                tokio::spawn(poller::run(
+                    inbox.clone(),
+                    shared.clone(),
+                    sender.clone(),
+                    config.wait,
+                    stop.clone(),
+                ))
+            })
+            .collect();
+        Self {
+            shared,
+            incoming,
+            stop,
+            pollers,
+            on_close: None,
+        }
+    }
+
+    /// A client on an in-process broker, with a reply queue of its own that
+    /// is created now and deleted on close.
+    pub fn memory(broker: &MemoryBroker, server_address: &str) -> Result<Self, ClientError> {
+        let name = format!("asyncmcp-reply-{}", uuid::Uuid::new_v4().simple());
+        let address = broker.create_queue(&name, MemoryQueueOptions::default());
+        let inbox = broker.inbox(&address)?;
+        let cleanup_broker = broker.clone();
+        Ok(Self::new(
+            inbox,
+            broker.outbox(),
+            QueueClientConfig::new(server_address),
+        )
+        .on_close(Box::new(move || {
+            Box::pin(async move {
+                cleanup_broker.delete_queue(&address);
+            })
+        })))
+    }
+
+    /// Runs `cleanup` when the transport closes.
+    pub fn on_close(mut self, cleanup: OnClose) -> Self {
+        self.on_close = Some(cleanup);
+        self
+    }
+
+    /// This client's id.
+    pub fn client_id(&self) -> &str {
+        &self.shared.client_id
+    }
+
+    /// The queue replies come back on.
+    pub fn reply_address(&self) -> &str {
+        &self.shared.reply_address
+    }
+
+    /// The session id the server issued, once `initialize` has been answered.
+    pub fn session_id(&self) -> Option<String> {
+        self.shared.session_id()
+    }
+}
+
+impl Transport<RoleClient> for QueueClientTransport {
+    type Error = ClientError;
+
+    fn send(
+        &mut self,
+        item: ClientJsonRpcMessage,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
+        let shared = self.shared.clone();
+        async move { shared.send(item).await }
+    }
+
+    async fn receive(&mut self) -> Option<ServerJsonRpcMessage> {
+        self.incoming.recv().await
+    }
+
+    async fn close(&mut self) -> Result<(), Self::Error> {
+        self.stop.cancel();
+        for poller in self.pollers.drain(..) {
+            let _ = poller.await;
+        }
+        if let Some(cleanup) = self.on_close.take() {
+            cleanup().await;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for QueueClientTransport {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        if let Some(cleanup) = self.on_close.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(cleanup());
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! Drains the reply queue into the transport's `receive()`.
+//!
+//! A reply queue may be shared by several clients. A message stamped with
+//! another client's `ClientId`, or another session's `SessionId`, is not ours:
+//! it is released (visible again at once) for its owner rather than deleted.
+//! Ours are handed to rmcp and then deleted; deletes go out together so the
+//! batching outbox can coalesce them.
+
+use std::sync::{Arc, PoisonError};
+use std::time::Duration;
+
+use futures::future::join_all;
+use rmcp::model::ServerJsonRpcMessage;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::Shared;
+use crate::queue::{Delivery, Inbox, MAX_RECEIVE_BATCH};
+use crate::wire;
+
+const BACKOFF_START: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+pub(super) async fn run(
+    inbox: Arc<dyn Inbox>,
+    shared: Arc<Shared>,
+    sender: mpsc::Sender<ServerJsonRpcMessage>,
+    wait: Duration,
+    stop: CancellationToken,
+) {
+    let mut backoff = BACKOFF_START;
+    loop {
+        let received = tokio::select! {
+            received = inbox.receive(MAX_RECEIVE_BATCH, wait) => received,
+            _ = stop.cancelled() => return,
+        };
+        let deliveries = match received {
+            Ok(deliveries) => {
+                backoff = BACKOFF_START;
+                deliveries
+            }
+            Err(error) => {
+                tracing::warn!(%error, retry_in = ?backoff, "reply queue receive failed");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.cancelled() => return,
+                }
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+                continue;
+            }
+        };
+        let mut done = Vec::with_capacity(deliveries.len());
+        for delivery in deliveries {
+            match accept(&shared, &delivery) {
+                Accept::Ours(message) => {
+                    if sender.send(*message).await.is_err() {
+                        // The transport is gone; leave the message for
+                        // redelivery rather than lose it.
+                        return;
+                    }
+                    done.push(delivery);
+                }
+                Accept::NotOurs => {
+                    if let Err(error) = inbox.release(&delivery.receipt).await {
+                        tracing::debug!(%error, "could not release another client's message");
+                    }
+                }
+                Accept::Garbage => done.push(delivery),
+            }
+        }
+        let inbox = inbox.clone();
+        tokio::spawn(async move {
+            let acks = done.iter().map(|delivery| inbox.ack(&delivery.receipt));
+            for result in join_all(acks).await {
+                if let Err(error) = result {
+                    tracing::warn!(%error, "could not delete a reply; it may be delivered again");
+                }
+            }
+        });
+    }
+}
+
+enum Accept {
+    Ours(Box<ServerJsonRpcMessage>),
+    NotOurs,
+    Garbage,
+}
+
+fn accept(shared: &Shared, delivery: &Delivery) -> Accept {
+    let decoded = wire::decode::<ServerJsonRpcMessage>(&delivery.message);
+    if decoded
+        .headers
+        .client_id
+        .as_deref()
+        .is_some_and(|id| id != shared.client_id)
+    {
+        return Accept::NotOurs;
+    }
+    let mut session = shared
+        .session_id
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if let (Some(ours), Some(theirs)) = (session.as_deref(), decoded.headers.session_id.as_deref())
+        && ours != theirs
+    {
+        return Accept::NotOurs;
+    }
+    let message = match decoded.message {
+        Ok(inbound) => inbound.message,
+        Err(error) => {
+            tracing::warn!(message_id = %delivery.message_id, %error, "dropping an unreadable reply");
+            return Accept::Garbage;
+        }
+    };
+    // The initialize response carries the session id the server issued; later
+    // requests present it.
+    if session.is_none()
+        && let ServerJsonRpcMessage::Response(response) = &message
+        && matches!(
+            response.result,
+            rmcp::model::ServerResult::InitializeResult(_)
+        )
+    {
+        *session = decoded.headers.session_id;
+    }
+    Accept::Ours(Box::new(message))
+}
