@@ -1,0 +1,210 @@
+#!/usr/bin/env bash
+# Starts LocalStack (SQS + SNS) for asyncmcp development and creates the demo queues.
+#
+#   localstack/start.sh        then   export AWS_ENDPOINT_URL=http://localhost:4566
+#   localstack/stop.sh         stops what start.sh started
+#
+# Idempotent: a LocalStack already healthy on the port is reused (and left running by
+# stop.sh unless this script started it). Otherwise it uses Docker Compose when a Docker
+# engine answers (`docker info`), else it runs LocalStack on the host from a private
+# Python virtualenv installed from PyPI.
+#
+# Settings (environment):
+#   LOCALSTACK_PORT       port on 127.0.0.1 (default 4566)
+#   LOCALSTACK_STATE_DIR  pid file, log and mode marker (default <repo>/.localstack)
+#   LOCALSTACK_VENV       host-mode virtualenv (default $LOCALSTACK_STATE_DIR/venv)
+#   LOCALSTACK_PYTHON     interpreter that creates the virtualenv (default python3, >= 3.9)
+#   LOCALSTACK_MODE       auto (default), host or docker
+#   LOCALSTACK_TIMEOUT    seconds to wait for health (default 120)
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PORT="${LOCALSTACK_PORT:-4566}"
+STATE_DIR="${LOCALSTACK_STATE_DIR:-${REPO_ROOT}/.localstack}"
+VENV="${LOCALSTACK_VENV:-${STATE_DIR}/venv}"
+PYTHON="${LOCALSTACK_PYTHON:-python3}"
+MODE="${LOCALSTACK_MODE:-auto}"
+TIMEOUT="${LOCALSTACK_TIMEOUT:-120}"
+ENDPOINT="http://localhost:${PORT}"
+COMPOSE_FILE="${REPO_ROOT}/localstack/docker-compose.yml"
+COMPOSE_PROJECT="asyncmcp-localstack-${PORT}"
+PID_FILE="${STATE_DIR}/localstack.pid"
+LOG_FILE="${STATE_DIR}/localstack.log"
+MODE_FILE="${STATE_DIR}/mode"
+
+# Host mode: localstack-core 4.13+ needs Python >= 3.12, 4.12.0 runs on 3.9-3.13.
+# moto-ext provides SNS; the upper bounds avoid releases that break start-up.
+LOCALSTACK_REQUIREMENTS=(
+    'localstack-core[base-runtime]==4.12.0'
+    'moto-ext[sns,sqs]==5.1.54'
+    'cbor2<6'
+    'pyopenssl<25'
+    'cryptography<45'
+    'service_identity<25'
+    'psutil<7'
+)
+
+log() { echo "localstack/start.sh: $*" >&2; }
+die() {
+    log "ERROR: $*"
+    exit 1
+}
+
+command -v curl >/dev/null 2>&1 || die "curl is required (Debian/Ubuntu: apt-get install curl)"
+
+# healthy: LocalStack answers on ENDPOINT with both sqs and sns running or available.
+healthy() {
+    local body
+    body="$(curl -fsS --max-time 3 "${ENDPOINT}/_localstack/health" 2>/dev/null)" || return 1
+    grep -Eq '"sqs": *"(running|available)"' <<<"${body}" &&
+        grep -Eq '"sns": *"(running|available)"' <<<"${body}"
+}
+
+# port_open: something accepts TCP connections on the port (curl exit 7: nothing listens).
+port_open() {
+    local rc=0
+    curl -sS --max-time 3 -o /dev/null "${ENDPOINT}/" 2>/dev/null || rc=$?
+    [[ "${rc}" -ne 7 ]]
+}
+
+# our_pid: prints the pid of the host-mode LocalStack this script started, if it still runs.
+our_pid() {
+    local pid
+    [[ -f "${PID_FILE}" ]] || return 1
+    pid="$(cat "${PID_FILE}")"
+    [[ "${pid}" =~ ^[0-9]+$ ]] || return 1
+    kill -0 "${pid}" 2>/dev/null || return 1
+    grep -q 'localstack.runtime.main' "/proc/${pid}/cmdline" 2>/dev/null || return 1
+    echo "${pid}"
+}
+
+docker_works() {
+    command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1
+}
+
+compose() {
+    if docker compose version >/dev/null 2>&1; then
+        docker compose -f "${COMPOSE_FILE}" -p "${COMPOSE_PROJECT}" "$@"
+    elif command -v docker-compose >/dev/null 2>&1; then
+        docker-compose -f "${COMPOSE_FILE}" -p "${COMPOSE_PROJECT}" "$@"
+    else
+        die "Docker works but neither 'docker compose' nor 'docker-compose' is installed; install the compose plugin or run with LOCALSTACK_MODE=host"
+    fi
+}
+
+# kill_started PID: stops a host-mode LocalStack that failed to come up.
+kill_started() {
+    local pid="$1"
+    kill -TERM "${pid}" 2>/dev/null || true
+    for _ in $(seq 1 10); do
+        kill -0 "${pid}" 2>/dev/null || break
+        sleep 1
+    done
+    kill -KILL "${pid}" 2>/dev/null || true
+    rm -f "${PID_FILE}" "${MODE_FILE}"
+}
+
+# wait_healthy PID_OR_EMPTY: waits up to TIMEOUT seconds; fails early if PID dies.
+wait_healthy() {
+    local pid="$1" waited=0
+    log "waiting for ${ENDPOINT}/_localstack/health (up to ${TIMEOUT}s)"
+    until healthy; do
+        if [[ -n "${pid}" ]] && ! kill -0 "${pid}" 2>/dev/null; then
+            log "LocalStack (pid ${pid}) exited before becoming healthy; last lines of ${LOG_FILE}:"
+            tail -n 40 "${LOG_FILE}" >&2 || true
+            rm -f "${PID_FILE}" "${MODE_FILE}"
+            exit 1
+        fi
+        if ((waited >= TIMEOUT)); then
+            log "LocalStack did not become healthy within ${TIMEOUT}s"
+            if [[ -n "${pid}" ]]; then
+                log "last lines of ${LOG_FILE}:"
+                tail -n 40 "${LOG_FILE}" >&2 || true
+                kill_started "${pid}"
+            else
+                compose logs --tail 40 >&2 || true
+            fi
+            exit 1
+        fi
+        sleep 1
+        waited=$((waited + 1))
+    done
+}
+
+ensure_venv() {
+    local stamp="${VENV}/.asyncmcp-requirements" wanted
+    wanted="${LOCALSTACK_REQUIREMENTS[*]}"
+    if [[ -x "${VENV}/bin/python" && -f "${stamp}" && "$(cat "${stamp}")" == "${wanted}" ]] &&
+        "${VENV}/bin/python" -c 'import localstack, moto' 2>/dev/null; then
+        return 0
+    fi
+    command -v "${PYTHON}" >/dev/null 2>&1 ||
+        die "${PYTHON} not found; install Python 3.9-3.13 (or set LOCALSTACK_PYTHON), or install Docker"
+    "${PYTHON}" -c 'import sys; sys.exit(0 if (3, 9) <= sys.version_info[:2] < (3, 14) else 1)' ||
+        die "$("${PYTHON}" -V 2>&1) cannot run localstack-core 4.12.0; set LOCALSTACK_PYTHON to a Python 3.9-3.13"
+    log "installing LocalStack into ${VENV} (about a minute)"
+    mkdir -p "$(dirname "${VENV}")"
+    if [[ ! -x "${VENV}/bin/python" ]]; then
+        "${PYTHON}" -m venv "${VENV}" ||
+            die "could not create a virtualenv with ${PYTHON} (Debian/Ubuntu: apt-get install python3-venv)"
+    fi
+    "${VENV}/bin/python" -m pip install --quiet --disable-pip-version-check "${LOCALSTACK_REQUIREMENTS[@]}" ||
+        die "pip could not install LocalStack into ${VENV} (is PyPI reachable?)"
+    printf '%s' "${wanted}" >"${stamp}"
+}
+
+start_host() {
+    local pid
+    if pid="$(our_pid)"; then
+        log "LocalStack (pid ${pid}) started earlier is still coming up"
+        wait_healthy "${pid}"
+        return 0
+    fi
+    if port_open; then
+        die "port ${PORT} is in use by something that is not a healthy LocalStack with SQS and SNS; stop it or pick another port with LOCALSTACK_PORT"
+    fi
+    ensure_venv
+    mkdir -p "${STATE_DIR}/data"
+    log "starting LocalStack on 127.0.0.1:${PORT} (log: ${LOG_FILE})"
+    (
+        cd "${STATE_DIR}"
+        GATEWAY_LISTEN="127.0.0.1:${PORT}" \
+            LOCALSTACK_HOST="localhost:${PORT}" \
+            SERVICES=sqs,sns \
+            SQS_ENDPOINT_STRATEGY=path \
+            DISABLE_EVENTS=1 \
+            DNS_ADDRESS=0 \
+            FILESYSTEM_ROOT="${STATE_DIR}/data" \
+            exec nohup "${VENV}/bin/python" -m localstack.runtime.main </dev/null >"${LOG_FILE}" 2>&1
+    ) &
+    pid=$!
+    echo "${pid}" >"${PID_FILE}"
+    echo host >"${MODE_FILE}"
+    wait_healthy "${pid}"
+    log "LocalStack is up (pid ${pid})"
+}
+
+start_docker() {
+    log "starting LocalStack in Docker (compose project ${COMPOSE_PROJECT})"
+    LOCALSTACK_PORT="${PORT}" compose up -d
+    echo docker >"${MODE_FILE}"
+    wait_healthy ""
+    log "LocalStack is up (Docker)"
+}
+
+mkdir -p "${STATE_DIR}"
+
+if healthy; then
+    log "LocalStack is already healthy on ${ENDPOINT}; reusing it"
+else
+    case "${MODE}" in
+    auto) if docker_works; then start_docker; else start_host; fi ;;
+    docker) docker_works || die "LOCALSTACK_MODE=docker but 'docker info' fails"; start_docker ;;
+    host) start_host ;;
+    *) die "LOCALSTACK_MODE must be auto, host or docker (got '${MODE}')" ;;
+    esac
+fi
+
+AWS_ENDPOINT_URL="${ENDPOINT}" "${REPO_ROOT}/localstack/init/ready.d/create-resources.sh" >&2
+
+echo "export AWS_ENDPOINT_URL=${ENDPOINT} AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test"

@@ -1,0 +1,353 @@
+//! Shared harness for the integration tests: include it with `mod common;`.
+//!
+//! * [`localstack`] finds LocalStack once per test binary: `AWS_ENDPOINT_URL` when set (as
+//!   `scripts/test.sh` does), else a `localstack/localstack:4.14.0` container started through
+//!   testcontainers when a Docker engine answers, else it panics with what to run.
+//! * [`LocalStack::sdk_config`] / [`LocalStack::sqs_client`] / [`LocalStack::create_queue`]
+//!   talk to it with test credentials in us-east-1.
+//! * [`py_peer_python`], [`spawn_py_server`] and [`run_py_client`] drive the Python
+//!   asyncmcp 0.2.1 peers in `tests/interop/` (installed by `scripts/test.sh`).
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::sync::OnceCell;
+
+/// Test region; LocalStack's account is `000000000000`.
+pub const REGION: &str = "us-east-1";
+/// LocalStack image used when the harness starts a container itself (tags after 4.14.0 need
+/// an auth token; the testcontainers default, 4.5, rejects SQS messages over 256 KiB).
+pub const LOCALSTACK_TAG: &str = "4.14.0";
+
+const NOT_RUNNING: &str = "LocalStack is not running: run `scripts/test.sh` (starts it), or \
+     `localstack/start.sh` then `export AWS_ENDPOINT_URL=http://localhost:4566`";
+
+/// A LocalStack (SQS + SNS) shared by every test of one test binary.
+pub struct LocalStack {
+    /// Base URL, e.g. `http://localhost:4566`.
+    pub endpoint: String,
+    /// Keeps a container started by the harness alive for the life of the binary.
+    _container: Option<
+        testcontainers_modules::testcontainers::ContainerAsync<
+            testcontainers_modules::localstack::LocalStack,
+        >,
+    >,
+}
+
+static LOCALSTACK: OnceCell<LocalStack> = OnceCell::const_new();
+
+/// The LocalStack for this test binary, found or started on first use.
+pub async fn localstack() -> &'static LocalStack {
+    LOCALSTACK.get_or_init(init_localstack).await
+}
+
+async fn init_localstack() -> LocalStack {
+    if let Some(endpoint) = std::env::var("AWS_ENDPOINT_URL")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+    {
+        let endpoint = endpoint.trim().trim_end_matches('/').to_string();
+        if let Err(err) = check_health(&endpoint).await {
+            panic!(
+                "AWS_ENDPOINT_URL={endpoint} is set, but no LocalStack with SQS answers there \
+                 ({err}). {NOT_RUNNING}"
+            );
+        }
+        return LocalStack {
+            endpoint,
+            _container: None,
+        };
+    }
+    if docker_available().await {
+        return start_container().await;
+    }
+    panic!("{NOT_RUNNING}");
+}
+
+async fn docker_available() -> bool {
+    tokio::process::Command::new("docker")
+        .arg("info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .await
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+async fn start_container() -> LocalStack {
+    use testcontainers_modules::testcontainers::ImageExt;
+    use testcontainers_modules::testcontainers::runners::AsyncRunner;
+
+    let container = testcontainers_modules::localstack::LocalStack::default()
+        .with_tag(LOCALSTACK_TAG)
+        .with_env_var("SERVICES", "sqs,sns")
+        .with_env_var("SQS_ENDPOINT_STRATEGY", "path")
+        .with_env_var("DISABLE_EVENTS", "1")
+        .start()
+        .await
+        .unwrap_or_else(|e| {
+            panic!("starting localstack/localstack:{LOCALSTACK_TAG} with Docker failed: {e}")
+        });
+    let host = container
+        .get_host()
+        .await
+        .unwrap_or_else(|e| panic!("LocalStack container host: {e}"));
+    let port = container
+        .get_host_port_ipv4(4566)
+        .await
+        .unwrap_or_else(|e| panic!("LocalStack container port: {e}"));
+    let endpoint = format!("http://{host}:{port}");
+    remove_container_after_exit(container.id());
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match check_health(&endpoint).await {
+            Ok(()) => break,
+            Err(err) if tokio::time::Instant::now() >= deadline => {
+                panic!("the LocalStack container at {endpoint} never became healthy: {err}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+    LocalStack {
+        endpoint,
+        _container: Some(container),
+    }
+}
+
+/// Statics are never dropped, so testcontainers cannot remove the container itself: a
+/// detached shell waits for this process to exit and then removes it.
+fn remove_container_after_exit(id: &str) {
+    let spawned = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(r#"while kill -0 "$1" 2>/dev/null; do sleep 1; done; docker rm -f -v "$2" >/dev/null 2>&1"#)
+        .arg("sh")
+        .arg(std::process::id().to_string())
+        .arg(id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    if let Err(e) = spawned {
+        eprintln!("warning: cannot watch LocalStack container {id} for removal: {e}");
+    }
+}
+
+/// `GET {endpoint}/_localstack/health` over a plain TCP connection; Ok when SQS is up.
+async fn check_health(endpoint: &str) -> Result<(), String> {
+    let rest = endpoint
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("only http:// endpoints are supported, got {endpoint}"))?;
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let addr = if authority
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        authority.to_string()
+    } else {
+        format!("{authority}:80")
+    };
+    let request = format!(
+        "GET /_localstack/health HTTP/1.0\r\nHost: {authority}\r\nAccept: application/json\r\n\r\n"
+    );
+    let exchange = async {
+        let mut stream = TcpStream::connect(&addr).await?;
+        stream.write_all(request.as_bytes()).await?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await?;
+        Ok::<_, std::io::Error>(String::from_utf8_lossy(&response).into_owned())
+    };
+    let response = tokio::time::timeout(Duration::from_secs(5), exchange)
+        .await
+        .map_err(|_| format!("no answer from {addr} within 5 s"))?
+        .map_err(|e| format!("{addr}: {e}"))?;
+    let status = response.lines().next().unwrap_or_default();
+    if status.split_whitespace().nth(1) != Some("200") {
+        return Err(format!("/_localstack/health answered `{status}`"));
+    }
+    let compact: String = response.chars().filter(|c| !c.is_whitespace()).collect();
+    if compact.contains(r#""sqs":"running""#) || compact.contains(r#""sqs":"available""#) {
+        Ok(())
+    } else {
+        Err("SQS is not running in that LocalStack (start it with SERVICES=sqs,sns)".into())
+    }
+}
+
+impl LocalStack {
+    /// AWS SDK configuration for this LocalStack: credentials test/test, region us-east-1.
+    #[cfg(feature = "sqs")]
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(&self.endpoint)
+            .region(aws_config::Region::new(REGION))
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                "test", "test", None, None, "static",
+            ))
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .operation_attempt_timeout(Duration::from_secs(30))
+                    .build(),
+            )
+            .load()
+            .await
+    }
+
+    /// An SQS client for this LocalStack.
+    #[cfg(feature = "sqs")]
+    pub async fn sqs_client(&self) -> aws_sdk_sqs::Client {
+        aws_sdk_sqs::Client::new(&self.sdk_config().await)
+    }
+
+    /// Creates a queue named [`unique_name`]`(prefix)` and returns its URL.
+    #[cfg(feature = "sqs")]
+    pub async fn create_queue(&self, prefix: &str) -> String {
+        let name = unique_name(prefix);
+        let out = self
+            .sqs_client()
+            .await
+            .create_queue()
+            .queue_name(&name)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("CreateQueue {name} on {}: {e:?}", self.endpoint));
+        out.queue_url()
+            .unwrap_or_else(|| panic!("CreateQueue {name} returned no QueueUrl"))
+            .to_string()
+    }
+
+    /// Environment for child processes (the Python peers): endpoint, region, credentials.
+    pub fn aws_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_REGION", REGION.to_string()),
+            ("AWS_DEFAULT_REGION", REGION.to_string()),
+            ("AWS_ACCESS_KEY_ID", "test".to_string()),
+            ("AWS_SECRET_ACCESS_KEY", "test".to_string()),
+        ]
+    }
+}
+
+/// `prefix` plus a random suffix, a valid SQS queue / SNS topic name (at most 80 characters).
+pub fn unique_name(prefix: &str) -> String {
+    let mut name = format!("{prefix}-{}", uuid::Uuid::new_v4().simple());
+    if name.len() > 80 {
+        name.drain(..name.len() - 80);
+    }
+    name
+}
+
+/// The Python interpreter of the asyncmcp 0.2.1 peer (`ASYNCMCP_PY_PEER`).
+pub fn py_peer_python() -> PathBuf {
+    const HOW: &str =
+        "run scripts/test.sh, which installs the Python asyncmcp 0.2.1 peer into .venv/py-peer";
+    let path = std::env::var_os("ASYNCMCP_PY_PEER")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| panic!("ASYNCMCP_PY_PEER is not set: {HOW}"));
+    if !path.is_file() {
+        panic!("ASYNCMCP_PY_PEER={} does not exist: {HOW}", path.display());
+    }
+    path
+}
+
+/// Path of a script in `tests/interop/`, e.g. `interop_script("py_server.py")`.
+pub fn interop_script(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/interop")
+        .join(name)
+}
+
+/// A running `tests/interop/py_server.py`; killed when dropped.
+pub struct PyServer {
+    child: tokio::process::Child,
+}
+
+impl PyServer {
+    /// Kills the server and waits for it to exit.
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+/// Starts the Python asyncmcp server reading `request_queue_url`; returns once it prints
+/// READY (panics after 30 s). Its stderr goes to the test's stderr.
+pub async fn spawn_py_server(ls: &LocalStack, request_queue_url: &str) -> PyServer {
+    let mut child = tokio::process::Command::new(py_peer_python())
+        .arg(interop_script("py_server.py"))
+        .arg("--request-queue-url")
+        .arg(request_queue_url)
+        .envs(ls.aws_env())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawning py_server.py: {e}"));
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await? {
+            if line.trim() == "READY" {
+                return Ok(true);
+            }
+        }
+        Ok::<_, std::io::Error>(false)
+    })
+    .await;
+    match ready {
+        Ok(Ok(true)) => {}
+        Ok(Ok(false)) => panic!("py_server.py exited before printing READY (see its stderr above)"),
+        Ok(Err(e)) => panic!("reading py_server.py stdout: {e}"),
+        Err(_) => panic!("py_server.py did not print READY within 30 s"),
+    }
+    // Keep draining stdout so the server never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    PyServer { child }
+}
+
+/// Runs `tests/interop/py_client.py` against a server reading `server_queue_url`, with
+/// replies on `reply_queue_url`; returns its JSON lines (`{"tools":[..]}`, `{"echo":..}`,
+/// `{"add":..}`). Panics with its stderr if it fails or runs over 90 s.
+pub async fn run_py_client(
+    ls: &LocalStack,
+    server_queue_url: &str,
+    reply_queue_url: &str,
+) -> Vec<serde_json::Value> {
+    let run = tokio::process::Command::new(py_peer_python())
+        .arg(interop_script("py_client.py"))
+        .arg("--server-queue-url")
+        .arg(server_queue_url)
+        .arg("--reply-queue-url")
+        .arg(reply_queue_url)
+        .envs(ls.aws_env())
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(90), run)
+        .await
+        .unwrap_or_else(|_| panic!("py_client.py ran over 90 s"))
+        .unwrap_or_else(|e| panic!("spawning py_client.py: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        panic!(
+            "py_client.py failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    stdout
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("py_client.py printed a non-JSON line {l:?}: {e}"))
+        })
+        .collect()
+}
