@@ -1,0 +1,529 @@
+//! End-to-end scenarios of the SQS-style transport, written once and run on
+//! every broker: `tests/memory.rs` runs them on the in-process broker,
+//! `tests/sqs.rs` on LocalStack.
+#![allow(dead_code)]
+
+#[path = "../../examples/shared/demo_tools.rs"]
+pub mod demo_tools;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use asyncmcp::queue::{Inbox, Outbox, QueueMessage};
+use asyncmcp::server::QueueServerBuilder;
+use asyncmcp::{QueueClientConfig, QueueClientTransport, QueueServer};
+use demo_tools::{DemoServer, DemoStats};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientRequest, Implementation,
+    InitializeRequestParams, ProtocolVersion, Request,
+};
+use rmcp::service::{ClientLifecycleMode, PeerRequestOptions, RunningService};
+use rmcp::{RoleClient, ServiceError, ServiceExt};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+/// What a scenario needs of a broker.
+#[async_trait]
+pub trait TestBroker: Send + Sync {
+    /// Creates a fresh queue (unique name) and returns its address.
+    async fn create_queue(&self, prefix: &str) -> String;
+    /// Creates a fresh queue whose messages may be at most `max_size` bytes.
+    async fn create_small_queue(&self, prefix: &str, max_size: usize) -> String;
+    /// An inbox on `address`.
+    async fn inbox(&self, address: &str) -> Arc<dyn Inbox>;
+    /// An outbox for every queue of this broker.
+    fn outbox(&self) -> Arc<dyn Outbox>;
+    /// Deletes a queue made by `create_queue`.
+    async fn delete_queue(&self, address: &str);
+    /// Messages in the queue, visible or in flight.
+    async fn depth(&self, address: &str) -> usize;
+}
+
+/// A running demo server and what the scenario needs to talk to it.
+pub struct Fixture<'a> {
+    pub broker: &'a dyn TestBroker,
+    pub requests: String,
+    pub stats: Arc<DemoStats>,
+    shutdown: CancellationToken,
+    server: Option<tokio::task::JoinHandle<()>>,
+    queues: Vec<String>,
+}
+
+impl<'a> Fixture<'a> {
+    /// Starts a demo server on a fresh request queue.
+    pub async fn start(broker: &'a dyn TestBroker) -> Fixture<'a> {
+        Self::start_with(broker, |b| b).await
+    }
+
+    /// Starts a demo server with a customised builder.
+    pub async fn start_with(
+        broker: &'a dyn TestBroker,
+        customise: impl FnOnce(QueueServerBuilder) -> QueueServerBuilder,
+    ) -> Fixture<'a> {
+        let requests = broker.create_queue("requests").await;
+        let stats = Arc::new(DemoStats::default());
+        let shutdown = CancellationToken::new();
+        let builder = QueueServer::builder(broker.inbox(&requests).await, broker.outbox())
+            .shutdown_grace(Duration::from_secs(2));
+        let server = customise(builder)
+            .build(DemoServer::factory(stats.clone()))
+            .spawn(shutdown.clone());
+        Fixture {
+            broker,
+            requests: requests.clone(),
+            stats,
+            shutdown,
+            server: Some(server),
+            queues: vec![requests],
+        }
+    }
+
+    /// A queue deleted when the fixture stops.
+    pub async fn queue(&mut self, prefix: &str) -> String {
+        let address = self.broker.create_queue(prefix).await;
+        self.queues.push(address.clone());
+        address
+    }
+
+    /// A client transport with a reply queue of its own.
+    pub async fn transport(&mut self) -> QueueClientTransport {
+        let replies = self.queue("replies").await;
+        QueueClientTransport::new(
+            self.broker.inbox(&replies).await,
+            self.broker.outbox(),
+            QueueClientConfig::new(&self.requests),
+        )
+    }
+
+    /// A legacy (initialize) client.
+    pub async fn client(&mut self) -> RunningService<RoleClient, ()> {
+        let transport = self.transport().await;
+        ().serve(transport).await.expect("client connects")
+    }
+
+    /// Sends a raw queue message to the server.
+    pub async fn inject(&self, message: QueueMessage) {
+        self.broker
+            .outbox()
+            .send(&self.requests, message)
+            .await
+            .expect("inject");
+    }
+
+    /// Stops the server and deletes the queues.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task");
+        }
+        for queue in std::mem::take(&mut self.queues) {
+            self.broker.delete_queue(&queue).await;
+        }
+    }
+}
+
+pub fn call(name: &str, arguments: Value) -> CallToolRequestParams {
+    CallToolRequestParams::new(name.to_owned())
+        .with_arguments(arguments.as_object().cloned().unwrap_or_default())
+}
+
+pub fn text_of(result: &CallToolResult) -> String {
+    result
+        .content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect()
+}
+
+/// Receives the next message on `inbox` within `within`, deletes it and
+/// returns its body as JSON with its attributes.
+pub async fn next_reply(inbox: &dyn Inbox, within: Duration) -> Option<(Value, QueueMessage)> {
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        let wait = deadline
+            .saturating_duration_since(tokio::time::Instant::now())
+            .min(Duration::from_secs(1));
+        let delivered = inbox.receive(1, wait).await.expect("receive");
+        if let Some(delivery) = delivered.into_iter().next() {
+            inbox.ack(&delivery.receipt).await.expect("ack");
+            let body = serde_json::from_str(&delivery.message.body).expect("reply is JSON");
+            return Some((body, delivery.message));
+        }
+    }
+    None
+}
+
+/// Waits until `condition` holds, for at most `within`.
+pub async fn eventually(within: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    condition()
+}
+
+// ---------------------------------------------------------------------------
+// Scenarios
+// ---------------------------------------------------------------------------
+
+/// tools/list and tools/call work over a legacy (initialize) session.
+pub async fn list_and_call(broker: &dyn TestBroker) {
+    let mut fx = Fixture::start(broker).await;
+    let client = fx.client().await;
+    let tools = client.list_all_tools().await.expect("list tools");
+    let mut names: Vec<String> = tools.iter().map(|t| t.name.to_string()).collect();
+    names.sort();
+    assert_eq!(names, ["add", "echo", "fail", "hash", "sleep"]);
+    let echoed = client
+        .call_tool(call("echo", json!({"text": "hi there"})))
+        .await
+        .expect("echo");
+    assert_eq!(text_of(&echoed), "hi there");
+    let sum = client
+        .call_tool(call("add", json!({"a": 2, "b": 3})))
+        .await
+        .expect("add");
+    assert_eq!(text_of(&sum), "5");
+    let hashed = client
+        .call_tool(call("hash", json!({"data": "abc", "rounds": 1})))
+        .await
+        .expect("hash");
+    assert_eq!(
+        text_of(&hashed),
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
+    client.cancel().await.expect("close");
+    fx.stop().await;
+}
+
+/// An `isError` tool result is a result; an unknown tool is a JSON-RPC error.
+pub async fn is_error_result_vs_jsonrpc_error(broker: &dyn TestBroker) {
+    let mut fx = Fixture::start(broker).await;
+    let client = fx.client().await;
+    let failed = client
+        .call_tool(call("fail", json!({"message": "no such invoice"})))
+        .await
+        .expect("an isError result is still a result");
+    assert_eq!(failed.is_error, Some(true));
+    assert_eq!(text_of(&failed), "no such invoice");
+    let error = client
+        .call_tool(call("no_such_tool", json!({})))
+        .await
+        .expect_err("unknown tool is a JSON-RPC error");
+    match error {
+        ServiceError::McpError(data) => {
+            assert_eq!(data.code, rmcp::model::ErrorCode::INVALID_PARAMS);
+            assert!(data.message.contains("not found"), "{}", data.message)
+        }
+        other => panic!("expected a JSON-RPC error, got {other:?}"),
+    }
+    client.cancel().await.expect("close");
+    fx.stop().await;
+}
+
+/// A client that records the progress it is sent.
+#[derive(Clone, Default)]
+pub struct ProgressRecorder {
+    pub seen: Arc<std::sync::Mutex<Vec<f64>>>,
+}
+
+impl rmcp::ClientHandler for ProgressRecorder {
+    async fn on_progress(
+        &self,
+        params: rmcp::model::ProgressNotificationParam,
+        _context: rmcp::service::NotificationContext<RoleClient>,
+    ) {
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.push(params.progress);
+        }
+    }
+}
+
+/// Progress notifications of a call reach the caller.
+pub async fn progress_is_delivered(broker: &dyn TestBroker) {
+    let mut fx = Fixture::start(broker).await;
+    let recorder = ProgressRecorder::default();
+    let transport = fx.transport().await;
+    let client = recorder.clone().serve(transport).await.expect("connect");
+    let result = client
+        .call_tool(call("sleep", json!({"ms": 400})))
+        .await
+        .expect("sleep");
+    assert_eq!(text_of(&result), "slept 400 ms");
+    let seen = recorder.seen.clone();
+    let all = eventually(Duration::from_secs(5), || {
+        seen.lock().map(|s| s.len() == 4).unwrap_or(false)
+    })
+    .await;
+    let seen = recorder.seen.lock().map(|s| s.clone()).unwrap_or_default();
+    assert!(all, "expected 4 progress notifications, saw {seen:?}");
+    let mut sorted = seen.clone();
+    sorted.sort_by(f64::total_cmp);
+    assert_eq!(sorted, [1.0, 2.0, 3.0, 4.0]);
+    client.cancel().await.expect("close");
+    fx.stop().await;
+}
+
+/// A client cancellation stops the running handler; nothing is answered.
+pub async fn cancellation_stops_the_handler(broker: &dyn TestBroker) {
+    let mut fx = Fixture::start(broker).await;
+    let client = fx.client().await;
+    let handle = client
+        .send_cancellable_request(
+            ClientRequest::CallToolRequest(Request::new(call("sleep", json!({"ms": 60_000})))),
+            PeerRequestOptions::no_options(),
+        )
+        .await
+        .expect("send");
+    let started = eventually(Duration::from_secs(10), || {
+        fx.stats.calls.load(Ordering::Relaxed) == 1
+    })
+    .await;
+    assert!(started, "the call reached the server");
+    handle.cancel(Some("test".into())).await.expect("cancel");
+    let stats = fx.stats.clone();
+    let stopped = eventually(Duration::from_secs(10), || {
+        stats.sleeps_cancelled.load(Ordering::Relaxed) == 1
+    })
+    .await;
+    assert!(stopped, "the handler saw the cancellation");
+    assert_eq!(fx.stats.sleeps_completed.load(Ordering::Relaxed), 0);
+    // The session still works after a cancellation.
+    let echoed = client
+        .call_tool(call("echo", json!({"text": "still here"})))
+        .await
+        .expect("echo after cancel");
+    assert_eq!(text_of(&echoed), "still here");
+    client.cancel().await.expect("close");
+    fx.stop().await;
+}
+
+/// A client-side timeout fails the call; the server's deadline answers a
+/// clear JSON-RPC error and cancels the handler.
+pub async fn timeouts(broker: &dyn TestBroker) {
+    let mut fx =
+        Fixture::start_with(broker, |b| b.request_timeout(Duration::from_millis(500))).await;
+    let client = fx.client().await;
+    let handle = client
+        .send_cancellable_request(
+            ClientRequest::CallToolRequest(Request::new(call("sleep", json!({"ms": 30_000})))),
+            PeerRequestOptions::with_timeout(Duration::from_millis(200)),
+        )
+        .await
+        .expect("send");
+    match handle.await_response().await {
+        Err(ServiceError::Timeout { .. }) => {}
+        other => panic!("expected a client timeout, got {other:?}"),
+    }
+    let error = client
+        .call_tool(call("sleep", json!({"ms": 30_000})))
+        .await
+        .expect_err("the server deadline fails the call");
+    match error {
+        ServiceError::McpError(data) => {
+            assert_eq!(data.code.0, -32001);
+            assert!(data.message.contains("timed out"), "{}", data.message);
+        }
+        other => panic!("expected a JSON-RPC error, got {other:?}"),
+    }
+    let stats = fx.stats.clone();
+    assert!(
+        eventually(Duration::from_secs(5), || stats
+            .sleeps_cancelled
+            .load(Ordering::Relaxed)
+            >= 1)
+        .await,
+        "the deadline cancelled the handler"
+    );
+    client.cancel().await.expect("close");
+    fx.stop().await;
+}
+
+/// 50 concurrent calls from one client, and 5 clients at once, each get
+/// their own answers.
+pub async fn concurrency(broker: &dyn TestBroker) {
+    let mut fx = Fixture::start(broker).await;
+    let client = fx.client().await;
+    let calls = (0..50).map(|i| {
+        let client = client.clone();
+        async move {
+            let text = format!("call-{i}");
+            let result = client
+                .call_tool(call("echo", json!({"text": text})))
+                .await
+                .expect("echo");
+            assert_eq!(text_of(&result), text);
+        }
+    });
+    futures::future::join_all(calls).await;
+    client.cancel().await.expect("close");
+
+    let mut clients = Vec::new();
+    for _ in 0..5 {
+        clients.push(fx.client().await);
+    }
+    let runs = clients.iter().enumerate().map(|(c, client)| async move {
+        for i in 0..10 {
+            let result = client
+                .call_tool(call("add", json!({"a": c * 100, "b": i})))
+                .await
+                .expect("add");
+            assert_eq!(text_of(&result), (c * 100 + i).to_string());
+        }
+    });
+    futures::future::join_all(runs).await;
+    for client in clients {
+        client.cancel().await.expect("close");
+    }
+    fx.stop().await;
+}
+
+/// The 2026-07-28 (discover, no initialize) lifecycle and a 2025-era
+/// initialize both work against the same server.
+pub async fn protocol_versions(broker: &dyn TestBroker) {
+    let mut fx = Fixture::start(broker).await;
+
+    let transport = fx.transport().await;
+    let modern = rmcp::service::serve_client_with_lifecycle(
+        (),
+        transport,
+        ClientLifecycleMode::Discover {
+            preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+        },
+    )
+    .await
+    .expect("discover lifecycle");
+    let echoed = modern
+        .call_tool(call("echo", json!({"text": "stateless"})))
+        .await
+        .expect("echo on 2026-07-28");
+    assert_eq!(text_of(&echoed), "stateless");
+    modern.cancel().await.expect("close");
+
+    let transport = fx.transport().await;
+    let params = InitializeRequestParams::new(
+        ClientCapabilities::default(),
+        Implementation::new("legacy-test", "1.0"),
+    )
+    .with_protocol_version(ProtocolVersion::V_2025_03_26);
+    let legacy = params
+        .serve(transport)
+        .await
+        .expect("initialize 2025-03-26");
+    let version = legacy.peer_info().map(|i| i.protocol_version.clone());
+    assert_eq!(version, Some(ProtocolVersion::V_2025_03_26));
+    let sum = legacy
+        .call_tool(call("add", json!({"a": 1.5, "b": 2})))
+        .await
+        .expect("add on 2025-03-26");
+    assert_eq!(text_of(&sum), "3.5");
+    legacy.cancel().await.expect("close");
+    fx.stop().await;
+}
+
+/// Bad input: every case is answered when it can be, removed, and leaves
+/// the server serving.
+pub async fn bad_input(broker: &dyn TestBroker) {
+    let mut fx = Fixture::start(broker).await;
+    let replies = fx.queue("raw-replies").await;
+    let inbox = broker.inbox(&replies).await;
+    let within = Duration::from_secs(10);
+
+    // Not JSON: -32700 with a null id.
+    fx.inject(QueueMessage::new("{this is not json").with_string("ReplyTo", &replies))
+        .await;
+    let (reply, _) = next_reply(&*inbox, within)
+        .await
+        .expect("parse error reply");
+    assert_eq!(reply["error"]["code"], -32700);
+    assert_eq!(reply["id"], Value::Null);
+
+    // JSON but not JSON-RPC: -32600 with the request's id.
+    fx.inject(
+        QueueMessage::new(r#"{"id": 41, "method": "tools/list"}"#).with_string("ReplyTo", &replies),
+    )
+    .await;
+    let (reply, _) = next_reply(&*inbox, within)
+        .await
+        .expect("invalid request reply");
+    assert_eq!(reply["error"]["code"], -32600);
+    assert_eq!(reply["id"], 41);
+
+    // A forged session id: refused with the request's id.
+    let forged = json!({"jsonrpc":"2.0","id":42,"method":"tools/list","params":{}});
+    fx.inject(
+        QueueMessage::new(forged.to_string())
+            .with_string("ReplyTo", &replies)
+            .with_string("SessionId", "v1.AAAA.eyJyIjoieCJ9.AAAA"),
+    )
+    .await;
+    let (reply, _) = next_reply(&*inbox, within).await.expect("session refusal");
+    assert_eq!(reply["error"]["code"], -32600);
+    assert!(
+        reply["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("session")
+    );
+
+    // A reply address outside the allow-list, and none at all: nothing is
+    // sent, the messages are removed.
+    let list = json!({"jsonrpc":"2.0","id":43,"method":"tools/list","params":{}});
+    fx.inject(
+        QueueMessage::new(list.to_string()).with_string("ReplyTo", "https://evil.example/q/x"),
+    )
+    .await;
+    fx.inject(QueueMessage::new(list.to_string())).await;
+
+    // A reply larger than the reply queue accepts: an error saying so.
+    let small = broker.create_small_queue("small-replies", 1024).await;
+    fx.queues.push(small.clone());
+    let small_inbox = broker.inbox(&small).await;
+    let big = json!({"jsonrpc":"2.0","id":44,"method":"tools/call",
+        "params":{"name":"echo","arguments":{"text":"x".repeat(2000)}}});
+    fx.inject(QueueMessage::new(big.to_string()).with_string("ReplyTo", &small))
+        .await;
+    let (reply, _) = next_reply(&*small_inbox, within)
+        .await
+        .expect("size error reply");
+    assert_eq!(reply["id"], 44);
+    let message = reply["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("exceeds"), "{reply}");
+
+    // Nothing more arrived (the refused ones were not answered anywhere we
+    // can see) and the server still serves.
+    assert!(
+        next_reply(&*inbox, Duration::from_millis(500))
+            .await
+            .is_none()
+    );
+    let client = fx.client().await;
+    let echoed = client
+        .call_tool(call("echo", json!({"text": "healthy"})))
+        .await
+        .expect("server still serves");
+    assert_eq!(text_of(&echoed), "healthy");
+    client.cancel().await.expect("close");
+    let requests = fx.requests.clone();
+    let drained = {
+        let mut depth = usize::MAX;
+        for _ in 0..100 {
+            depth = broker.depth(&requests).await;
+            if depth == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        depth
+    };
+    assert_eq!(
+        drained, 0,
+        "every bad message was removed from the request queue"
+    );
+    fx.stop().await;
+}

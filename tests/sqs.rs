@@ -1,0 +1,129 @@
+//! The end-to-end scenarios on Amazon SQS, as emulated by LocalStack.
+//!
+//! Needs LocalStack: `scripts/test.sh` starts it (see `tests/common`).
+#![cfg(feature = "sqs")]
+
+mod common;
+mod scenarios;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use asyncmcp::queue::sqs::{self, Client, SqsInbox, SqsOutbox, SqsQueueOptions};
+use asyncmcp::queue::{Inbox, Outbox};
+use aws_sdk_sqs::types::QueueAttributeName;
+use scenarios::TestBroker;
+
+struct Sqs {
+    client: Client,
+    outbox: Arc<SqsOutbox>,
+}
+
+impl Sqs {
+    async fn new() -> Self {
+        let client = common::localstack().await.sqs_client().await;
+        Self {
+            outbox: Arc::new(SqsOutbox::new(client.clone())),
+            client,
+        }
+    }
+
+    async fn create(&self, prefix: &str, options: SqsQueueOptions) -> String {
+        let name = common::unique_name(prefix);
+        sqs::create_queue(&self.client, &name, &options)
+            .await
+            .unwrap_or_else(|e| panic!("create queue {name}: {e}"))
+    }
+}
+
+#[async_trait]
+impl TestBroker for Sqs {
+    async fn create_queue(&self, prefix: &str) -> String {
+        let options = SqsQueueOptions {
+            visibility_timeout: Some(Duration::from_secs(30)),
+            ..SqsQueueOptions::default()
+        };
+        self.create(prefix, options).await
+    }
+    async fn create_small_queue(&self, prefix: &str, max_size: usize) -> String {
+        let options = SqsQueueOptions {
+            max_message_size: Some(max_size),
+            ..SqsQueueOptions::default()
+        };
+        self.create(prefix, options).await
+    }
+    async fn inbox(&self, address: &str) -> Arc<dyn Inbox> {
+        Arc::new(
+            SqsInbox::open(self.client.clone(), address)
+                .await
+                .expect("open queue"),
+        )
+    }
+    fn outbox(&self) -> Arc<dyn Outbox> {
+        self.outbox.clone()
+    }
+    async fn delete_queue(&self, address: &str) {
+        let _ = sqs::delete_queue(&self.client, address).await;
+    }
+    async fn depth(&self, address: &str) -> usize {
+        let attributes = self
+            .client
+            .get_queue_attributes()
+            .queue_url(address)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .expect("queue attributes");
+        let count = |name: QueueAttributeName| {
+            attributes
+                .attributes()
+                .and_then(|a| a.get(&name))
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(0)
+        };
+        count(QueueAttributeName::ApproximateNumberOfMessages)
+            + count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+    }
+}
+
+#[tokio::test]
+async fn list_and_call() {
+    scenarios::list_and_call(&Sqs::new().await).await;
+}
+
+#[tokio::test]
+async fn is_error_result_vs_jsonrpc_error() {
+    scenarios::is_error_result_vs_jsonrpc_error(&Sqs::new().await).await;
+}
+
+#[tokio::test]
+async fn progress_is_delivered() {
+    scenarios::progress_is_delivered(&Sqs::new().await).await;
+}
+
+#[tokio::test]
+async fn cancellation_stops_the_handler() {
+    scenarios::cancellation_stops_the_handler(&Sqs::new().await).await;
+}
+
+#[tokio::test]
+async fn timeouts() {
+    scenarios::timeouts(&Sqs::new().await).await;
+}
+
+#[tokio::test]
+async fn concurrency() {
+    scenarios::concurrency(&Sqs::new().await).await;
+}
+
+#[tokio::test]
+async fn protocol_versions() {
+    scenarios::protocol_versions(&Sqs::new().await).await;
+}
+
+#[tokio::test]
+async fn bad_input() {
+    scenarios::bad_input(&Sqs::new().await).await;
+}
