@@ -29,6 +29,7 @@ async fn python_client_calls_our_server() {
             .expect("open"),
         SqsOutbox::new(client.clone()),
     )
+    .wait(std::time::Duration::from_secs(1))
     .build(DemoServer::factory(Arc::new(DemoStats::default())))
     .spawn(shutdown.clone());
 
@@ -64,7 +65,10 @@ async fn our_client_calls_python_server() {
             .await
             .expect("open"),
         SqsOutbox::new(client.clone()),
-        QueueClientConfig::new(&requests),
+        QueueClientConfig {
+            wait: std::time::Duration::from_secs(1),
+            ..QueueClientConfig::new(&requests)
+        },
     );
     let session = ().serve(transport).await.expect("initialize with Python");
     let tools = session.list_all_tools().await.expect("list tools");

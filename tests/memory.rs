@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use asyncmcp::MemoryBroker;
 use asyncmcp::queue::memory::MemoryQueueOptions;
 use asyncmcp::queue::{Inbox, Outbox};
-use scenarios::TestBroker;
+use scenarios::{QueueSpec, TestBroker};
 
 struct Memory(MemoryBroker);
 
@@ -20,15 +20,15 @@ impl Memory {
 
 #[async_trait]
 impl TestBroker for Memory {
-    async fn create_queue(&self, prefix: &str) -> String {
+    async fn create_queue_with(&self, prefix: &str, spec: QueueSpec) -> String {
         let name = format!("{prefix}-{}", uuid::Uuid::new_v4().simple());
-        self.0.create_queue(&name, MemoryQueueOptions::default())
-    }
-    async fn create_small_queue(&self, prefix: &str, max_size: usize) -> String {
-        let name = format!("{prefix}-{}", uuid::Uuid::new_v4().simple());
+        let defaults = MemoryQueueOptions::default();
         let options = MemoryQueueOptions {
-            max_message_size: max_size,
-            ..MemoryQueueOptions::default()
+            visibility_timeout: spec
+                .visibility_timeout
+                .unwrap_or(defaults.visibility_timeout),
+            max_message_size: spec.max_message_size.unwrap_or(defaults.max_message_size),
+            redrive: None,
         };
         self.0.create_queue(&name, options)
     }
@@ -85,4 +85,14 @@ async fn protocol_versions() {
 #[tokio::test]
 async fn bad_input() {
     scenarios::bad_input(&Memory::new()).await;
+}
+
+#[tokio::test]
+async fn heartbeat_keeps_long_calls_hidden() {
+    scenarios::heartbeat_keeps_long_calls_hidden(&Memory::new()).await;
+}
+
+#[tokio::test]
+async fn graceful_shutdown() {
+    scenarios::graceful_shutdown(&Memory::new()).await;
 }

@@ -7,13 +7,12 @@ mod common;
 mod scenarios;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use asyncmcp::queue::sqs::{self, Client, SqsInbox, SqsOutbox, SqsQueueOptions};
 use asyncmcp::queue::{Inbox, Outbox};
 use aws_sdk_sqs::types::QueueAttributeName;
-use scenarios::TestBroker;
+use scenarios::{QueueSpec, TestBroker};
 
 struct Sqs {
     client: Client,
@@ -39,16 +38,10 @@ impl Sqs {
 
 #[async_trait]
 impl TestBroker for Sqs {
-    async fn create_queue(&self, prefix: &str) -> String {
+    async fn create_queue_with(&self, prefix: &str, spec: QueueSpec) -> String {
         let options = SqsQueueOptions {
-            visibility_timeout: Some(Duration::from_secs(30)),
-            ..SqsQueueOptions::default()
-        };
-        self.create(prefix, options).await
-    }
-    async fn create_small_queue(&self, prefix: &str, max_size: usize) -> String {
-        let options = SqsQueueOptions {
-            max_message_size: Some(max_size),
+            visibility_timeout: spec.visibility_timeout,
+            max_message_size: spec.max_message_size,
             ..SqsQueueOptions::default()
         };
         self.create(prefix, options).await
@@ -126,4 +119,14 @@ async fn protocol_versions() {
 #[tokio::test]
 async fn bad_input() {
     scenarios::bad_input(&Sqs::new().await).await;
+}
+
+#[tokio::test]
+async fn heartbeat_keeps_long_calls_hidden() {
+    scenarios::heartbeat_keeps_long_calls_hidden(&Sqs::new().await).await;
+}
+
+#[tokio::test]
+async fn graceful_shutdown() {
+    scenarios::graceful_shutdown(&Sqs::new().await).await;
 }

@@ -54,7 +54,9 @@ pub struct QueueClientConfig {
     pub server_address: String,
     /// This client's id (`ClientId`). Default: a random UUID.
     pub client_id: String,
-    /// Long-poll wait on the reply queue. Default 20 s.
+    /// Long-poll wait on the reply queue. Default 20 s. Closing a client
+    /// whose reply queue was given (and so may be shared) waits for a poll
+    /// in progress to end, at most this long.
     pub wait: Duration,
     /// Concurrent long polls of the reply queue. Default 1.
     pub pollers: usize,
@@ -215,6 +217,11 @@ impl Transport<RoleClient> for QueueClientTransport {
     async fn close(&mut self) -> Result<(), Self::Error> {
         self.stop.cancel();
         for poller in self.pollers.drain(..) {
+            if self.on_close.is_some() {
+                // The reply queue is ours alone and about to be deleted:
+                // nothing of anyone else's can be caught in the poll.
+                poller.abort();
+            }
             let _ = poller.await;
         }
         if let Some(cleanup) = self.on_close.take() {
@@ -227,6 +234,9 @@ impl Transport<RoleClient> for QueueClientTransport {
 impl Drop for QueueClientTransport {
     fn drop(&mut self) {
         self.stop.cancel();
+        for poller in &self.pollers {
+            poller.abort();
+        }
         if let Some(cleanup) = self.on_close.take()
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {

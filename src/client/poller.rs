@@ -5,6 +5,10 @@
 //! it is released (visible again at once) for its owner rather than deleted.
 //! Ours are handed to rmcp and then deleted; deletes go out together so the
 //! batching outbox can coalesce them.
+//!
+//! On close, a poll in progress is let finish and what it returns is
+//! released, so that messages of other clients sharing the queue are not
+//! hidden for a visibility timeout by an abandoned call.
 
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
@@ -30,10 +34,13 @@ pub(super) async fn run(
 ) {
     let mut backoff = BACKOFF_START;
     loop {
-        let received = tokio::select! {
-            received = inbox.receive(MAX_RECEIVE_BATCH, wait) => received,
-            _ = stop.cancelled() => return,
-        };
+        let received = inbox.receive(MAX_RECEIVE_BATCH, wait).await;
+        if stop.is_cancelled() {
+            for delivery in received.unwrap_or_default() {
+                let _ = inbox.release(&delivery.receipt).await;
+            }
+            return;
+        }
         let deliveries = match received {
             Ok(deliveries) => {
                 backoff = BACKOFF_START;

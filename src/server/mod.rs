@@ -77,7 +77,9 @@ pub struct ServerConfig {
     /// JSON-RPC error. Default none.
     pub request_timeout: Option<Duration>,
     /// On shutdown, how long in-flight requests may run before they are
-    /// released to another replica. Default 30 s.
+    /// released to another replica. Default 30 s. Shutdown can take up to
+    /// [`wait`](Self::wait) longer when a long poll is in progress: it is
+    /// let finish (and what it returns released), never abandoned.
     pub shutdown_grace: Duration,
     /// Keys sealing session ids. Default: a random per-process key (configure
     /// shared keys when running several replicas).
@@ -206,6 +208,8 @@ impl<F: ServiceFactory> QueueServer<F> {
     /// Serves until `shutdown` is cancelled, then stops receiving, lets
     /// in-flight requests finish within the grace period and releases the
     /// rest (visibility 0) so that another replica picks them up at once.
+    /// Long polls in progress are let finish (see
+    /// [`ServerConfig::shutdown_grace`]).
     pub async fn run(self, shutdown: CancellationToken) {
         let shared = self.shared;
         let config = shared.config.clone();
@@ -228,20 +232,31 @@ impl<F: ServiceFactory> QueueServer<F> {
                 stop_polling.clone(),
             ));
         }
-        while pollers.join_next().await.is_some() {}
+        shutdown.cancelled().await;
+        // Pollers spawn nothing once stopped, so the tracker can close now;
+        // the grace period runs from the shutdown signal, beside the pollers'
+        // last long polls.
         tracker.close();
-        tracing::info!(in_flight = tracker.len(), "stopped receiving; draining");
-        if tokio::time::timeout(config.shutdown_grace, tracker.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                remaining = tracker.len(),
-                "grace period over: releasing unfinished requests"
-            );
-            shared.abandon.cancel();
-            tracker.wait().await;
-        }
+        let deadline = tokio::time::Instant::now() + config.shutdown_grace;
+        tracing::info!(
+            in_flight = tracker.len(),
+            "shutting down: stopped receiving, draining"
+        );
+        let drain = async {
+            if tokio::time::timeout_at(deadline, tracker.wait())
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    remaining = tracker.len(),
+                    "grace period over: releasing unfinished requests"
+                );
+                shared.abandon.cancel();
+                tracker.wait().await;
+            }
+        };
+        let pollers_done = async { while pollers.join_next().await.is_some() {} };
+        tokio::join!(drain, pollers_done);
         tracing::info!("queue server stopped");
     }
 

@@ -6,6 +6,11 @@
 //! replicas. An empty poll loops straight into the next long poll (no sleep);
 //! a failed one backs off exponentially up to 5 s so an outage does not turn
 //! into a hot loop.
+//!
+//! A long poll in progress is never abandoned: SQS may already have handed
+//! messages to it, and a dropped call would leave them hidden for a whole
+//! visibility timeout. On shutdown the poller lets its current poll finish
+//! (at most the long-poll wait) and releases whatever it returns at once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,10 +49,20 @@ pub(super) async fn run<F: ServiceFactory>(
                 Err(_) => break,
             }
         }
-        let received = tokio::select! {
-            received = shared.inbox.receive(permits.len(), shared.config.wait) => received,
-            _ = stop.cancelled() => return,
-        };
+        let received = shared
+            .inbox
+            .receive(permits.len(), shared.config.wait)
+            .await;
+        if stop.is_cancelled() {
+            if let Ok(deliveries) = received {
+                for delivery in deliveries {
+                    if let Err(error) = shared.inbox.release(&delivery.receipt).await {
+                        tracing::warn!(poller = index, %error, "could not release a message received during shutdown");
+                    }
+                }
+            }
+            return;
+        }
         match received {
             Ok(deliveries) => {
                 backoff = BACKOFF_START;

@@ -158,7 +158,7 @@ pub(super) async fn run<S: Service<RoleServer>>(
     });
 
     let visibility = run.inbox.info().visibility_timeout;
-    let heartbeat_every = (visibility / 2).max(Duration::from_secs(1));
+    let heartbeat_every = (visibility / 2).max(Duration::from_millis(100));
     let mut heartbeat = tokio::time::interval_at(
         tokio::time::Instant::now() + heartbeat_every,
         heartbeat_every,

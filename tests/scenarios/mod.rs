@@ -13,6 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use asyncmcp::queue::{Inbox, Outbox, QueueMessage};
 use asyncmcp::server::QueueServerBuilder;
+use asyncmcp::wire::session::SessionKeys;
 use asyncmcp::{QueueClientConfig, QueueClientTransport, QueueServer};
 use demo_tools::{DemoServer, DemoStats};
 use rmcp::model::{
@@ -24,13 +25,22 @@ use rmcp::{RoleClient, ServiceError, ServiceExt};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
+/// Attributes of a test queue; `None` keeps the broker's default.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QueueSpec {
+    pub visibility_timeout: Option<Duration>,
+    pub max_message_size: Option<usize>,
+}
+
 /// What a scenario needs of a broker.
 #[async_trait]
 pub trait TestBroker: Send + Sync {
     /// Creates a fresh queue (unique name) and returns its address.
-    async fn create_queue(&self, prefix: &str) -> String;
-    /// Creates a fresh queue whose messages may be at most `max_size` bytes.
-    async fn create_small_queue(&self, prefix: &str, max_size: usize) -> String;
+    async fn create_queue_with(&self, prefix: &str, spec: QueueSpec) -> String;
+    /// Creates a fresh queue with default attributes.
+    async fn create_queue(&self, prefix: &str) -> String {
+        self.create_queue_with(prefix, QueueSpec::default()).await
+    }
     /// An inbox on `address`.
     async fn inbox(&self, address: &str) -> Arc<dyn Inbox>;
     /// An outbox for every queue of this broker.
@@ -48,6 +58,8 @@ pub struct Fixture<'a> {
     pub stats: Arc<DemoStats>,
     shutdown: CancellationToken,
     server: Option<tokio::task::JoinHandle<()>>,
+    /// Shared by every replica the fixture starts, as in a deployment.
+    session_keys: SessionKeys,
     queues: Vec<String>,
 }
 
@@ -62,21 +74,54 @@ impl<'a> Fixture<'a> {
         broker: &'a dyn TestBroker,
         customise: impl FnOnce(QueueServerBuilder) -> QueueServerBuilder,
     ) -> Fixture<'a> {
-        let requests = broker.create_queue("requests").await;
-        let stats = Arc::new(DemoStats::default());
-        let shutdown = CancellationToken::new();
-        let builder = QueueServer::builder(broker.inbox(&requests).await, broker.outbox())
-            .shutdown_grace(Duration::from_secs(2));
-        let server = customise(builder)
-            .build(DemoServer::factory(stats.clone()))
-            .spawn(shutdown.clone());
-        Fixture {
+        Self::start_on(broker, QueueSpec::default(), customise).await
+    }
+
+    /// Starts a demo server on a request queue made to `spec`.
+    pub async fn start_on(
+        broker: &'a dyn TestBroker,
+        spec: QueueSpec,
+        customise: impl FnOnce(QueueServerBuilder) -> QueueServerBuilder,
+    ) -> Fixture<'a> {
+        let requests = broker.create_queue_with("requests", spec).await;
+        let mut fixture = Fixture {
             broker,
             requests: requests.clone(),
-            stats,
-            shutdown,
-            server: Some(server),
+            stats: Arc::new(DemoStats::default()),
+            shutdown: CancellationToken::new(),
+            server: None,
+            session_keys: SessionKeys::random(),
             queues: vec![requests],
+        };
+        fixture.start_server(customise).await;
+        fixture
+    }
+
+    /// Starts a (further) server replica on the request queue.
+    pub async fn start_server(
+        &mut self,
+        customise: impl FnOnce(QueueServerBuilder) -> QueueServerBuilder,
+    ) {
+        self.shutdown = CancellationToken::new();
+        let builder = QueueServer::builder(
+            self.broker.inbox(&self.requests).await,
+            self.broker.outbox(),
+        )
+        .shutdown_grace(Duration::from_secs(2))
+        // Short polls so that shutdown, which lets a poll finish, is quick.
+        .wait(Duration::from_secs(1))
+        .session_keys(self.session_keys.clone());
+        let server = customise(builder)
+            .build(DemoServer::factory(self.stats.clone()))
+            .spawn(self.shutdown.clone());
+        self.server = Some(server);
+    }
+
+    /// Shuts the server down gracefully and waits until it has stopped.
+    pub async fn stop_server(&mut self) {
+        self.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task");
         }
     }
 
@@ -93,7 +138,10 @@ impl<'a> Fixture<'a> {
         QueueClientTransport::new(
             self.broker.inbox(&replies).await,
             self.broker.outbox(),
-            QueueClientConfig::new(&self.requests),
+            QueueClientConfig {
+                wait: Duration::from_secs(1),
+                ..QueueClientConfig::new(&self.requests)
+            },
         )
     }
 
@@ -114,10 +162,7 @@ impl<'a> Fixture<'a> {
 
     /// Stops the server and deletes the queues.
     pub async fn stop(mut self) {
-        self.shutdown.cancel();
-        if let Some(server) = self.server.take() {
-            server.await.expect("server task");
-        }
+        self.stop_server().await;
         for queue in std::mem::take(&mut self.queues) {
             self.broker.delete_queue(&queue).await;
         }
@@ -481,7 +526,11 @@ pub async fn bad_input(broker: &dyn TestBroker) {
     fx.inject(QueueMessage::new(list.to_string())).await;
 
     // A reply larger than the reply queue accepts: an error saying so.
-    let small = broker.create_small_queue("small-replies", 1024).await;
+    let spec = QueueSpec {
+        max_message_size: Some(1024),
+        ..QueueSpec::default()
+    };
+    let small = broker.create_queue_with("small-replies", spec).await;
     fx.queues.push(small.clone());
     let small_inbox = broker.inbox(&small).await;
     let big = json!({"jsonrpc":"2.0","id":44,"method":"tools/call",
@@ -525,5 +574,101 @@ pub async fn bad_input(broker: &dyn TestBroker) {
         drained, 0,
         "every bad message was removed from the request queue"
     );
+    fx.stop().await;
+}
+
+/// A handler running several times the visibility timeout is not
+/// redelivered (heartbeat), runs once, and its request is deleted after.
+pub async fn heartbeat_keeps_long_calls_hidden(broker: &dyn TestBroker) {
+    let visibility = Duration::from_secs(2);
+    let spec = QueueSpec {
+        visibility_timeout: Some(visibility),
+        ..QueueSpec::default()
+    };
+    let mut fx = Fixture::start_on(broker, spec, |b| b).await;
+    let client = fx.client().await;
+    let result = client
+        .call_tool(call("sleep", json!({"ms": 5_000})))
+        .await
+        .expect("long call");
+    assert_eq!(text_of(&result), "slept 5000 ms");
+    // Wait past another visibility period: a request that was not kept
+    // hidden would be redelivered and run again now.
+    tokio::time::sleep(visibility + Duration::from_secs(1)).await;
+    assert_eq!(
+        fx.stats.calls.load(Ordering::Relaxed),
+        1,
+        "ran exactly once"
+    );
+    assert_eq!(fx.stats.sleeps_completed.load(Ordering::Relaxed), 1);
+    assert_eq!(broker.depth(&fx.requests).await, 0, "request deleted");
+    client.cancel().await.expect("close");
+    fx.stop().await;
+}
+
+/// Shutdown lets an in-flight call finish within the grace period; a call
+/// that outlives it is released and another replica answers it.
+pub async fn graceful_shutdown(broker: &dyn TestBroker) {
+    let mut fx = Fixture::start_with(broker, |b| b.shutdown_grace(Duration::from_secs(5))).await;
+    let client = fx.client().await;
+    let stats = fx.stats.clone();
+
+    // Finishes within the grace period.
+    let pending = {
+        let client = client.clone();
+        tokio::spawn(async move { client.call_tool(call("sleep", json!({"ms": 800}))).await })
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || stats
+            .calls
+            .load(Ordering::Relaxed)
+            == 1)
+        .await
+    );
+    fx.stop_server().await;
+    let result = pending
+        .await
+        .expect("task")
+        .expect("answered during shutdown");
+    assert_eq!(text_of(&result), "slept 800 ms");
+
+    // Outlives a short grace period: released, then served by a new replica.
+    fx.start_server(|b| b.shutdown_grace(Duration::from_millis(300)))
+        .await;
+    let pending = {
+        let client = client.clone();
+        tokio::spawn(async move { client.call_tool(call("sleep", json!({"ms": 4_000}))).await })
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || stats
+            .calls
+            .load(Ordering::Relaxed)
+            == 2)
+        .await
+    );
+    let stopping = tokio::time::Instant::now();
+    fx.stop_server().await;
+    assert!(
+        stopping.elapsed() < Duration::from_secs(2),
+        "grace period bounded the stop"
+    );
+    assert_eq!(
+        stats.sleeps_completed.load(Ordering::Relaxed),
+        1,
+        "second call was stopped"
+    );
+    fx.start_server(|b| b).await;
+    let result = tokio::time::timeout(Duration::from_secs(20), pending)
+        .await
+        .expect("the released call is answered by the new replica")
+        .expect("task")
+        .expect("call result");
+    assert_eq!(text_of(&result), "slept 4000 ms");
+    assert_eq!(
+        stats.calls.load(Ordering::Relaxed),
+        3,
+        "the released call ran again"
+    );
+    client.cancel().await.expect("close");
     fx.stop().await;
 }
