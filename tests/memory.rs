@@ -96,3 +96,39 @@ async fn heartbeat_keeps_long_calls_hidden() {
 async fn graceful_shutdown() {
     scenarios::graceful_shutdown(&Memory::new()).await;
 }
+
+#[tokio::test]
+async fn shared_reply_queue() {
+    scenarios::shared_reply_queue(&Memory::new()).await;
+}
+
+/// `QueueClientTransport::memory` creates its reply queue on connect and
+/// deletes it on close.
+#[tokio::test]
+async fn memory_client_owns_its_reply_queue() {
+    use rmcp::ServiceExt;
+    let broker = MemoryBroker::new();
+    let requests = broker.create_queue("requests", MemoryQueueOptions::default());
+    let transport = asyncmcp::QueueClientTransport::memory(&broker, &requests).expect("transport");
+    let reply_queue = transport.reply_address().to_owned();
+    assert!(
+        broker.inbox(&reply_queue).is_ok(),
+        "reply queue exists while open"
+    );
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let server =
+        asyncmcp::QueueServer::builder(broker.inbox(&requests).expect("inbox"), broker.outbox())
+            .wait(std::time::Duration::from_secs(1))
+            .build(scenarios::demo_tools::DemoServer::factory(
+                Default::default(),
+            ))
+            .spawn(shutdown.clone());
+    let client = ().serve(transport).await.expect("connect");
+    client.cancel().await.expect("close");
+    assert!(
+        broker.inbox(&reply_queue).is_err(),
+        "reply queue deleted on close"
+    );
+    shutdown.cancel();
+    server.await.expect("server");
+}

@@ -130,3 +130,8 @@ async fn heartbeat_keeps_long_calls_hidden() {
 async fn graceful_shutdown() {
     scenarios::graceful_shutdown(&Sqs::new().await).await;
 }
+
+#[tokio::test]
+async fn shared_reply_queue() {
+    scenarios::shared_reply_queue(&Sqs::new().await).await;
+}

@@ -105,7 +105,7 @@ impl Shared {
             client_id: Some(self.client_id.clone()),
             reply_to: Some(self.reply_address.clone()),
         };
-        let encoded = wire::encode(&value, &headers)?;
+        let encoded = wire::encode_value(&value, &headers)?;
         self.outbox.send(&self.server_address, encoded).await?;
         Ok(())
     }

@@ -2,7 +2,9 @@
 //!
 //! A reply queue may be shared by several clients. A message stamped with
 //! another client's `ClientId`, or another session's `SessionId`, is not ours:
-//! it is released (visible again at once) for its owner rather than deleted.
+//! it is released (visible again at once) for its owner rather than deleted,
+//! and a poller that received nothing but others' messages pauses briefly
+//! (10 ms, doubling up to 500 ms) so the owners get them.
 //! Ours are handed to rmcp and then deleted; deletes go out together so the
 //! batching outbox can coalesce them.
 //!
@@ -24,6 +26,10 @@ use crate::wire;
 
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// First pause after a receive that brought only other clients' messages.
+const YIELD_START: Duration = Duration::from_millis(10);
+/// Longest such pause.
+const YIELD_MAX: Duration = Duration::from_millis(500);
 
 pub(super) async fn run(
     inbox: Arc<dyn Inbox>,
@@ -33,6 +39,7 @@ pub(super) async fn run(
     stop: CancellationToken,
 ) {
     let mut backoff = BACKOFF_START;
+    let mut yield_for = YIELD_START;
     loop {
         let received = inbox.receive(MAX_RECEIVE_BATCH, wait).await;
         if stop.is_cancelled() {
@@ -56,6 +63,8 @@ pub(super) async fn run(
                 continue;
             }
         };
+        let received = deliveries.len();
+        let mut released = 0;
         let mut done = Vec::with_capacity(deliveries.len());
         for delivery in deliveries {
             match accept(&shared, &delivery) {
@@ -68,6 +77,7 @@ pub(super) async fn run(
                     done.push(delivery);
                 }
                 Accept::NotOurs => {
+                    released += 1;
                     if let Err(error) = inbox.release(&delivery.receipt).await {
                         tracing::debug!(%error, "could not release another client's message");
                     }
@@ -84,6 +94,18 @@ pub(super) async fn run(
                 }
             }
         });
+        if received > 0 && released == received {
+            // Everything was another client's: step aside before polling
+            // again, or this poller would take the same messages straight
+            // back and starve their owners.
+            tokio::select! {
+                _ = tokio::time::sleep(yield_for) => {}
+                _ = stop.cancelled() => return,
+            }
+            yield_for = (yield_for * 2).min(YIELD_MAX);
+        } else {
+            yield_for = YIELD_START;
+        }
     }
 }
 

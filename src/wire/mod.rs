@@ -18,7 +18,7 @@ pub mod attr;
 mod codec;
 pub mod session;
 
-pub(crate) use codec::add_initialize_reply_to;
 pub use codec::{
     Decoded, Headers, Inbound, WireError, decode, encode, error_reply, request_id_text,
 };
+pub(crate) use codec::{add_initialize_reply_to, encode_value};

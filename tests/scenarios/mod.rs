@@ -672,3 +672,37 @@ pub async fn graceful_shutdown(broker: &dyn TestBroker) {
     client.cancel().await.expect("close");
     fx.stop().await;
 }
+
+/// Two clients sharing one reply queue each get only their own replies:
+/// a client hands back (releases) what is stamped for another.
+pub async fn shared_reply_queue(broker: &dyn TestBroker) {
+    let mut fx = Fixture::start(broker).await;
+    let shared = fx.queue("shared-replies").await;
+    let mut clients = Vec::new();
+    for _ in 0..2 {
+        let transport = QueueClientTransport::new(
+            broker.inbox(&shared).await,
+            broker.outbox(),
+            QueueClientConfig {
+                wait: Duration::from_secs(1),
+                ..QueueClientConfig::new(&fx.requests)
+            },
+        );
+        clients.push(().serve(transport).await.expect("client on a shared queue"));
+    }
+    let runs = clients.iter().enumerate().map(|(c, client)| async move {
+        for i in 0..10 {
+            let text = format!("client {c} call {i}");
+            let result = client
+                .call_tool(call("echo", json!({"text": text})))
+                .await
+                .expect("echo on a shared reply queue");
+            assert_eq!(text_of(&result), text);
+        }
+    });
+    futures::future::join_all(runs).await;
+    for client in clients {
+        client.cancel().await.expect("close");
+    }
+    fx.stop().await;
+}
