@@ -121,5 +121,7 @@ log "cargo fmt --check"
 cargo fmt --all --check
 log "cargo clippy --all-targets --all-features -- -D warnings"
 cargo clippy --all-targets --all-features -- -D warnings
+log "cargo doc (warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features --quiet
 log "cargo test --all-features $*"
 cargo test --all-features "$@"

@@ -1,7 +1,7 @@
 //! Model Context Protocol over queues.
 //!
 //! `asyncmcp` carries MCP JSON-RPC messages over message queues (Amazon SQS,
-//! or the in-process [`MemoryBroker`](queue::memory::MemoryBroker)) so that an
+//! or the in-process [`MemoryBroker`]) so that an
 //! ordinary [rmcp](https://docs.rs/rmcp) server can sit behind a queue, scale
 //! out as competing consumers, and answer callers that hold no connection open.
 //!
@@ -11,9 +11,9 @@
 //!   attributes), session ids. No I/O.
 //! * [`queue`]: the broker seam ([`Inbox`](queue::Inbox),
 //!   [`Outbox`](queue::Outbox)) and its implementations. Knows nothing of MCP.
-//! * [`server`]: [`QueueServer`](server::QueueServer) polls a request queue
+//! * [`server`]: [`QueueServer`] polls a request queue
 //!   and runs each request through a fresh rmcp service.
-//! * [`client`]: [`QueueClientTransport`](client::QueueClientTransport), an
+//! * [`client`]: [`QueueClientTransport`], an
 //!   rmcp client transport.
 #![warn(missing_docs)]
 

@@ -6,15 +6,15 @@
 //!              ack (delete) ◄── final response ◄───┘ replies to the reply address
 //! ```
 //!
-//! * **Pollers** ([`poller`]): several concurrent long polls of the request
+//! * **Pollers** (`poller.rs`): several concurrent long polls of the request
 //!   queue. A poller asks for only as many messages as there are free
 //!   in-flight slots, and stops receiving while there are none
 //!   (backpressure).
-//! * **Dispatch** ([`dispatch`]): decodes each delivery, works out where its
+//! * **Dispatch** (`dispatch.rs`): decodes each delivery, works out where its
 //!   replies go and checks that address against the [`ReplyPolicy`], then
 //!   routes it: requests to a fresh service, `notifications/cancelled` to the
 //!   request it names, anything unservable to an error reply or the bin.
-//! * **One request** ([`request`]): the request runs through a fresh rmcp
+//! * **One request** (`request.rs`): the request runs through a fresh rmcp
 //!   service built by the factory (stateless per message, like rmcp's
 //!   stateless Streamable HTTP), so any replica can serve any message. Its
 //!   notifications and final response go to the reply address in order; the
