@@ -41,6 +41,9 @@ struct Args {
     /// The broker: SQS (AWS or LocalStack via AWS_ENDPOINT_URL) or in-process.
     #[arg(long, value_enum, default_value_t = Broker::Sqs)]
     broker: Broker,
+    /// Concurrent long polls of the client's reply queue.
+    #[arg(long, default_value_t = QueueClientConfig::new("").pollers)]
+    client_pollers: usize,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
