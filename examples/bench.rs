@@ -13,6 +13,10 @@
 //! the one SQS client both sides share (idle long polls included). Results
 //! on a shared machine are noisy: compare figures from one run.
 
+#[path = "shared/support.rs"]
+#[allow(dead_code)]
+mod support;
+
 #[path = "shared/demo_tools.rs"]
 mod demo_tools;
 
@@ -73,12 +77,7 @@ struct Level {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn,rmcp=error".into()),
-        )
-        .init();
+    support::init_tracing("warn,rmcp=error");
     let args = Args::parse();
     anyhow::ensure!(args.calls > 0, "--calls must be at least 1");
 

@@ -8,6 +8,10 @@
 //! The same code runs on Amazon SQS (or LocalStack) by swapping the broker:
 //! see the `sqs_server` and `sqs_client` examples.
 
+#[path = "shared/support.rs"]
+#[allow(dead_code)]
+mod support;
+
 #[path = "shared/demo_tools.rs"]
 mod demo_tools;
 
@@ -17,10 +21,11 @@ use std::time::Duration;
 use asyncmcp::queue::memory::MemoryQueueOptions;
 use asyncmcp::{MemoryBroker, QueueClientTransport, QueueServer};
 use demo_tools::{DemoServer, DemoStats};
-use rmcp::model::{CallToolRequestParams, ClientRequest, ProgressNotificationParam, Request};
+use rmcp::model::{ClientRequest, ProgressNotificationParam, Request};
 use rmcp::service::{NotificationContext, PeerRequestOptions};
 use rmcp::{ClientHandler, RoleClient, ServiceExt};
 use serde_json::json;
+use support::{call, text_of};
 use tokio_util::sync::CancellationToken;
 
 /// A client that prints the progress the server reports.
@@ -41,28 +46,9 @@ impl ClientHandler for ProgressPrinter {
     }
 }
 
-fn call(name: &str, arguments: serde_json::Value) -> CallToolRequestParams {
-    let arguments = arguments.as_object().cloned().unwrap_or_default();
-    CallToolRequestParams::new(name.to_owned()).with_arguments(arguments)
-}
-
-fn text_of(result: &rmcp::model::CallToolResult) -> String {
-    result
-        .content
-        .iter()
-        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
-        .collect::<Vec<_>>()
-        .join("")
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn,rmcp=off".into()),
-        )
-        .init();
+    support::init_tracing("warn,rmcp=off");
 
     // 1. A broker and the server's request queue.
     let broker = MemoryBroker::new();

@@ -11,6 +11,10 @@
 //! deleted at the end. `--protocol 2026-07-28` uses the stateless
 //! (discover) lifecycle instead of `initialize`.
 
+#[path = "shared/support.rs"]
+#[allow(dead_code)]
+mod support;
+
 use asyncmcp::queue::sqs;
 use asyncmcp::{QueueClientConfig, QueueClientTransport};
 use clap::Parser;
@@ -44,12 +48,7 @@ impl ClientHandler for Client {}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn,rmcp=error".into()),
-        )
-        .init();
+    support::init_tracing("warn,rmcp=error");
     let args = Args::parse();
     let arguments: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&args.args)
         .map_err(|e| anyhow::anyhow!("--args must be a JSON object: {e}"))?;

@@ -8,6 +8,10 @@
 //! Stops on Ctrl-C or SIGTERM: it stops receiving, finishes the calls in
 //! flight within the grace period and releases the rest to other replicas.
 
+#[path = "shared/support.rs"]
+#[allow(dead_code)]
+mod support;
+
 #[path = "shared/demo_tools.rs"]
 mod demo_tools;
 
@@ -48,12 +52,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,rmcp=warn".into()),
-        )
-        .init();
+    support::init_tracing("info,rmcp=warn");
     let args = Args::parse();
     let client = sqs::client(&sqs::sdk_config_from_env().await);
     let inbox = SqsInbox::open(client.clone(), &args.queue_url).await?;

@@ -5,6 +5,10 @@
 
 #[path = "../../examples/shared/demo_tools.rs"]
 pub mod demo_tools;
+#[path = "../../examples/shared/support.rs"]
+mod support;
+
+pub use support::{call, text_of};
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -17,8 +21,8 @@ use asyncmcp::wire::session::SessionKeys;
 use asyncmcp::{QueueClientConfig, QueueClientTransport, QueueServer};
 use demo_tools::{DemoServer, DemoStats};
 use rmcp::model::{
-    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientRequest, Implementation,
-    InitializeRequestParams, ProtocolVersion, Request,
+    ClientCapabilities, ClientRequest, Implementation, InitializeRequestParams, ProtocolVersion,
+    Request,
 };
 use rmcp::service::{ClientLifecycleMode, PeerRequestOptions, RunningService};
 use rmcp::{RoleClient, ServiceError, ServiceExt};
@@ -167,19 +171,6 @@ impl<'a> Fixture<'a> {
             self.broker.delete_queue(&queue).await;
         }
     }
-}
-
-pub fn call(name: &str, arguments: Value) -> CallToolRequestParams {
-    CallToolRequestParams::new(name.to_owned())
-        .with_arguments(arguments.as_object().cloned().unwrap_or_default())
-}
-
-pub fn text_of(result: &CallToolResult) -> String {
-    result
-        .content
-        .iter()
-        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
-        .collect()
 }
 
 /// Receives the next message on `inbox` within `within`, deletes it and

@@ -1,0 +1,29 @@
+//! Small helpers shared by the examples (and the tests): logging set-up and
+//! building and reading `tools/call` requests.
+
+use rmcp::model::{CallToolRequestParams, CallToolResult};
+
+/// Logs through `tracing` to stderr; `RUST_LOG` overrides `default`.
+pub fn init_tracing(default: &str) {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default.into()),
+        )
+        .init();
+}
+
+/// A `tools/call` of `name` with `arguments` (a JSON object).
+pub fn call(name: &str, arguments: serde_json::Value) -> CallToolRequestParams {
+    CallToolRequestParams::new(name.to_owned())
+        .with_arguments(arguments.as_object().cloned().unwrap_or_default())
+}
+
+/// The text content of a tool result, concatenated.
+pub fn text_of(result: &CallToolResult) -> String {
+    result
+        .content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect()
+}
