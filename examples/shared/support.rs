@@ -6,6 +6,8 @@ use rmcp::model::{CallToolRequestParams, CallToolResult};
 /// Logs through `tracing` to stderr; `RUST_LOG` overrides `default`.
 pub fn init_tracing(default: &str) {
     tracing_subscriber::fmt()
+        // stdout is for results (sqs_client prints JSON, sqs_server READY).
+        .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| default.into()),
