@@ -21,15 +21,13 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
+use crate::queue::backoff::Backoff;
 use crate::queue::{Delivery, Inbox, MAX_RECEIVE_BATCH};
 use crate::wire;
 
-const BACKOFF_START: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
-/// First pause after a receive that brought only other clients' messages.
-const YIELD_START: Duration = Duration::from_millis(10);
-/// Longest such pause.
-const YIELD_MAX: Duration = Duration::from_millis(500);
+/// The pause after a receive that brought only other clients' messages:
+/// 10 ms, doubling up to 500 ms.
+const STEP_ASIDE: Backoff = Backoff::new(Duration::from_millis(10), Duration::from_millis(500));
 
 pub(super) async fn run(
     inbox: Arc<dyn Inbox>,
@@ -38,8 +36,8 @@ pub(super) async fn run(
     wait: Duration,
     stop: CancellationToken,
 ) {
-    let mut backoff = BACKOFF_START;
-    let mut yield_for = YIELD_START;
+    let mut backoff = Backoff::after_errors();
+    let mut step_aside = STEP_ASIDE;
     loop {
         let received = inbox.receive(MAX_RECEIVE_BATCH, wait).await;
         if stop.is_cancelled() {
@@ -50,16 +48,14 @@ pub(super) async fn run(
         }
         let deliveries = match received {
             Ok(deliveries) => {
-                backoff = BACKOFF_START;
+                backoff.reset();
                 deliveries
             }
             Err(error) => {
-                tracing::warn!(%error, retry_in = ?backoff, "reply queue receive failed");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = stop.cancelled() => return,
+                tracing::warn!(%error, retry_in = ?backoff.pause(), "reply queue receive failed");
+                if !backoff.wait(&stop).await {
+                    return;
                 }
-                backoff = (backoff * 2).min(BACKOFF_MAX);
                 continue;
             }
         };
@@ -98,13 +94,11 @@ pub(super) async fn run(
             // Everything was another client's: step aside before polling
             // again, or this poller would take the same messages straight
             // back and starve their owners.
-            tokio::select! {
-                _ = tokio::time::sleep(yield_for) => {}
-                _ = stop.cancelled() => return,
+            if !step_aside.wait(&stop).await {
+                return;
             }
-            yield_for = (yield_for * 2).min(YIELD_MAX);
         } else {
-            yield_for = YIELD_START;
+            step_aside.reset();
         }
     }
 }

@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub(crate) mod backoff;
 pub mod batch;
 pub mod memory;
 #[cfg(feature = "sqs")]

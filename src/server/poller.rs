@@ -13,7 +13,6 @@
 //! (at most the long-poll wait) and releases whatever it returns at once.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -22,9 +21,7 @@ use tokio_util::task::TaskTracker;
 use super::ServiceFactory;
 use super::dispatch::Shared;
 use crate::queue::MAX_RECEIVE_BATCH;
-
-const BACKOFF_START: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
+use crate::queue::backoff::Backoff;
 
 pub(super) async fn run<F: ServiceFactory>(
     index: usize,
@@ -33,7 +30,7 @@ pub(super) async fn run<F: ServiceFactory>(
     tracker: TaskTracker,
     stop: CancellationToken,
 ) {
-    let mut backoff = BACKOFF_START;
+    let mut backoff = Backoff::after_errors();
     loop {
         let first = tokio::select! {
             permit = limiter.clone().acquire_owned() => match permit {
@@ -65,7 +62,7 @@ pub(super) async fn run<F: ServiceFactory>(
         }
         match received {
             Ok(deliveries) => {
-                backoff = BACKOFF_START;
+                backoff.reset();
                 for delivery in deliveries {
                     let Some(permit) = permits.pop() else {
                         // The inbox returned more than asked: leave the rest
@@ -81,13 +78,11 @@ pub(super) async fn run<F: ServiceFactory>(
                 }
             }
             Err(error) => {
-                tracing::warn!(poller = index, %error, retry_in = ?backoff, "receive failed");
+                tracing::warn!(poller = index, %error, retry_in = ?backoff.pause(), "receive failed");
                 drop(permits);
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = stop.cancelled() => return,
+                if !backoff.wait(&stop).await {
+                    return;
                 }
-                backoff = (backoff * 2).min(BACKOFF_MAX);
             }
         }
     }
