@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use rmcp::model::{
     ClientCapabilities, ClientJsonRpcMessage, ClientNotification, ClientRequest, ErrorCode,
-    GetMeta, Implementation, InitializeRequestParams, JsonRpcRequest, ProtocolVersion,
+    GetMeta, Implementation, InitializeRequestParams, JsonRpcRequest, ProtocolVersion, RequestId,
 };
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -70,14 +70,11 @@ impl<F: ServiceFactory> Shared<F> {
                 // A session id that does not verify is forged, altered or from
                 // another deployment: nothing it claims can be trusted.
                 tracing::warn!(message_id = %delivery.message_id, %reason, "refused message");
-                self.answer_error(
-                    &headers,
-                    &decoded.message,
-                    None,
-                    ErrorCode::INVALID_REQUEST,
-                    &reason,
-                )
-                .await;
+                let id = match &decoded.message {
+                    Ok(inbound) => request_id_of(&inbound.message),
+                    Err(error) => error.request_id().cloned(),
+                };
+                self.answer_refused(&headers, id.as_ref(), &reason).await;
                 self.ack(&delivery).await;
                 return;
             }
@@ -86,23 +83,19 @@ impl<F: ServiceFactory> Shared<F> {
             Ok(inbound) => inbound,
             Err(error) => {
                 tracing::warn!(message_id = %delivery.message_id, origin = %route.origin, %error, "unservable message");
-                let id = error.request_id().cloned();
-                if let Ok(reply_to) = &route.reply_to {
-                    let reply = Reply::new(
-                        self.outbox.clone(),
-                        reply_to.clone(),
-                        reply_headers(&headers),
-                    );
-                    let message = match error {
-                        wire::WireError::NotJson(_) => "Parse error: body is not valid JSON",
-                        _ => "Invalid request: not a valid JSON-RPC request",
-                    };
-                    reply
-                        .send_value(&wire::error_reply(id.as_ref(), error.code(), message))
-                        .await
-                        .ok();
-                } else if let Err(reason) = &route.reply_to {
-                    tracing::warn!(message_id = %delivery.message_id, %reason, "cannot answer: no usable reply address");
+                match route.reply_to {
+                    Ok(reply_to) => {
+                        let text = match error {
+                            wire::WireError::NotJson(_) => "Parse error: body is not valid JSON",
+                            _ => "Invalid request: not a valid JSON-RPC request",
+                        };
+                        let id = error.request_id();
+                        self.send_error(reply_to, reply_headers(&headers), id, error.code(), text)
+                            .await;
+                    }
+                    Err(reason) => {
+                        tracing::warn!(message_id = %delivery.message_id, %reason, "cannot answer: no usable reply address");
+                    }
                 }
                 self.ack(&delivery).await;
                 return;
@@ -254,31 +247,44 @@ impl<F: ServiceFactory> Shared<F> {
 
     /// Answers a message that is refused outright, if the address it names
     /// directly (`ReplyTo`) is allowed; never to an address from a session.
-    async fn answer_error<M>(
-        &self,
-        headers: &Headers,
-        message: &Result<M, wire::WireError>,
-        id: Option<rmcp::model::RequestId>,
-        code: ErrorCode,
-        text: &str,
-    ) {
+    async fn answer_refused(&self, headers: &Headers, id: Option<&RequestId>, text: &str) {
         let Ok(reply_to) = self.config.reply_policy.check(headers.reply_to.as_deref()) else {
             return;
         };
-        let id = id.or_else(|| message.as_ref().err().and_then(|e| e.request_id().cloned()));
-        let mut reply_headers = reply_headers(headers);
-        reply_headers.session_id = None;
-        let reply = Reply::new(self.outbox.clone(), reply_to, reply_headers);
-        reply
-            .send_value(&wire::error_reply(id.as_ref(), code, text))
-            .await
-            .ok();
+        let headers = Headers {
+            session_id: None,
+            ..reply_headers(headers)
+        };
+        self.send_error(reply_to, headers, id, ErrorCode::INVALID_REQUEST, text)
+            .await;
+    }
+
+    /// Sends a JSON-RPC error; a failure is logged by [`Reply`] and not
+    /// retried (the message it answers is removed either way).
+    async fn send_error(
+        &self,
+        reply_to: String,
+        headers: Headers,
+        id: Option<&RequestId>,
+        code: ErrorCode,
+        text: &str,
+    ) {
+        let reply = Reply::new(self.outbox.clone(), reply_to, headers);
+        let _ = reply.send_value(&wire::error_reply(id, code, text)).await;
     }
 
     async fn ack(&self, delivery: &Delivery) {
         if let Err(error) = self.inbox.ack(&delivery.receipt).await {
             tracing::warn!(message_id = %delivery.message_id, %error, "ack failed; the message will be redelivered");
         }
+    }
+}
+
+/// The id of a request, if the message is one.
+fn request_id_of(message: &ClientJsonRpcMessage) -> Option<RequestId> {
+    match message {
+        ClientJsonRpcMessage::Request(request) => Some(request.id.clone()),
+        _ => None,
     }
 }
 

@@ -500,6 +500,7 @@ pub async fn bad_input(broker: &dyn TestBroker) {
     .await;
     let (reply, _) = next_reply(&*inbox, within).await.expect("session refusal");
     assert_eq!(reply["error"]["code"], -32600);
+    assert_eq!(reply["id"], 42, "the refusal carries the request's id");
     assert!(
         reply["error"]["message"]
             .as_str()
