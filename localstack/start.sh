@@ -18,19 +18,14 @@
 #   LOCALSTACK_TIMEOUT    seconds to wait for health (default 120)
 set -euo pipefail
 
-REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PORT="${LOCALSTACK_PORT:-4566}"
-STATE_DIR="${LOCALSTACK_STATE_DIR:-${REPO_ROOT}/.localstack}"
+# shellcheck source=localstack/paths.sh
+source "$(dirname "${BASH_SOURCE[0]}")/paths.sh"
 VENV="${LOCALSTACK_VENV:-${STATE_DIR}/venv}"
 PYTHON="${LOCALSTACK_PYTHON:-python3}"
 MODE="${LOCALSTACK_MODE:-auto}"
 TIMEOUT="${LOCALSTACK_TIMEOUT:-120}"
 ENDPOINT="http://localhost:${PORT}"
-COMPOSE_FILE="${REPO_ROOT}/localstack/docker-compose.yml"
-COMPOSE_PROJECT="asyncmcp-localstack-${PORT}"
-PID_FILE="${STATE_DIR}/localstack.pid"
 LOG_FILE="${STATE_DIR}/localstack.log"
-MODE_FILE="${STATE_DIR}/mode"
 
 # Host mode: localstack-core 4.13+ needs Python >= 3.12, 4.12.0 runs on 3.9-3.13.
 # moto-ext provides SNS; the upper bounds avoid releases that break start-up.

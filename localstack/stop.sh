@@ -4,13 +4,8 @@
 # Reads the same LOCALSTACK_PORT and LOCALSTACK_STATE_DIR as start.sh.
 set -euo pipefail
 
-REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PORT="${LOCALSTACK_PORT:-4566}"
-STATE_DIR="${LOCALSTACK_STATE_DIR:-${REPO_ROOT}/.localstack}"
-COMPOSE_FILE="${REPO_ROOT}/localstack/docker-compose.yml"
-COMPOSE_PROJECT="asyncmcp-localstack-${PORT}"
-PID_FILE="${STATE_DIR}/localstack.pid"
-MODE_FILE="${STATE_DIR}/mode"
+# shellcheck source=localstack/paths.sh
+source "$(dirname "${BASH_SOURCE[0]}")/paths.sh"
 
 log() { echo "localstack/stop.sh: $*" >&2; }
 
