@@ -9,7 +9,7 @@
 //!   visibility lapse so the broker redelivers it. While a delivery is being
 //!   worked on, [`extend`](Inbox::extend) keeps it hidden from other consumers.
 //! * [`Outbox`]: sends a [`QueueMessage`] to a destination named by an address
-//!   string (an SQS queue URL, a `memory://` queue, later an SNS topic ARN).
+//!   string (an SQS queue URL, a `memory://` queue, an SNS topic ARN).
 //!
 //! This module knows nothing of MCP: it moves opaque bodies and string
 //! attributes. Implementations:
@@ -19,6 +19,10 @@
 //!   for fast tests.
 //! * `sqs` (feature `sqs`): Amazon SQS through `aws-sdk-sqs`, with adaptive
 //!   batching of sends and deletes.
+//! * `sns` (feature `sns`): publishing to Amazon SNS topics through
+//!   `aws-sdk-sns`, with adaptive batching of publishes, and provisioning of
+//!   topics and queue subscriptions. Messages published to a topic arrive in
+//!   the SQS queues subscribed to it, so consuming is always an `sqs` inbox.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -29,6 +33,8 @@ use async_trait::async_trait;
 pub(crate) mod backoff;
 pub mod batch;
 pub mod memory;
+#[cfg(feature = "sns")]
+pub mod sns;
 #[cfg(feature = "sqs")]
 pub mod sqs;
 
@@ -161,11 +167,24 @@ pub enum QueueError {
     /// The queue does not exist.
     #[error("queue {0:?} does not exist")]
     NoSuchQueue(String),
+    /// The topic does not exist.
+    #[error("topic {0:?} does not exist")]
+    NoSuchTopic(String),
     /// The message is larger than the destination accepts.
     #[error("message of {size} bytes exceeds the destination's limit of {limit} bytes")]
     TooLarge {
         /// The message's size as the broker counts it.
         size: usize,
+        /// The destination's limit.
+        limit: usize,
+    },
+    /// The message has more attributes than the destination delivers: SNS
+    /// silently drops a message with more than 10 attributes on its way to a
+    /// queue with raw message delivery, so such a message is refused instead.
+    #[error("message has {count} attributes; the destination delivers at most {limit}")]
+    TooManyAttributes {
+        /// The message's attribute count.
+        count: usize,
         /// The destination's limit.
         limit: usize,
     },
@@ -198,7 +217,9 @@ impl QueueError {
         match self {
             QueueError::UnsupportedDestination(_)
             | QueueError::NoSuchQueue(_)
+            | QueueError::NoSuchTopic(_)
             | QueueError::TooLarge { .. }
+            | QueueError::TooManyAttributes { .. }
             | QueueError::InvalidReceipt => true,
             QueueError::EntryFailed { sender_fault, .. } => *sender_fault,
             QueueError::Service(_) | QueueError::Closed => false,

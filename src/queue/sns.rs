@@ -1,0 +1,1 @@
+//! Amazon SNS topics, through `aws-sdk-sns` (feature `sns`).
