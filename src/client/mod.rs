@@ -18,6 +18,7 @@
 //! # Ok(()) }
 //! ```
 
+mod order;
 mod poller;
 #[cfg(feature = "sqs")]
 mod sqs;
@@ -30,8 +31,10 @@ use rmcp::RoleClient;
 use rmcp::model::{ClientJsonRpcMessage, ServerJsonRpcMessage};
 use rmcp::transport::Transport;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use self::order::{Received, Reorder};
 use crate::queue::memory::{MemoryBroker, MemoryQueueOptions};
 use crate::queue::{Inbox, Outbox, QueueError};
 use crate::wire::{self, Headers};
@@ -60,6 +63,11 @@ pub struct QueueClientConfig {
     pub wait: Duration,
     /// Concurrent long polls of the reply queue. Default 1.
     pub pollers: usize,
+    /// How long a response that overtook notifications of its request waits
+    /// for them before it is handed over anyway. Default 1 s. Brokers that
+    /// reorder (standard SQS queues, SNS) make this wait rare and short; it
+    /// matters only when a notification was lost.
+    pub order_wait: Duration,
 }
 
 impl QueueClientConfig {
@@ -70,6 +78,7 @@ impl QueueClientConfig {
             client_id: uuid::Uuid::new_v4().to_string(),
             wait: Duration::from_secs(20),
             pollers: 1,
+            order_wait: Duration::from_secs(1),
         }
     }
 }
@@ -104,6 +113,7 @@ impl Shared {
             session_id: self.session_id(),
             client_id: Some(self.client_id.clone()),
             reply_to: Some(self.reply_address.clone()),
+            ..Headers::default()
         };
         let encoded = wire::encode_value(&value, &headers)?;
         self.outbox.send(&self.server_address, encoded).await?;
@@ -114,7 +124,8 @@ impl Shared {
 /// An rmcp client transport over queues. See the [module docs](self).
 pub struct QueueClientTransport {
     shared: Arc<Shared>,
-    incoming: mpsc::Receiver<ServerJsonRpcMessage>,
+    incoming: mpsc::Receiver<Received>,
+    order: Reorder,
     stop: CancellationToken,
     pollers: Vec<tokio::task::JoinHandle<()>>,
     on_close: Option<OnClose>,
@@ -152,6 +163,7 @@ impl QueueClientTransport {
         Self {
             shared,
             incoming,
+            order: Reorder::new(config.order_wait),
             stop,
             pollers,
             on_close: None,
@@ -210,8 +222,25 @@ impl Transport<RoleClient> for QueueClientTransport {
         async move { shared.send(item).await }
     }
 
+    /// Cancel-safe: a message leaves the channel and enters the reordering
+    /// buffer in one step, with no await between.
     async fn receive(&mut self) -> Option<ServerJsonRpcMessage> {
-        self.incoming.recv().await
+        loop {
+            if let Some(message) = self.order.pop() {
+                return Some(message);
+            }
+            let deadline = self.order.next_deadline();
+            tokio::select! {
+                received = self.incoming.recv() => match received {
+                    Some(received) => self.order.push(received, Instant::now()),
+                    None => {
+                        self.order.expire(None);
+                        return self.order.pop();
+                    }
+                },
+                () = sleep_until_or_never(deadline) => self.order.expire(Some(Instant::now())),
+            }
+        }
     }
 
     async fn close(&mut self) -> Result<(), Self::Error> {
@@ -242,5 +271,12 @@ impl Drop for QueueClientTransport {
         {
             runtime.spawn(cleanup());
         }
+    }
+}
+
+async fn sleep_until_or_never(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }

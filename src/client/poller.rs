@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
+use super::order::Received;
 use crate::queue::backoff::Backoff;
 use crate::queue::{Delivery, Inbox, MAX_RECEIVE_BATCH};
 use crate::wire;
@@ -32,7 +33,7 @@ const STEP_ASIDE: Backoff = Backoff::new(Duration::from_millis(10), Duration::fr
 pub(super) async fn run(
     inbox: Arc<dyn Inbox>,
     shared: Arc<Shared>,
-    sender: mpsc::Sender<ServerJsonRpcMessage>,
+    sender: mpsc::Sender<Received>,
     wait: Duration,
     stop: CancellationToken,
 ) {
@@ -104,7 +105,7 @@ pub(super) async fn run(
 }
 
 enum Accept {
-    Ours(Box<ServerJsonRpcMessage>),
+    Ours(Box<Received>),
     NotOurs,
     Garbage,
 }
@@ -146,5 +147,9 @@ fn accept(shared: &Shared, delivery: &Delivery) -> Accept {
     {
         *session = decoded.headers.session_id;
     }
-    Accept::Ours(Box::new(message))
+    Accept::Ours(Box::new(Received {
+        message,
+        request_id: decoded.headers.request_id,
+        sequence: decoded.headers.sequence,
+    }))
 }

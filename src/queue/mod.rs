@@ -50,6 +50,16 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1_048_576;
 /// The most message attributes SQS accepts on one message.
 pub const MAX_ATTRIBUTES: usize = 10;
 
+/// Whether `address` is an SNS topic ARN
+/// (`arn:<partition>:sns:<region>:<account>:<name>`), as opposed to a queue.
+pub fn is_topic_arn(address: &str) -> bool {
+    let parts: Vec<&str> = address.split(':').collect();
+    parts.len() == 6
+        && parts[0] == "arn"
+        && parts[2] == "sns"
+        && parts.iter().all(|p| !p.is_empty())
+}
+
 /// The value of one message attribute.
 ///
 /// SQS knows three data types; MCP traffic uses only `String` and `Number`

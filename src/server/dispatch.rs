@@ -162,7 +162,8 @@ impl<F: ServiceFactory> Shared<F> {
             };
             let is_initialize = matches!(request.request, ClientRequest::InitializeRequest(_));
             let peer_info = (!is_initialize).then(|| peer_info(&request, route.session.as_ref()));
-            let mut reply = Reply::new(self.outbox.clone(), reply_to.clone(), reply_headers(&headers));
+            let mut reply = Reply::new(self.outbox.clone(), reply_to.clone(), reply_headers(&headers))
+                .numbered(request_id.clone());
             if is_initialize {
                 reply.seal_session_with(
                     self.config.session_keys.clone(),
@@ -269,7 +270,7 @@ impl<F: ServiceFactory> Shared<F> {
         code: ErrorCode,
         text: &str,
     ) {
-        let reply = Reply::new(self.outbox.clone(), reply_to, headers);
+        let mut reply = Reply::new(self.outbox.clone(), reply_to, headers);
         let _ = reply.send_value(&wire::error_reply(id, code, text)).await;
     }
 
@@ -293,7 +294,7 @@ fn reply_headers(request: &Headers) -> Headers {
     Headers {
         session_id: request.session_id.clone(),
         client_id: request.client_id.clone(),
-        reply_to: None,
+        ..Headers::default()
     }
 }
 

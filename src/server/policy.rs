@@ -40,15 +40,19 @@ impl ReplyPolicy {
 
     /// The default: queues beside `request_queue`, i.e. in the same account
     /// and on the same endpoint (the queue URL up to and including its last
-    /// `/`). For `http://host/queue/us-east-1/000000000000/requests` that is
-    /// `http://host/queue/us-east-1/000000000000/`; for `memory://requests`,
+    /// `/`), and SNS topics of the same account and region. For
+    /// `http://host/queue/us-east-1/000000000000/requests` that is
+    /// `http://host/queue/us-east-1/000000000000/` and
+    /// `arn:aws:sns:us-east-1:000000000000:`; for `memory://requests`,
     /// `memory://`.
     pub fn same_account_as(request_queue: &str) -> Self {
         let prefix = match request_queue.rfind('/') {
             Some(slash) => request_queue[..=slash].to_owned(),
             None => request_queue.to_owned(),
         };
-        Self::prefixes([prefix])
+        let mut prefixes = vec![prefix];
+        prefixes.extend(topic_prefix_of(request_queue));
+        Self::prefixes(prefixes)
     }
 
     /// Adds a prefix to the allow-list.
@@ -87,6 +91,40 @@ impl ReplyPolicy {
             Err(Refusal::NotAllowed(truncate(address)))
         }
     }
+}
+
+/// The ARN prefix of SNS topics in the account and region of the SQS queue at
+/// `queue_url`, when the URL shows both: AWS's
+/// `https://sqs.<region>.amazonaws.com/<account>/<name>`, LocalStack's
+/// `http://host/queue/<region>/<account>/<name>` or
+/// `http://sqs.<region>.localhost.localstack.cloud:4566/<account>/<name>`.
+fn topic_prefix_of(queue_url: &str) -> Option<String> {
+    let rest = queue_url
+        .strip_prefix("https://")
+        .or_else(|| queue_url.strip_prefix("http://"))?;
+    let (host, path) = rest.split_once('/')?;
+    let host = host.split(':').next()?;
+    let segments: Vec<&str> = path.split('/').collect();
+    let (region, account) = match segments.as_slice() {
+        ["queue", region, account, _name] => (*region, *account),
+        [account, _name] => (host.strip_prefix("sqs.")?.split('.').next()?, *account),
+        _ => return None,
+    };
+    let valid_region = !region.is_empty()
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) || !valid_region {
+        return None;
+    }
+    let partition = if host.ends_with(".amazonaws.com.cn") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else {
+        "aws"
+    };
+    Some(format!("arn:{partition}:sns:{region}:{account}:"))
 }
 
 /// Keeps logged attacker-controlled text short.
@@ -132,6 +170,43 @@ mod tests {
             );
         }
         assert_eq!(policy.check(None), Err(Refusal::Missing));
+    }
+
+    #[test]
+    fn default_allows_topics_of_the_same_account_and_region() {
+        let policy = ReplyPolicy::same_account_as(REQUESTS);
+        let ok = "arn:aws:sns:us-east-1:000000000000:replies";
+        assert_eq!(policy.check(Some(ok)), Ok(ok.to_owned()));
+        for bad in [
+            "arn:aws:sns:us-east-1:111111111111:replies",
+            "arn:aws:sns:eu-west-1:000000000000:replies",
+            "arn:aws:sqs:us-east-1:000000000000:replies",
+            "arn:aws:sns:us-east-1:000000000000:",
+        ] {
+            assert!(
+                matches!(policy.check(Some(bad)), Err(Refusal::NotAllowed(_))),
+                "{bad}"
+            );
+        }
+        for (url, prefix) in [
+            (
+                "https://sqs.eu-west-1.amazonaws.com/123456789012/requests",
+                Some("arn:aws:sns:eu-west-1:123456789012:"),
+            ),
+            (
+                "http://sqs.us-east-1.localhost.localstack.cloud:4566/000000000000/q",
+                Some("arn:aws:sns:us-east-1:000000000000:"),
+            ),
+            (
+                "https://sqs.cn-north-1.amazonaws.com.cn/123456789012/q",
+                Some("arn:aws-cn:sns:cn-north-1:123456789012:"),
+            ),
+            ("http://localhost:9324/000000000000/q", None),
+            ("http://localhost:4566/queue/us-east-1/12345/q", None),
+            ("memory://requests", None),
+        ] {
+            assert_eq!(topic_prefix_of(url).as_deref(), prefix, "{url}");
+        }
     }
 
     #[test]

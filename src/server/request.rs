@@ -53,6 +53,8 @@ pub(super) struct Reply {
     headers: Headers,
     /// On `initialize`: seal the negotiated session into the response.
     seal: Option<(SessionKeys, SessionState)>,
+    /// For the messages of a request: the `Sequence` of the next one.
+    next_sequence: Option<u64>,
 }
 
 impl Reply {
@@ -62,7 +64,18 @@ impl Reply {
             address,
             headers,
             seal: None,
+            next_sequence: None,
         }
+    }
+
+    /// Numbers the messages sent for request `request_id` (`RequestId` and
+    /// `Sequence` attributes), so that the client can hand over the request's
+    /// notifications before its final response even when the broker
+    /// reorders them.
+    pub(super) fn numbered(mut self, request_id: String) -> Self {
+        self.headers.request_id = Some(request_id);
+        self.next_sequence = Some(1);
+        self
     }
 
     /// Issues a session id when the request turns out to be a successful
@@ -71,13 +84,20 @@ impl Reply {
         self.seal = Some((keys, template));
     }
 
-    /// Sends an already-built JSON-RPC message.
-    pub(super) async fn send_value(&self, message: &Value) -> Result<(), QueueError> {
+    /// Sends an already-built JSON-RPC message. A notification that was
+    /// not sent does not use up its sequence number: the client waits only
+    /// for notifications that are on their way.
+    pub(super) async fn send_value(&mut self, message: &Value) -> Result<(), QueueError> {
+        self.headers.sequence = self.next_sequence;
         let encoded =
             wire::encode(message, &self.headers).map_err(|e| QueueError::Service(e.to_string()))?;
         let result = self.outbox.send(&self.address, encoded).await;
-        if let Err(error) = &result {
-            tracing::warn!(reply_to = %self.address, %error, "reply not sent");
+        match &result {
+            Ok(()) if message.get("method").is_some() => {
+                self.next_sequence = self.next_sequence.map(|n| n + 1);
+            }
+            Ok(()) => {}
+            Err(error) => tracing::warn!(reply_to = %self.address, %error, "reply not sent"),
         }
         result
     }

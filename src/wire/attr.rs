@@ -7,7 +7,9 @@
 pub const MESSAGE_TYPE: &str = "MessageType";
 /// Epoch seconds when the message was sent (SQS `Number`).
 pub const TIMESTAMP: &str = "Timestamp";
-/// On requests: the JSON-RPC id as text (`str(id)` in Python).
+/// On requests: the JSON-RPC id as text (`str(id)` in Python). Servers of
+/// this crate also put it on the notifications and the response they send
+/// for a request (see [`SEQUENCE`]).
 pub const REQUEST_ID: &str = "RequestId";
 /// On requests and notifications: the JSON-RPC method.
 pub const METHOD: &str = "Method";
@@ -26,3 +28,16 @@ pub const JSONRPC: &str = "jsonrpc";
 pub const INIT_RESPONSE_QUEUE_URL: &str = "response_queue_url";
 /// `initialize` `_meta` key naming the reply queue (Python asyncmcp main branch).
 pub const INIT_META_RESPONSE_QUEUE_URL: &str = "responseQueueUrl";
+/// Server to client (this crate): the position of a message among those sent
+/// for one request (SQS `Number`, from 1). Notifications take 1, 2, … in the
+/// order the handler emitted them; the final response takes the next number,
+/// so a client knows how many notifications must arrive before it. Carried
+/// with [`REQUEST_ID`] naming the request.
+pub const SEQUENCE: &str = "Sequence";
+
+/// `initialize` parameter naming the client's reply topic (Python asyncmcp
+/// 0.2.1, SNS+SQS transport).
+pub const INIT_CLIENT_TOPIC_ARN: &str = "client_topic_arn";
+/// `initialize` `_meta` key naming the client's reply topic (Python asyncmcp
+/// main branch, SNS+SQS transport).
+pub const INIT_META_CLIENT_TOPIC_ARN: &str = "clientTopicArn";

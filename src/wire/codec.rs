@@ -7,8 +7,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::attr;
-use crate::queue::{AttributeValue, QueueMessage};
+use super::{attr, envelope};
+use crate::queue::{AttributeValue, QueueMessage, is_topic_arn};
 
 /// Routing data that travels beside a message, in its attributes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -19,6 +19,13 @@ pub struct Headers {
     pub client_id: Option<String>,
     /// `ReplyTo`: where replies go (client to server).
     pub reply_to: Option<String>,
+    /// `RequestId` on a message that is not itself a request: the request a
+    /// server's notification or response belongs to. (A request's own id is
+    /// taken from its body.)
+    pub request_id: Option<String>,
+    /// `Sequence`: the message's position among those sent for
+    /// [`request_id`](Self::request_id), from 1.
+    pub sequence: Option<u64>,
 }
 
 /// Why a queue message is not a JSON-RPC message we can serve.
@@ -112,11 +119,22 @@ pub(crate) fn encode_value(value: &Value, headers: &Headers) -> Result<QueueMess
         attr::TIMESTAMP.to_owned(),
         AttributeValue::Number(format!("{seconds:.3}")),
     );
+    let mut request_id = None;
     if let Some(method) = value.get("method").and_then(Value::as_str) {
         message = message.with_string(attr::METHOD, method);
-        if let Some(id) = value.get("id").and_then(id_from_value) {
-            message = message.with_string(attr::REQUEST_ID, request_id_text(&id));
-        }
+        request_id = value
+            .get("id")
+            .and_then(id_from_value)
+            .map(|id| request_id_text(&id));
+    }
+    if let Some(id) = request_id.or_else(|| headers.request_id.clone()) {
+        message = message.with_string(attr::REQUEST_ID, id);
+    }
+    if let Some(sequence) = headers.sequence {
+        message.attributes.insert(
+            attr::SEQUENCE.to_owned(),
+            AttributeValue::Number(sequence.to_string()),
+        );
     }
     for (name, value) in [
         (attr::SESSION_ID, &headers.session_id),
@@ -133,13 +151,21 @@ pub(crate) fn encode_value(value: &Value, headers: &Headers) -> Result<QueueMess
 /// Decodes a queue message into a JSON-RPC message of type `M`
 /// (`ClientJsonRpcMessage` on a server, `ServerJsonRpcMessage` on a client).
 ///
+/// A message in an [SNS envelope](super::envelope) is unwrapped first.
+///
 /// Never panics: a bad body is reported in [`Decoded::message`] with the
 /// request id when one can be read, so the caller can answer it.
 pub fn decode<M: DeserializeOwned>(message: &QueueMessage) -> Decoded<Inbound<M>> {
+    let unwrapped = envelope::unwrap(message);
+    let message = unwrapped.as_ref().unwrap_or(message);
     let headers = Headers {
         session_id: non_empty(message.attribute(attr::SESSION_ID)),
         client_id: non_empty(message.attribute(attr::CLIENT_ID)),
         reply_to: non_empty(message.attribute(attr::REPLY_TO)),
+        request_id: non_empty(message.attribute(attr::REQUEST_ID)),
+        sequence: message
+            .attribute(attr::SEQUENCE)
+            .and_then(|n| n.parse().ok()),
     };
     let value: Value = match serde_json::from_str(&message.body) {
         Ok(value) => value,
@@ -195,34 +221,51 @@ fn non_empty(value: Option<&str>) -> Option<String> {
     value.filter(|v| !v.is_empty()).map(str::to_owned)
 }
 
-/// The reply queue an `initialize` request names, under either Python key.
+/// The reply address an `initialize` request names, under any of the Python
+/// keys: a queue (`response_queue_url`, `_meta.responseQueueUrl`) or an SNS
+/// topic (`client_topic_arn`, `_meta.clientTopicArn`).
 fn initialize_reply_to(value: &Value) -> Option<String> {
     if value.get("method").and_then(Value::as_str) != Some("initialize") {
         return None;
     }
     let params = value.get("params")?;
-    params
-        .get(attr::INIT_RESPONSE_QUEUE_URL)
-        .or_else(|| params.get("_meta")?.get(attr::INIT_META_RESPONSE_QUEUE_URL))
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
+    let meta = params.get("_meta");
+    [
+        params.get(attr::INIT_RESPONSE_QUEUE_URL),
+        meta.and_then(|m| m.get(attr::INIT_META_RESPONSE_QUEUE_URL)),
+        params.get(attr::INIT_CLIENT_TOPIC_ARN),
+        meta.and_then(|m| m.get(attr::INIT_META_CLIENT_TOPIC_ARN)),
+    ]
+    .into_iter()
+    .flatten()
+    .filter_map(Value::as_str)
+    .find(|s| !s.is_empty())
+    .map(str::to_owned)
 }
 
 /// Adds the reply address to an `initialize` request under both keys Python
 /// asyncmcp servers read (0.2.1 reads one, its main branch the other, and
-/// each drops an initialize that has only the other).
+/// each drops an initialize that has only the other): the queue keys for a
+/// queue, the topic keys for an SNS topic.
 pub(crate) fn add_initialize_reply_to(value: &mut Value, reply_to: &str) {
     let Some(params) = value.get_mut("params").and_then(Value::as_object_mut) else {
         return;
     };
-    params.insert(attr::INIT_RESPONSE_QUEUE_URL.to_owned(), json!(reply_to));
+    let (key, meta_key) = if is_topic_arn(reply_to) {
+        (
+            attr::INIT_CLIENT_TOPIC_ARN,
+            attr::INIT_META_CLIENT_TOPIC_ARN,
+        )
+    } else {
+        (
+            attr::INIT_RESPONSE_QUEUE_URL,
+            attr::INIT_META_RESPONSE_QUEUE_URL,
+        )
+    };
+    params.insert(key.to_owned(), json!(reply_to));
     let meta = params.entry("_meta").or_insert_with(|| json!({}));
     if let Some(meta) = meta.as_object_mut() {
-        meta.insert(
-            attr::INIT_META_RESPONSE_QUEUE_URL.to_owned(),
-            json!(reply_to),
-        );
+        meta.insert(meta_key.to_owned(), json!(reply_to));
     }
 }
 
@@ -236,6 +279,8 @@ mod tests {
             session_id: Some("s-1".into()),
             client_id: Some("c-1".into()),
             reply_to: Some("memory://replies".into()),
+            request_id: None,
+            sequence: None,
         }
     }
 
@@ -254,7 +299,11 @@ mod tests {
             Some(AttributeValue::Number(_))
         ));
         let decoded = decode::<ClientJsonRpcMessage>(&queued);
-        assert_eq!(decoded.headers, headers());
+        let expected = Headers {
+            request_id: Some("7".into()),
+            ..headers()
+        };
+        assert_eq!(decoded.headers, expected);
         let inbound = decoded.message.unwrap();
         assert!(matches!(inbound.message, ClientJsonRpcMessage::Request(_)));
         assert_eq!(inbound.init_reply_to, None);
@@ -334,11 +383,75 @@ mod tests {
 
     #[test]
     fn initialize_carries_reply_address_under_both_keys() {
-        let mut body = json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
+        let initialize = json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
             "protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"x","version":"1"}}});
+        let mut body = initialize.clone();
         add_initialize_reply_to(&mut body, "http://q/r");
         assert_eq!(body["params"]["response_queue_url"], "http://q/r");
         assert_eq!(body["params"]["_meta"]["responseQueueUrl"], "http://q/r");
+        assert!(body["params"].get("client_topic_arn").is_none());
+
+        let topic = "arn:aws:sns:us-east-1:000000000000:replies";
+        let mut body = initialize;
+        add_initialize_reply_to(&mut body, topic);
+        assert_eq!(body["params"]["client_topic_arn"], topic);
+        assert_eq!(body["params"]["_meta"]["clientTopicArn"], topic);
+        assert!(body["params"].get("response_queue_url").is_none());
+        let queued = encode(&body, &Headers::default()).unwrap();
+        let inbound = decode::<ClientJsonRpcMessage>(&queued).message.unwrap();
+        assert_eq!(inbound.init_reply_to.as_deref(), Some(topic));
+    }
+
+    #[test]
+    fn replies_carry_their_request_and_sequence() {
+        let progress = json!({"jsonrpc":"2.0","method":"notifications/progress",
+            "params":{"progressToken":"t","progress":1}});
+        let headers = Headers {
+            request_id: Some("7".into()),
+            sequence: Some(2),
+            ..Headers::default()
+        };
+        let queued = encode(&progress, &headers).unwrap();
+        assert_eq!(queued.attribute(attr::REQUEST_ID), Some("7"));
+        assert_eq!(
+            queued.attributes.get(attr::SEQUENCE),
+            Some(&AttributeValue::Number("2".into()))
+        );
+        let decoded = decode::<ServerJsonRpcMessage>(&queued);
+        assert_eq!(decoded.headers.request_id.as_deref(), Some("7"));
+        assert_eq!(decoded.headers.sequence, Some(2));
+        // A request's own id wins over the header.
+        let request = json!({"jsonrpc":"2.0","id":9,"method":"ping"});
+        let queued = encode(&request, &headers).unwrap();
+        assert_eq!(queued.attribute(attr::REQUEST_ID), Some("9"));
+    }
+
+    #[test]
+    fn enveloped_messages_decode_like_raw_ones() {
+        let body = json!({"jsonrpc":"2.0","id":7,"method":"tools/list","params":{}});
+        let raw = encode(&body, &headers()).unwrap();
+        let attributes: serde_json::Map<String, Value> = raw
+            .attributes
+            .iter()
+            .map(|(name, value)| {
+                let kind = match value {
+                    AttributeValue::String(_) => "String",
+                    AttributeValue::Number(_) => "Number",
+                };
+                (name.clone(), json!({"Type": kind, "Value": value.as_str()}))
+            })
+            .collect();
+        let enveloped = QueueMessage::new(
+            json!({"Type": "Notification", "Message": raw.body, "MessageAttributes": attributes})
+                .to_string(),
+        );
+        let from_raw = decode::<ClientJsonRpcMessage>(&raw);
+        let from_envelope = decode::<ClientJsonRpcMessage>(&enveloped);
+        assert_eq!(from_envelope.headers, from_raw.headers);
+        assert!(matches!(
+            from_envelope.message.unwrap().message,
+            ClientJsonRpcMessage::Request(_)
+        ));
     }
 
     #[test]

@@ -10,12 +10,15 @@
 //!
 //! * the body is the JSON-RPC message itself, UTF-8 JSON, one per queue
 //!   message, with no wrapper;
-//! * routing travels in message attributes named in [`attr`].
+//! * routing travels in message attributes named in [`attr`];
+//! * a message that reached an SQS queue through an SNS subscription without
+//!   raw delivery is [unwrapped](envelope) before it is decoded.
 //!
 //! [`QueueMessage`]: crate::queue::QueueMessage
 
 pub mod attr;
 mod codec;
+pub mod envelope;
 pub mod session;
 
 pub use codec::{
