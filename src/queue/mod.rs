@@ -52,6 +52,7 @@ pub const MAX_ATTRIBUTES: usize = 10;
 
 /// Whether `address` is an SNS topic ARN
 /// (`arn:<partition>:sns:<region>:<account>:<name>`), as opposed to a queue.
+/// A subscription ARN (one more `:<id>` part) is not a topic ARN.
 pub fn is_topic_arn(address: &str) -> bool {
     let parts: Vec<&str> = address.split(':').collect();
     parts.len() == 6

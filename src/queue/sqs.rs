@@ -7,8 +7,9 @@
 //!   adaptively batched `SendMessageBatch` (see [`batch`](super::batch)),
 //!   and refuses a message larger than the queue's `MaximumMessageSize`
 //!   before making any call.
-//! * [`create_queue`], [`queue_arn`], [`queue_url`] and [`delete_queue`]
-//!   provision queues idempotently.
+//! * [`create_queue`], [`create_queue_with_dead_letter`], [`queue_arn`],
+//!   [`queue_url`] and [`delete_queue`] provision queues idempotently;
+//!   [`allow_topic`] lets an SNS topic send to a queue.
 //! * [`ApiCallCounter`] counts API call attempts per operation; attach it
 //!   with [`client_with_counter`].
 //!
@@ -32,7 +33,10 @@ mod counter;
 mod inbox;
 mod outbox;
 
-pub use admin::{SqsQueueOptions, SqsRedrive, create_queue, delete_queue, queue_arn, queue_url};
+pub use admin::{
+    SqsQueueOptions, SqsRedrive, allow_topic, create_queue, create_queue_with_dead_letter,
+    delete_queue, queue_arn, queue_url,
+};
 pub use counter::ApiCallCounter;
 pub use inbox::SqsInbox;
 pub use outbox::SqsOutbox;

@@ -129,6 +129,163 @@ pub async fn queue_arn(client: &Client, url: &str) -> Result<String, QueueError>
         .ok_or_else(|| QueueError::Service(format!("no QueueArn for {url}")))
 }
 
+/// How long a dead-letter queue made by [`create_queue_with_dead_letter`]
+/// keeps messages (the SQS maximum, 14 days) unless the options say
+/// otherwise: SQS ages a dead message from its first enqueue, so the
+/// dead-letter queue should keep messages longer than its source.
+const DEAD_LETTER_RETENTION_SECS: u32 = 1_209_600;
+
+/// The name of the dead-letter queue of queue `name`: `<name>-dlq`, or
+/// `<x>-dlq.fifo` for a FIFO queue `<x>.fifo`.
+fn dead_letter_name(name: &str) -> String {
+    match name.strip_suffix(".fifo") {
+        Some(stem) => format!("{stem}-dlq.fifo"),
+        None => format!("{name}-dlq"),
+    }
+}
+
+/// Creates queue `name` and its dead-letter queue (`<name>-dlq`, or
+/// `<x>-dlq.fifo` for a FIFO queue `<x>.fifo`), to which SQS moves a
+/// message received more than `max_receive_count` times; returns both URLs,
+/// the queue's first. Idempotent, as [`create_queue`].
+///
+/// The dead-letter queue gets `options` without their redrive, and keeps
+/// messages 14 days unless `options.extra` sets `MessageRetentionPeriod`.
+/// The queue gets `options` with a redrive to the dead-letter queue, in
+/// place of any in `options`.
+pub async fn create_queue_with_dead_letter(
+    client: &Client,
+    name: &str,
+    options: &SqsQueueOptions,
+    max_receive_count: u32,
+) -> Result<(String, String), QueueError> {
+    let mut dead_letter_options = SqsQueueOptions {
+        redrive: None,
+        ..options.clone()
+    };
+    let retention = QueueAttributeName::MessageRetentionPeriod;
+    if !options.extra.iter().any(|(name, _)| *name == retention) {
+        let secs = DEAD_LETTER_RETENTION_SECS.to_string();
+        dead_letter_options.extra.push((retention, secs));
+    }
+    let dead_letter_url =
+        create_queue(client, &dead_letter_name(name), &dead_letter_options).await?;
+    let queue_options = SqsQueueOptions {
+        redrive: Some(SqsRedrive {
+            dead_letter_arn: queue_arn(client, &dead_letter_url).await?,
+            max_receive_count,
+        }),
+        ..options.clone()
+    };
+    let url = create_queue(client, name, &queue_options).await?;
+    Ok((url, dead_letter_url))
+}
+
+/// The `Sid` of the queue policy statement that lets `topic_arn` send:
+/// `asyncmcp-sns-` and the first 16 hex digits of the ARN's SHA-256.
+fn topic_statement_id(topic_arn: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(topic_arn.as_bytes());
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("asyncmcp-sns-{hex}")
+}
+
+/// Lets the SNS topic `topic_arn` send to the queue at `queue_url`, so that the
+/// queue can subscribe to it: adds to the queue's `Policy` a statement
+/// allowing `sqs:SendMessage` to `sns.amazonaws.com` on condition that the
+/// source is the topic.
+///
+/// Idempotent: the policy is written only when it lacks the statement (found
+/// by its `Sid`, `asyncmcp-sns-<hash of the topic ARN>`); other statements
+/// are left as they are. Read and write are two calls: two processes adding
+/// statements to one queue's policy at the same moment may lose one; call it
+/// again to repair.
+pub async fn allow_topic(
+    client: &Client,
+    queue_url: &str,
+    topic_arn: &str,
+) -> Result<(), QueueError> {
+    let output = client
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .attribute_names(QueueAttributeName::Policy)
+        .send()
+        .await
+        .map_err(|e| map_sdk_error(e, queue_url))?;
+    let mut attributes = output.attributes.unwrap_or_default();
+    let queue_arn = attributes
+        .remove(&QueueAttributeName::QueueArn)
+        .ok_or_else(|| QueueError::Service(format!("no QueueArn for {queue_url}")))?;
+    let policy = attributes.remove(&QueueAttributeName::Policy);
+    let Some(policy) = merge_topic_statement(policy.as_deref(), &queue_arn, topic_arn)? else {
+        tracing::debug!(
+            queue = queue_url,
+            topic = topic_arn,
+            "the topic may already send"
+        );
+        return Ok(());
+    };
+    client
+        .set_queue_attributes()
+        .queue_url(queue_url)
+        .attributes(QueueAttributeName::Policy, policy)
+        .send()
+        .await
+        .map_err(|e| map_sdk_error(e, queue_url))?;
+    tracing::debug!(
+        queue = queue_url,
+        topic = topic_arn,
+        "allowed the topic to send"
+    );
+    Ok(())
+}
+
+/// Adds to the queue policy `policy` (none or empty: a new one) the
+/// statement letting `topic_arn` send to `queue_arn`. `None` when the policy
+/// has it already.
+fn merge_topic_statement(
+    policy: Option<&str>,
+    queue_arn: &str,
+    topic_arn: &str,
+) -> Result<Option<String>, QueueError> {
+    use serde_json::{Value, json};
+    let invalid = |why: &str| QueueError::Service(format!("the policy of {queue_arn} {why}"));
+    let mut policy = match policy.map(str::trim).filter(|p| !p.is_empty()) {
+        None => json!({ "Version": "2012-10-17", "Statement": [] }),
+        Some(text) => serde_json::from_str::<Value>(text)
+            .map_err(|e| invalid(&format!("is not JSON: {e}")))?,
+    };
+    let document = policy
+        .as_object_mut()
+        .ok_or_else(|| invalid("is not a JSON object"))?;
+    let statements = document
+        .entry("Statement")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    if statements.is_object() {
+        *statements = Value::Array(vec![statements.take()]);
+    }
+    let statements = statements
+        .as_array_mut()
+        .ok_or_else(|| invalid("has a Statement that is neither a list nor an object"))?;
+    let sid = topic_statement_id(topic_arn);
+    if statements
+        .iter()
+        .any(|s| s.get("Sid").and_then(Value::as_str) == Some(&sid))
+    {
+        return Ok(None);
+    }
+    statements.push(json!({
+        "Sid": sid,
+        "Effect": "Allow",
+        "Principal": { "Service": "sns.amazonaws.com" },
+        "Action": "sqs:SendMessage",
+        "Resource": queue_arn,
+        "Condition": { "ArnEquals": { "aws:SourceArn": topic_arn } },
+    }));
+    Ok(Some(policy.to_string()))
+}
+
 /// Deletes the queue at `url`. Idempotent: a missing queue is not an error.
 pub async fn delete_queue(client: &Client, url: &str) -> Result<(), QueueError> {
     match client.delete_queue().queue_url(url).send().await {
@@ -143,6 +300,59 @@ pub async fn delete_queue(client: &Client, url: &str) -> Result<(), QueueError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dead_letter_queues_are_named_after_their_queue() {
+        assert_eq!(dead_letter_name("requests"), "requests-dlq");
+        assert_eq!(dead_letter_name("requests.fifo"), "requests-dlq.fifo");
+    }
+
+    #[test]
+    fn topic_statements_merge_once() {
+        let queue = "arn:aws:sqs:us-east-1:000000000000:q";
+        let topic = "arn:aws:sns:us-east-1:000000000000:t";
+        let other = "arn:aws:sns:us-east-1:000000000000:u";
+        let sid = topic_statement_id(topic);
+        assert!(sid.starts_with("asyncmcp-sns-") && sid.len() == 29, "{sid}");
+        assert_eq!(sid, topic_statement_id(topic));
+        assert_ne!(sid, topic_statement_id(other));
+
+        let fresh = merge_topic_statement(None, queue, topic).unwrap().unwrap();
+        assert_eq!(
+            merge_topic_statement(Some(" "), queue, topic).unwrap(),
+            Some(fresh.clone())
+        );
+        let parsed: serde_json::Value = serde_json::from_str(&fresh).unwrap();
+        assert_eq!(parsed["Version"], "2012-10-17");
+        let statement = &parsed["Statement"][0];
+        assert_eq!(statement["Sid"], sid.as_str());
+        assert_eq!(statement["Principal"]["Service"], "sns.amazonaws.com");
+        assert_eq!(statement["Action"], "sqs:SendMessage");
+        assert_eq!(statement["Resource"], queue);
+        assert_eq!(statement["Condition"]["ArnEquals"]["aws:SourceArn"], topic);
+
+        // Already there: nothing to write.
+        assert_eq!(
+            merge_topic_statement(Some(&fresh), queue, topic).unwrap(),
+            None
+        );
+
+        // Another topic is added; a foreign statement (even a lone object) stays.
+        let foreign =
+            r#"{"Version":"2012-10-17","Id":"mine","Statement":{"Sid":"keep","Effect":"Deny"}}"#;
+        let merged = merge_topic_statement(Some(foreign), queue, other)
+            .unwrap()
+            .unwrap();
+        let merged: serde_json::Value = serde_json::from_str(&merged).unwrap();
+        assert_eq!(merged["Id"], "mine");
+        let statements = merged["Statement"].as_array().unwrap();
+        assert_eq!(statements.len(), 2);
+        assert_eq!(statements[0]["Sid"], "keep");
+        assert_eq!(statements[1]["Sid"], topic_statement_id(other).as_str());
+
+        assert!(merge_topic_statement(Some("not json"), queue, topic).is_err());
+        assert!(merge_topic_statement(Some("[]"), queue, topic).is_err());
+    }
 
     #[test]
     fn options_become_attributes() {
