@@ -47,60 +47,7 @@ impl TestBroker for Memory {
     }
 }
 
-#[tokio::test]
-async fn list_and_call() {
-    scenarios::list_and_call(&Memory::new()).await;
-}
-
-#[tokio::test]
-async fn is_error_result_vs_jsonrpc_error() {
-    scenarios::is_error_result_vs_jsonrpc_error(&Memory::new()).await;
-}
-
-#[tokio::test]
-async fn progress_is_delivered() {
-    scenarios::progress_is_delivered(&Memory::new()).await;
-}
-
-#[tokio::test]
-async fn cancellation_stops_the_handler() {
-    scenarios::cancellation_stops_the_handler(&Memory::new()).await;
-}
-
-#[tokio::test]
-async fn timeouts() {
-    scenarios::timeouts(&Memory::new()).await;
-}
-
-#[tokio::test]
-async fn concurrency() {
-    scenarios::concurrency(&Memory::new()).await;
-}
-
-#[tokio::test]
-async fn protocol_versions() {
-    scenarios::protocol_versions(&Memory::new()).await;
-}
-
-#[tokio::test]
-async fn bad_input() {
-    scenarios::bad_input(&Memory::new()).await;
-}
-
-#[tokio::test]
-async fn heartbeat_keeps_long_calls_hidden() {
-    scenarios::heartbeat_keeps_long_calls_hidden(&Memory::new()).await;
-}
-
-#[tokio::test]
-async fn graceful_shutdown() {
-    scenarios::graceful_shutdown(&Memory::new()).await;
-}
-
-#[tokio::test]
-async fn shared_reply_queue() {
-    scenarios::shared_reply_queue(&Memory::new()).await;
-}
+scenarios::all_scenarios!(Memory::new());
 
 /// `QueueClientTransport::memory` creates its reply queue on connect and
 /// deletes it on close.

@@ -1,11 +1,18 @@
 //! [`QueueClientTransport`]: an rmcp client transport over queues.
 //!
-//! Requests go to the server's request queue; replies come back on the
-//! client's own reply queue, which a background poller drains into
-//! [`receive`](rmcp::transport::Transport::receive). Every message carries the
-//! client's reply address (`ReplyTo`) and id (`ClientId`); a legacy
-//! `initialize` also names the reply queue under both keys Python asyncmcp
-//! servers read, so the same client works against those.
+//! Requests go to the server's request queue (or to an SNS topic its queue is
+//! subscribed to); replies come back on the client's own reply queue (sent
+//! there directly, or through a reply topic), which a background poller
+//! drains into [`receive`](rmcp::transport::Transport::receive). Every
+//! message carries the client's reply address (`ReplyTo`) and id
+//! (`ClientId`); a legacy `initialize` also names the reply address under
+//! both keys Python asyncmcp servers read, so the same client works against
+//! those.
+//!
+//! Constructors: [`QueueClientTransport::new`] (any inbox and outbox),
+//! [`memory`](QueueClientTransport::memory), `connect_sqs` (feature `sqs`)
+//! and `connect_sns_sqs` (feature `sns`), which provision a reply queue (and
+//! topic or subscription) on connect and remove it on close.
 //!
 //! ```no_run
 //! # use asyncmcp::{MemoryBroker, QueueClientTransport};
@@ -20,8 +27,13 @@
 
 mod order;
 mod poller;
+#[cfg(feature = "sns")]
+mod sns;
 #[cfg(feature = "sqs")]
 mod sqs;
+
+#[cfg(feature = "sns")]
+pub use sns::SnsReplies;
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -53,8 +65,13 @@ pub enum ClientError {
 /// Settings of a [`QueueClientTransport`].
 #[derive(Debug, Clone)]
 pub struct QueueClientConfig {
-    /// The server's request queue.
+    /// Where requests go: the server's request queue, or the SNS topic its
+    /// request queue is subscribed to.
     pub server_address: String,
+    /// The address servers send replies to (`ReplyTo`, and the reply key of
+    /// a legacy `initialize`). Default: the reply queue itself. Set it to an
+    /// SNS topic that the reply queue is subscribed to.
+    pub reply_address: Option<String>,
     /// This client's id (`ClientId`). Default: a random UUID.
     pub client_id: String,
     /// Long-poll wait on the reply queue. Default 20 s. Closing a client
@@ -75,6 +92,7 @@ impl QueueClientConfig {
     pub fn new(server_address: impl Into<String>) -> Self {
         Self {
             server_address: server_address.into(),
+            reply_address: None,
             client_id: uuid::Uuid::new_v4().to_string(),
             wait: Duration::from_secs(20),
             pollers: 1,
@@ -91,6 +109,7 @@ struct Shared {
     outbox: Arc<dyn Outbox>,
     server_address: String,
     reply_address: String,
+    reply_queue: String,
     client_id: String,
     /// The session id the server issued on `initialize` (legacy versions).
     session_id: Mutex<Option<String>>,
@@ -143,7 +162,11 @@ impl QueueClientTransport {
         let shared = Arc::new(Shared {
             outbox: Arc::new(outbox),
             server_address: config.server_address.clone(),
-            reply_address: inbox.info().address.clone(),
+            reply_address: config
+                .reply_address
+                .clone()
+                .unwrap_or_else(|| inbox.info().address.clone()),
+            reply_queue: inbox.info().address.clone(),
             client_id: config.client_id.clone(),
             session_id: Mutex::new(None),
         });
@@ -200,9 +223,17 @@ impl QueueClientTransport {
         &self.shared.client_id
     }
 
-    /// The queue replies come back on.
+    /// The address replies are sent to (the reply queue, or the topic it is
+    /// subscribed to).
     pub fn reply_address(&self) -> &str {
         &self.shared.reply_address
+    }
+
+    /// The queue replies are received on (the same as
+    /// [`reply_address`](Self::reply_address) unless replies come through a
+    /// topic).
+    pub fn reply_queue(&self) -> &str {
+        &self.shared.reply_queue
     }
 
     /// The session id the server issued, once `initialize` has been answered.

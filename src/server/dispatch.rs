@@ -228,11 +228,15 @@ impl<F: ServiceFactory> Shared<F> {
             .clone()
             .or(init_reply_to)
             .or_else(|| session.as_ref().map(|s| s.reply_to.clone()));
-        let reply_to = self
-            .config
-            .reply_policy
-            .check(claimed.as_deref())
-            .map_err(|refusal| refusal.to_string());
+        let reply_to = match &self.config.shared_reply_address {
+            // Set by the operator: trusted, and the same for every request.
+            Some(shared) => Ok(shared.clone()),
+            None => self
+                .config
+                .reply_policy
+                .check(claimed.as_deref())
+                .map_err(|refusal| refusal.to_string()),
+        };
         let origin = headers
             .session_id
             .clone()
@@ -247,10 +251,15 @@ impl<F: ServiceFactory> Shared<F> {
     }
 
     /// Answers a message that is refused outright, if the address it names
-    /// directly (`ReplyTo`) is allowed; never to an address from a session.
+    /// directly (`ReplyTo`) is allowed, or through the shared reply address;
+    /// never to an address from a session.
     async fn answer_refused(&self, headers: &Headers, id: Option<&RequestId>, text: &str) {
-        let Ok(reply_to) = self.config.reply_policy.check(headers.reply_to.as_deref()) else {
-            return;
+        let reply_to = match &self.config.shared_reply_address {
+            Some(shared) => shared.clone(),
+            None => match self.config.reply_policy.check(headers.reply_to.as_deref()) {
+                Ok(reply_to) => reply_to,
+                Err(_) => return,
+            },
         };
         let headers = Headers {
             session_id: None,

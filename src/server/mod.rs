@@ -84,8 +84,16 @@ pub struct ServerConfig {
     /// Keys sealing session ids. Default: a random per-process key (configure
     /// shared keys when running several replicas).
     pub session_keys: SessionKeys,
-    /// Allowed reply addresses. Default: queues beside the request queue.
+    /// Allowed reply addresses. Default: queues beside the request queue
+    /// and SNS topics of its account and region.
     pub reply_policy: ReplyPolicy,
+    /// Where every reply goes, whatever address a request names: typically
+    /// one SNS topic shared by all clients, each of which subscribes its
+    /// queue with a filter policy on its own `ClientId` (replies carry the
+    /// request's `ClientId` and `SessionId`). Default none: replies go to the
+    /// address each request names, checked against
+    /// [`reply_policy`](Self::reply_policy).
+    pub shared_reply_address: Option<String>,
 }
 
 impl ServerConfig {
@@ -98,6 +106,7 @@ impl ServerConfig {
             shutdown_grace: Duration::from_secs(30),
             session_keys: SessionKeys::random(),
             reply_policy: ReplyPolicy::same_account_as(request_queue),
+            shared_reply_address: None,
         }
     }
 }
@@ -185,6 +194,12 @@ impl QueueServerBuilder {
     /// Adds an allowed reply address prefix to the default allow-list.
     pub fn allow_reply_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.config.reply_policy = self.config.reply_policy.allow(prefix);
+        self
+    }
+    /// Sends every reply to `address` (e.g. a shared SNS reply topic),
+    /// whatever the request names; see [`ServerConfig::shared_reply_address`].
+    pub fn shared_reply_address(mut self, address: impl Into<String>) -> Self {
+        self.config.shared_reply_address = Some(address.into());
         self
     }
     /// The configuration so far.

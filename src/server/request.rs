@@ -133,7 +133,7 @@ impl Reply {
                     }
                 };
                 let text = format!(
-                    "response of {size} bytes exceeds the reply queue's limit of {limit} bytes"
+                    "response of {size} bytes exceeds the reply address's limit of {limit} bytes"
                 );
                 self.send_value(&wire::error_reply(
                     id.as_ref(),

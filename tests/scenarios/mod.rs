@@ -144,6 +144,9 @@ impl<'a> Fixture<'a> {
             self.broker.outbox(),
             QueueClientConfig {
                 wait: Duration::from_secs(1),
+                // The address replies are sent to: a queue, or the topic of
+                // a topic-and-queue pair.
+                reply_address: Some(replies),
                 ..QueueClientConfig::new(&self.requests)
             },
         )
@@ -184,8 +187,12 @@ pub async fn next_reply(inbox: &dyn Inbox, within: Duration) -> Option<(Value, Q
         let delivered = inbox.receive(1, wait).await.expect("receive");
         if let Some(delivery) = delivered.into_iter().next() {
             inbox.ack(&delivery.receipt).await.expect("ack");
-            let body = serde_json::from_str(&delivery.message.body).expect("reply is JSON");
-            return Some((body, delivery.message));
+            // Through an SNS subscription without raw delivery, the message
+            // comes in an envelope.
+            let message =
+                asyncmcp::wire::envelope::unwrap(&delivery.message).unwrap_or(delivery.message);
+            let body = serde_json::from_str(&message.body).expect("reply is JSON");
+            return Some((body, message));
         }
     }
     None
@@ -202,6 +209,39 @@ pub async fn eventually(within: Duration, mut condition: impl FnMut() -> bool) -
     }
     condition()
 }
+
+/// Defines one `#[tokio::test]` per scenario, each running it on the broker
+/// `$broker` builds (an expression evaluated per test, awaited if `async`).
+#[allow(unused_macros)] // Not every test binary runs the scenarios.
+macro_rules! all_scenarios {
+    ($broker:expr) => {
+        $crate::scenarios::all_scenarios!(@each $broker;
+            list_and_call,
+            is_error_result_vs_jsonrpc_error,
+            progress_is_delivered,
+            notifications_precede_the_response,
+            early_response_waits_for_its_notifications,
+            cancellation_stops_the_handler,
+            timeouts,
+            concurrency,
+            protocol_versions,
+            bad_input,
+            heartbeat_keeps_long_calls_hidden,
+            graceful_shutdown,
+            shared_reply_queue,
+        );
+    };
+    (@each $broker:expr; $($scenario:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $scenario() {
+                $crate::scenarios::$scenario(&$broker).await;
+            }
+        )*
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use all_scenarios;
 
 // ---------------------------------------------------------------------------
 // Scenarios
@@ -677,6 +717,7 @@ pub async fn shared_reply_queue(broker: &dyn TestBroker) {
             broker.outbox(),
             QueueClientConfig {
                 wait: Duration::from_secs(1),
+                reply_address: Some(shared.clone()),
                 ..QueueClientConfig::new(&fx.requests)
             },
         );
@@ -696,5 +737,111 @@ pub async fn shared_reply_queue(broker: &dyn TestBroker) {
     for client in clients {
         client.cancel().await.expect("close");
     }
+    fx.stop().await;
+}
+
+/// Over the transport itself (below rmcp, which handles notifications on
+/// separate tasks): every progress notification of a call is handed over
+/// before the call's response, for several concurrent calls, whatever order
+/// the broker delivers them in.
+pub async fn notifications_precede_the_response(broker: &dyn TestBroker) {
+    use rmcp::model::{ClientJsonRpcMessage, ServerJsonRpcMessage};
+    use rmcp::transport::Transport;
+
+    let mut fx = Fixture::start_with(broker, |b| b.max_in_flight(16)).await;
+    let mut transport = fx.transport().await;
+    let calls: u64 = 8;
+    for id in 1..=calls {
+        let request: ClientJsonRpcMessage = serde_json::from_value(json!({
+            "jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": "sleep", "arguments": {"ms": 100},
+                       "_meta": {"progressToken": format!("p{id}")}},
+        }))
+        .expect("a request");
+        transport.send(request).await.expect("send");
+    }
+    // Per call: progress notifications seen, and whether its response came.
+    let mut progress = std::collections::HashMap::<String, usize>::new();
+    let mut answered = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while answered < calls {
+        let message = tokio::time::timeout_at(deadline, transport.receive())
+            .await
+            .expect("every call answered in time")
+            .expect("transport open");
+        let value = serde_json::to_value(&message).expect("serializable");
+        match message {
+            ServerJsonRpcMessage::Notification(_) => {
+                let token = value["params"]["progressToken"]
+                    .as_str()
+                    .unwrap_or_default();
+                *progress.entry(token.to_owned()).or_default() += 1;
+            }
+            ServerJsonRpcMessage::Response(_) => {
+                let token = format!("p{}", value["id"]);
+                assert_eq!(
+                    progress.get(&token).copied().unwrap_or(0),
+                    4,
+                    "all 4 progress notifications of {token} precede its response"
+                );
+                answered += 1;
+            }
+            other => panic!("unexpected message {other:?}"),
+        }
+    }
+    transport.close().await.expect("close");
+    fx.stop().await;
+}
+
+/// A response that arrives before notifications of its request (as standard
+/// queues and SNS may deliver them) is held until they arrive.
+pub async fn early_response_waits_for_its_notifications(broker: &dyn TestBroker) {
+    use asyncmcp::wire::{self, Headers};
+    use rmcp::model::ServerJsonRpcMessage;
+    use rmcp::transport::Transport;
+
+    let mut fx = Fixture::start(broker).await;
+    let mut transport = fx.transport().await;
+    let reply_address = transport.reply_address().to_owned();
+    let client_id = transport.client_id().to_owned();
+    let numbered = |sequence: u64| Headers {
+        client_id: Some(client_id.clone()),
+        request_id: Some("7".into()),
+        sequence: Some(sequence),
+        ..Headers::default()
+    };
+    let progress = |n: u64| {
+        json!({"jsonrpc":"2.0","method":"notifications/progress",
+               "params":{"progressToken":"t","progress":n}})
+    };
+    let response = json!({"jsonrpc":"2.0","id":7,"result":{"content":[]}});
+    // The response (third message of request 7) is sent first, then the
+    // notifications, each after the previous one has been received.
+    let outbox = broker.outbox();
+    let send = |body: Value, sequence: u64| {
+        let message = wire::encode(&body, &numbered(sequence)).expect("encode");
+        let outbox = outbox.clone();
+        let address = reply_address.clone();
+        async move { outbox.send(&address, message).await.expect("send") }
+    };
+    send(response, 3).await;
+    let early = tokio::time::timeout(Duration::from_millis(300), transport.receive()).await;
+    assert!(early.is_err(), "the response is held: {early:?}");
+    send(progress(1), 1).await;
+    send(progress(2), 2).await;
+    let mut kinds = Vec::new();
+    for _ in 0..3 {
+        let message = tokio::time::timeout(Duration::from_secs(10), transport.receive())
+            .await
+            .expect("delivered")
+            .expect("open");
+        kinds.push(match message {
+            ServerJsonRpcMessage::Notification(_) => "notification",
+            ServerJsonRpcMessage::Response(_) => "response",
+            _ => "other",
+        });
+    }
+    assert_eq!(kinds, ["notification", "notification", "response"]);
+    transport.close().await.expect("close");
     fx.stop().await;
 }

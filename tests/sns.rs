@@ -1,0 +1,463 @@
+//! The end-to-end scenarios over SNS+SQS, as emulated by LocalStack, and the
+//! SNS-only behaviour: a reply topic shared through filter policies, reply
+//! topics provisioned by the client, and size limits.
+//!
+//! In the scenarios every "queue" is a topic with a queue subscribed to it:
+//! requests are published to the server's topic and replies to the client's,
+//! so both directions cross SNS, with raw delivery or in the SNS envelope.
+//!
+//! Needs LocalStack: `scripts/test.sh` starts it (see `tests/common`).
+#![cfg(feature = "sns")]
+
+mod common;
+mod scenarios;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use asyncmcp::client::SnsReplies;
+use asyncmcp::queue::sns::{self, SnsOutbox, SubscriptionOptions};
+use asyncmcp::queue::sqs::{self, SqsInbox, SqsOutbox, SqsQueueOptions};
+use asyncmcp::queue::{Inbox, Outbox, QueueMessage, RoutingOutbox};
+use asyncmcp::{QueueClientConfig, QueueClientTransport, QueueServer};
+use aws_sdk_sqs::types::QueueAttributeName;
+use rmcp::{ServiceError, ServiceExt};
+use scenarios::demo_tools::{DemoServer, DemoStats};
+use scenarios::{QueueSpec, TestBroker, call, next_reply, text_of};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+/// A topic and the queue subscribed to it.
+struct Pair {
+    queue_url: String,
+    subscription: String,
+}
+
+struct SnsSqs {
+    sqs: sqs::Client,
+    sns: sns::Client,
+    raw: bool,
+    outbox: Arc<RoutingOutbox>,
+    pairs: Mutex<HashMap<String, Pair>>,
+}
+
+impl SnsSqs {
+    async fn new(raw: bool) -> Self {
+        let sdk = common::localstack().await.sdk_config().await;
+        let sqs = sqs::client(&sdk);
+        let sns = sns::client(&sdk);
+        let outbox = RoutingOutbox::new()
+            .with(Arc::new(SnsOutbox::new(sns.clone())))
+            .with(Arc::new(SqsOutbox::new(sqs.clone())));
+        Self {
+            sqs,
+            sns,
+            raw,
+            outbox: Arc::new(outbox),
+            pairs: Mutex::default(),
+        }
+    }
+
+    fn queue_of(&self, address: &str) -> String {
+        let pairs = self.pairs.lock().expect("pairs");
+        pairs
+            .get(address)
+            .map_or_else(|| address.to_owned(), |pair| pair.queue_url.clone())
+    }
+}
+
+#[async_trait]
+impl TestBroker for SnsSqs {
+    async fn create_queue_with(&self, prefix: &str, spec: QueueSpec) -> String {
+        let name = common::unique_name(prefix);
+        let options = SqsQueueOptions {
+            visibility_timeout: spec.visibility_timeout,
+            max_message_size: spec.max_message_size,
+            ..SqsQueueOptions::default()
+        };
+        let queue_url = sqs::create_queue(&self.sqs, &name, &options)
+            .await
+            .expect("create queue");
+        if spec.max_message_size.is_some() {
+            // An SNS topic's limit is fixed (256 KiB): a queue with a limit
+            // of its own is reached directly.
+            return queue_url;
+        }
+        let topic = sns::create_topic(&self.sns, &name, &Default::default())
+            .await
+            .expect("create topic");
+        let options = SubscriptionOptions {
+            raw_message_delivery: self.raw,
+            ..SubscriptionOptions::default()
+        };
+        let subscription = sns::subscribe_queue(&self.sns, &self.sqs, &topic, &queue_url, &options)
+            .await
+            .expect("subscribe");
+        self.pairs.lock().expect("pairs").insert(
+            topic.clone(),
+            Pair {
+                queue_url,
+                subscription,
+            },
+        );
+        topic
+    }
+    async fn inbox(&self, address: &str) -> Arc<dyn Inbox> {
+        Arc::new(
+            SqsInbox::open(self.sqs.clone(), &self.queue_of(address))
+                .await
+                .expect("open queue"),
+        )
+    }
+    fn outbox(&self) -> Arc<dyn Outbox> {
+        self.outbox.clone()
+    }
+    async fn delete_queue(&self, address: &str) {
+        let pair = self.pairs.lock().expect("pairs").remove(address);
+        match pair {
+            Some(pair) => {
+                let _ = sns::unsubscribe(&self.sns, &pair.subscription).await;
+                let _ = sns::delete_topic(&self.sns, address).await;
+                let _ = sqs::delete_queue(&self.sqs, &pair.queue_url).await;
+            }
+            None => {
+                let _ = sqs::delete_queue(&self.sqs, address).await;
+            }
+        }
+    }
+    async fn depth(&self, address: &str) -> usize {
+        queue_depth(&self.sqs, &self.queue_of(address)).await
+    }
+}
+
+async fn queue_depth(client: &sqs::Client, queue_url: &str) -> usize {
+    let attributes = client
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .expect("queue attributes");
+    let count = |name: QueueAttributeName| {
+        attributes
+            .attributes()
+            .and_then(|a| a.get(&name))
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(0)
+    };
+    count(QueueAttributeName::ApproximateNumberOfMessages)
+        + count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+}
+
+/// Every scenario, with SNS wrapping each message in its JSON envelope.
+mod enveloped {
+    use super::*;
+    scenarios::all_scenarios!(SnsSqs::new(false).await);
+}
+
+/// The scenarios that route and order messages, with raw delivery.
+mod raw {
+    use super::*;
+    scenarios::all_scenarios!(@each SnsSqs::new(true).await;
+        list_and_call,
+        progress_is_delivered,
+        notifications_precede_the_response,
+        bad_input,
+        shared_reply_queue,
+    );
+}
+
+/// A demo server on a request topic, replying to `shared_reply` if given.
+struct Server {
+    broker: SnsSqs,
+    requests: String,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    async fn start(shared_reply: Option<&str>) -> Self {
+        let broker = SnsSqs::new(true).await;
+        let requests = broker.create_queue("sns-requests").await;
+        let mut builder = QueueServer::builder(broker.inbox(&requests).await, broker.outbox())
+            .wait(Duration::from_secs(1));
+        if let Some(topic) = shared_reply {
+            builder = builder.shared_reply_address(topic);
+        }
+        let shutdown = CancellationToken::new();
+        let task = builder
+            .build(DemoServer::factory(Arc::new(DemoStats::default())))
+            .spawn(shutdown.clone());
+        Self {
+            broker,
+            requests,
+            shutdown,
+            task,
+        }
+    }
+
+    fn client_config(&self) -> QueueClientConfig {
+        QueueClientConfig {
+            wait: Duration::from_secs(1),
+            ..QueueClientConfig::new(&self.requests)
+        }
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.task.await.expect("server");
+        self.broker.delete_queue(&self.requests).await;
+    }
+}
+
+/// Many clients share one reply topic: the server publishes every reply to
+/// it with the caller's `ClientId`, and each client's subscription filter
+/// policy lets through only its own.
+#[tokio::test]
+async fn clients_share_one_reply_topic_through_filter_policies() {
+    let sdk = common::localstack().await.sdk_config().await;
+    let (sqs_client, sns_client) = (sqs::client(&sdk), sns::client(&sdk));
+    let topic = sns::create_topic(
+        &sns_client,
+        &common::unique_name("shared-replies"),
+        &Default::default(),
+    )
+    .await
+    .expect("topic");
+    let server = Server::start(Some(&topic)).await;
+
+    let mut clients = Vec::new();
+    for _ in 0..2 {
+        let transport = QueueClientTransport::connect_sns_sqs(
+            sqs_client.clone(),
+            sns_client.clone(),
+            server.client_config(),
+            SnsReplies::SharedTopic(topic.clone()),
+        )
+        .await
+        .expect("connect");
+        assert_eq!(transport.reply_address(), topic);
+        clients.push(transport);
+    }
+    // A spy queue with the same filter as the first client sees exactly what
+    // the first client is sent.
+    let first_id = clients[0].client_id().to_owned();
+    let spy = sqs::create_queue(
+        &sqs_client,
+        &common::unique_name("spy"),
+        &SqsQueueOptions::default(),
+    )
+    .await
+    .expect("spy queue");
+    let spy_options = SubscriptionOptions {
+        raw_message_delivery: true,
+        filter_policy: Some(sns::filter_on("ClientId", &[&first_id])),
+        ..SubscriptionOptions::default()
+    };
+    let spy_subscription =
+        sns::subscribe_queue(&sns_client, &sqs_client, &topic, &spy, &spy_options)
+            .await
+            .expect("spy subscription");
+
+    let mut sessions = Vec::new();
+    for transport in clients {
+        sessions.push(().serve(transport).await.expect("initialize"));
+    }
+    let runs = sessions.iter().enumerate().map(|(c, session)| async move {
+        for i in 0..5 {
+            let text = format!("client {c} call {i}");
+            let result = session
+                .call_tool(call("echo", json!({"text": text})))
+                .await
+                .expect("echo through the shared topic");
+            assert_eq!(text_of(&result), text);
+        }
+    });
+    futures::future::join_all(runs).await;
+    for session in sessions {
+        session.cancel().await.expect("close");
+    }
+
+    // The spy got the first client's initialize response and five results,
+    // and nothing of the second client's.
+    let spy_inbox = SqsInbox::open(sqs_client.clone(), &spy).await.expect("spy");
+    let mut seen = 0;
+    while let Some((_, message)) = next_reply(&spy_inbox, Duration::from_secs(2)).await {
+        assert_eq!(message.attribute("ClientId"), Some(first_id.as_str()));
+        seen += 1;
+    }
+    assert_eq!(
+        seen, 6,
+        "initialize + 5 calls reached the first client's filter"
+    );
+
+    let _ = sns::unsubscribe(&sns_client, &spy_subscription).await;
+    let _ = sqs::delete_queue(&sqs_client, &spy).await;
+    server.stop().await;
+    let _ = sns::delete_topic(&sns_client, &topic).await;
+}
+
+/// With `SnsReplies::OwnTopic` the client creates its reply topic, queue and
+/// subscription on connect, names the topic in `ReplyTo`, and removes all of
+/// it on close.
+#[tokio::test]
+async fn own_reply_topic_is_provisioned_and_removed() {
+    let sdk = common::localstack().await.sdk_config().await;
+    let (sqs_client, sns_client) = (sqs::client(&sdk), sns::client(&sdk));
+    let server = Server::start(None).await;
+    let transport = QueueClientTransport::connect_sns_sqs(
+        sqs_client.clone(),
+        sns_client.clone(),
+        server.client_config(),
+        SnsReplies::OwnTopic,
+    )
+    .await
+    .expect("connect");
+    let topic = transport.reply_address().to_owned();
+    let queue = transport.reply_queue().to_owned();
+    assert!(asyncmcp::queue::is_topic_arn(&topic), "{topic}");
+    assert_ne!(topic, queue);
+
+    let session = ().serve(transport).await.expect("initialize");
+    let result = session
+        .call_tool(call("add", json!({"a": 2, "b": 3})))
+        .await
+        .expect("add");
+    assert_eq!(text_of(&result), "5");
+    session.cancel().await.expect("close");
+
+    let topic_gone = sns_client
+        .get_topic_attributes()
+        .topic_arn(&topic)
+        .send()
+        .await
+        .is_err();
+    assert!(topic_gone, "reply topic deleted on close");
+    let queue_gone = sqs_client
+        .get_queue_attributes()
+        .queue_url(&queue)
+        .send()
+        .await
+        .is_err();
+    assert!(queue_gone, "reply queue deleted on close");
+    server.stop().await;
+}
+
+/// A request larger than the topic accepts fails at the caller with the
+/// sizes; a response larger than the reply topic accepts becomes a JSON-RPC
+/// error saying so. Neither is dropped silently.
+#[tokio::test]
+async fn oversize_messages_get_clear_errors() {
+    let sdk = common::localstack().await.sdk_config().await;
+    let (sqs_client, sns_client) = (sqs::client(&sdk), sns::client(&sdk));
+    let server = Server::start(None).await;
+    let transport = QueueClientTransport::connect_sns_sqs(
+        sqs_client.clone(),
+        sns_client.clone(),
+        server.client_config(),
+        SnsReplies::OwnTopic,
+    )
+    .await
+    .expect("connect");
+    let reply_topic = transport.reply_address().to_owned();
+    let reply_queue = transport.reply_queue().to_owned();
+    let session = ().serve(transport).await.expect("initialize");
+
+    let huge = "x".repeat(300 * 1024);
+    let error = session
+        .call_tool(call("echo", json!({"text": huge})))
+        .await
+        .expect_err("a request over 256 KiB cannot be published");
+    match &error {
+        ServiceError::TransportSend(inner) => {
+            let text = inner.to_string();
+            assert!(
+                text.contains("exceeds") && text.contains("262144"),
+                "{text}"
+            );
+        }
+        other => panic!("expected a transport send error, got {other:?}"),
+    }
+    // The session still works.
+    let small = session
+        .call_tool(call("echo", json!({"text": "still here"})))
+        .await
+        .expect("echo");
+    assert_eq!(text_of(&small), "still here");
+    session.cancel().await.expect("close");
+
+    // A 300 KiB request sent to the server's queue directly (SQS takes up to
+    // 1 MiB) whose echo cannot go through the reply topic.
+    let replies = sqs::create_queue(
+        &sqs_client,
+        &common::unique_name("oversize-replies"),
+        &SqsQueueOptions::default(),
+    )
+    .await
+    .expect("queue");
+    let topic = sns::create_topic(
+        &sns_client,
+        &common::unique_name("oversize"),
+        &Default::default(),
+    )
+    .await
+    .expect("topic");
+    let options = SubscriptionOptions {
+        raw_message_delivery: true,
+        ..SubscriptionOptions::default()
+    };
+    let subscription = sns::subscribe_queue(&sns_client, &sqs_client, &topic, &replies, &options)
+        .await
+        .expect("subscribe");
+    let big = json!({"jsonrpc":"2.0","id":45,"method":"tools/call",
+        "params":{"name":"echo","arguments":{"text":"y".repeat(300 * 1024)}}});
+    let request_queue = server.broker.queue_of(&server.requests);
+    SqsOutbox::new(sqs_client.clone())
+        .send(
+            &request_queue,
+            QueueMessage::new(big.to_string()).with_string("ReplyTo", &topic),
+        )
+        .await
+        .expect("send to the request queue");
+    let inbox = SqsInbox::open(sqs_client.clone(), &replies)
+        .await
+        .expect("inbox");
+    let (reply, _) = next_reply(&inbox, Duration::from_secs(20))
+        .await
+        .expect("an error reply through the topic");
+    assert_eq!(reply["id"], 45);
+    assert_eq!(reply["error"]["code"], -32603);
+    let message = reply["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("exceeds") && message.contains("262144"),
+        "{reply}"
+    );
+
+    let _ = sns::unsubscribe(&sns_client, &subscription).await;
+    let _ = sns::delete_topic(&sns_client, &topic).await;
+    let _ = sqs::delete_queue(&sqs_client, &replies).await;
+    assert!(
+        sns_client
+            .get_topic_attributes()
+            .topic_arn(&reply_topic)
+            .send()
+            .await
+            .is_err()
+            && queue_gone(&sqs_client, &reply_queue).await,
+        "the client removed its reply topic and queue"
+    );
+    server.stop().await;
+}
+
+/// Whether the queue no longer exists.
+async fn queue_gone(client: &sqs::Client, queue_url: &str) -> bool {
+    client
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .send()
+        .await
+        .is_err()
+}
