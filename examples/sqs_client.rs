@@ -15,12 +15,13 @@
 #[allow(dead_code)]
 mod support;
 
+#[path = "shared/client_cli.rs"]
+mod client_cli;
+
 use asyncmcp::queue::sqs;
 use asyncmcp::{QueueClientConfig, QueueClientTransport};
 use clap::Parser;
-use rmcp::model::{CallToolRequestParams, ProtocolVersion};
-use rmcp::service::ClientLifecycleMode;
-use rmcp::{ClientHandler, ServiceExt};
+use client_cli::CallArgs;
 
 /// Call one tool of a queue-backed MCP server.
 #[derive(Parser)]
@@ -31,28 +32,15 @@ struct Args {
     /// This client's reply queue URL (created and deleted when omitted).
     #[arg(long)]
     reply_queue_url: Option<String>,
-    /// The tool to call.
-    #[arg(long, default_value = "echo")]
-    tool: String,
-    /// The tool's arguments, as a JSON object.
-    #[arg(long, default_value = r#"{"text": "hello over SQS"}"#)]
-    args: String,
-    /// `initialize` (any version up to 2025-11-25) or `2026-07-28`.
-    #[arg(long, default_value = "initialize")]
-    protocol: String,
+    #[command(flatten)]
+    call: CallArgs,
 }
-
-#[derive(Clone, Default)]
-struct Client;
-impl ClientHandler for Client {}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     support::init_tracing("warn,rmcp=error");
     let args = Args::parse();
-    let arguments: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&args.args)
-        .map_err(|e| anyhow::anyhow!("--args must be a JSON object: {e}"))?;
-
+    args.call.arguments()?;
     let sqs_client = sqs::client(&sqs::sdk_config_from_env().await);
     let transport = QueueClientTransport::connect_sqs(
         sqs_client,
@@ -60,20 +48,5 @@ async fn main() -> anyhow::Result<()> {
         args.reply_queue_url.as_deref(),
     )
     .await?;
-    let client = match args.protocol.as_str() {
-        "initialize" => Client.serve(transport).await?,
-        "2026-07-28" => {
-            let lifecycle = ClientLifecycleMode::Discover {
-                preferred_versions: vec![ProtocolVersion::V_2026_07_28],
-            };
-            rmcp::service::serve_client_with_lifecycle(Client, transport, lifecycle).await?
-        }
-        other => anyhow::bail!("unknown --protocol {other:?}"),
-    };
-    let result = client
-        .call_tool(CallToolRequestParams::new(args.tool.clone()).with_arguments(arguments))
-        .await?;
-    println!("{}", serde_json::to_string_pretty(&result)?);
-    client.cancel().await?;
-    Ok(())
+    client_cli::call_and_print(transport, &args.call).await
 }

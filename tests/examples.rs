@@ -1,5 +1,5 @@
-//! The SQS examples work as documented: `sqs_server` serves, `sqs_client`
-//! calls a tool through it, on LocalStack.
+//! The server and client examples work as documented, on LocalStack:
+//! `sqs_server` + `sqs_client`, and `sns_sqs_server` + `sns_sqs_client`.
 #![cfg(feature = "sqs")]
 
 mod common;
@@ -29,71 +29,141 @@ fn example(name: &str) -> PathBuf {
     path
 }
 
-#[tokio::test]
-async fn sqs_server_and_sqs_client_complete_a_tool_call() {
-    let ls = common::localstack().await;
-    let requests = ls.create_queue("example-requests").await;
-
-    let mut server = tokio::process::Command::new(example("sqs_server"))
-        .args(["--queue-url", &requests])
+/// Starts `server` with `server_args`, waits for READY, runs `client` once
+/// per entry of `client_runs` (each calls `add` 2 + 3 and must print a
+/// result of 5), then stops the server with SIGTERM, which must exit 0.
+async fn server_serves_client_runs(
+    ls: &common::LocalStack,
+    server: &str,
+    server_args: &[&str],
+    client: &str,
+    client_runs: &[Vec<&str>],
+) {
+    let mut server_process = tokio::process::Command::new(example(server))
+        .args(server_args)
         .envs(ls.aws_env())
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .expect("start sqs_server");
-    let stdout = server.stdout.take().expect("piped stdout");
+        .unwrap_or_else(|e| panic!("start {server}: {e}"));
+    let stdout = server_process.stdout.take().expect("piped stdout");
     let mut lines = BufReader::new(stdout).lines();
     let ready = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
         .await
-        .expect("sqs_server printed nothing within 30 s")
+        .unwrap_or_else(|_| panic!("{server} printed nothing within 30 s"))
         .expect("read stdout");
     assert!(
         ready.is_some_and(|l| l.starts_with("READY")),
-        "sqs_server did not start"
+        "{server} did not start"
     );
 
-    for protocol in ["initialize", "2026-07-28"] {
-        let output = tokio::process::Command::new(example("sqs_client"))
-            .args([
-                "--queue-url",
-                &requests,
-                "--tool",
-                "add",
-                "--args",
-                r#"{"a": 2, "b": 3}"#,
-            ])
-            .args(["--protocol", protocol])
+    for run in client_runs {
+        let output = tokio::process::Command::new(example(client))
+            .args(run)
+            .args(["--tool", "add", "--args", r#"{"a": 2, "b": 3}"#])
             .envs(ls.aws_env())
             .stdin(Stdio::null())
             .kill_on_drop(true)
             .output();
         let output = tokio::time::timeout(Duration::from_secs(60), output)
             .await
-            .expect("sqs_client finished within 60 s")
-            .expect("run sqs_client");
+            .unwrap_or_else(|_| panic!("{client} {run:?} finished within 60 s"))
+            .expect("run client");
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(
             output.status.success(),
-            "sqs_client ({protocol}) failed: {}\n{stdout}",
+            "{client} {run:?} failed: {}\n{stdout}",
             String::from_utf8_lossy(&output.stderr)
         );
         let result: serde_json::Value = serde_json::from_str(&stdout).expect("JSON result");
-        assert_eq!(result["content"][0]["text"], "5", "{protocol}: {result}");
+        assert_eq!(result["content"][0]["text"], "5", "{run:?}: {result}");
     }
 
     // SIGTERM stops the server gracefully: it lets its long polls in
     // progress finish (up to the 20 s wait) rather than abandon them.
-    let pid = server.id().expect("server pid");
+    let pid = server_process.id().expect("server pid");
     let killed = std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status()
         .expect("send SIGTERM");
     assert!(killed.success());
-    let status = tokio::time::timeout(Duration::from_secs(30), server.wait())
+    let status = tokio::time::timeout(Duration::from_secs(30), server_process.wait())
         .await
-        .expect("sqs_server stopped within 30 s of SIGTERM")
+        .unwrap_or_else(|_| panic!("{server} stopped within 30 s of SIGTERM"))
         .expect("wait");
-    assert!(status.success(), "sqs_server exited with {status}");
+    assert!(status.success(), "{server} exited with {status}");
+}
+
+#[tokio::test]
+async fn sqs_server_and_sqs_client_complete_a_tool_call() {
+    let ls = common::localstack().await;
+    let requests = ls.create_queue("example-requests").await;
+    server_serves_client_runs(
+        ls,
+        "sqs_server",
+        &["--queue-url", &requests],
+        "sqs_client",
+        &[
+            vec!["--queue-url", &requests, "--protocol", "initialize"],
+            vec!["--queue-url", &requests, "--protocol", "2026-07-28"],
+        ],
+    )
+    .await;
+}
+
+/// The SNS examples, with a reply topic of the client's own (legacy
+/// lifecycle) and with a shared reply topic and a filter policy (stateless
+/// lifecycle).
+#[cfg(feature = "sns")]
+#[tokio::test]
+async fn sns_sqs_server_and_sns_sqs_client_complete_a_tool_call() {
+    use asyncmcp::queue::{sns, sqs};
+    let ls = common::localstack().await;
+    let sdk = ls.sdk_config().await;
+    let (sqs_client, sns_client) = (sqs::client(&sdk), sns::client(&sdk));
+    let name = common::unique_name("example-sns-requests");
+    let queue = sqs::create_queue(&sqs_client, &name, &Default::default())
+        .await
+        .expect("queue");
+    let topic = sns::create_topic(&sns_client, &name, &Default::default())
+        .await
+        .expect("topic");
+    let raw = sns::SubscriptionOptions {
+        raw_message_delivery: true,
+        ..Default::default()
+    };
+    sns::subscribe_queue(&sns_client, &sqs_client, &topic, &queue, &raw)
+        .await
+        .expect("subscribe");
+    let shared = sns::create_topic(
+        &sns_client,
+        &common::unique_name("example-replies"),
+        &Default::default(),
+    )
+    .await
+    .expect("reply topic");
+
+    server_serves_client_runs(
+        ls,
+        "sns_sqs_server",
+        &["--queue-url", &queue],
+        "sns_sqs_client",
+        &[
+            vec!["--topic-arn", &topic, "--protocol", "initialize"],
+            vec![
+                "--topic-arn",
+                &topic,
+                "--shared-reply-topic-arn",
+                &shared,
+                "--protocol",
+                "2026-07-28",
+            ],
+        ],
+    )
+    .await;
+    let _ = sns::delete_topic(&sns_client, &topic).await;
+    let _ = sns::delete_topic(&sns_client, &shared).await;
+    let _ = sqs::delete_queue(&sqs_client, &queue).await;
 }
