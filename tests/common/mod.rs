@@ -264,7 +264,7 @@ pub fn interop_script(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// A running `tests/interop/py_server.py`; killed when dropped.
+/// A running Python peer server (`tests/interop/py_*server.py`); killed when dropped.
 pub struct PyServer {
     child: tokio::process::Child,
 }
@@ -276,11 +276,12 @@ impl PyServer {
     }
 }
 
-/// Starts the Python asyncmcp server reading `request_queue_url`; returns once it prints
-/// READY (panics after 30 s). Its stderr goes to the test's stderr.
-pub async fn spawn_py_server(ls: &LocalStack, request_queue_url: &str) -> PyServer {
+/// Starts the Python asyncmcp server `script` (in `tests/interop/`) reading
+/// `request_queue_url`; returns once it prints READY (panics after 30 s). Its stderr goes
+/// to the test's stderr.
+pub async fn spawn_py_server(ls: &LocalStack, script: &str, request_queue_url: &str) -> PyServer {
     let mut child = tokio::process::Command::new(py_peer_python())
-        .arg(interop_script("py_server.py"))
+        .arg(interop_script(script))
         .arg("--request-queue-url")
         .arg(request_queue_url)
         .envs(ls.aws_env())
@@ -289,7 +290,7 @@ pub async fn spawn_py_server(ls: &LocalStack, request_queue_url: &str) -> PyServ
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
         .spawn()
-        .unwrap_or_else(|e| panic!("spawning py_server.py: {e}"));
+        .unwrap_or_else(|e| panic!("spawning {script}: {e}"));
     let stdout = child.stdout.take().expect("piped stdout");
     let mut lines = BufReader::new(stdout).lines();
     let ready = tokio::time::timeout(Duration::from_secs(30), async {
@@ -303,41 +304,35 @@ pub async fn spawn_py_server(ls: &LocalStack, request_queue_url: &str) -> PyServ
     .await;
     match ready {
         Ok(Ok(true)) => {}
-        Ok(Ok(false)) => panic!("py_server.py exited before printing READY (see its stderr above)"),
-        Ok(Err(e)) => panic!("reading py_server.py stdout: {e}"),
-        Err(_) => panic!("py_server.py did not print READY within 30 s"),
+        Ok(Ok(false)) => panic!("{script} exited before printing READY (see its stderr above)"),
+        Ok(Err(e)) => panic!("reading {script} stdout: {e}"),
+        Err(_) => panic!("{script} did not print READY within 30 s"),
     }
     // Keep draining stdout so the server never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     PyServer { child }
 }
 
-/// Runs `tests/interop/py_client.py` against a server reading `server_queue_url`, with
-/// replies on `reply_queue_url`; returns its JSON lines (`{"tools":[..]}`, `{"echo":..}`,
-/// `{"add":..}`). Panics with its stderr if it fails or runs over 90 s.
-pub async fn run_py_client(
-    ls: &LocalStack,
-    server_queue_url: &str,
-    reply_queue_url: &str,
-) -> Vec<serde_json::Value> {
+/// Runs the Python asyncmcp client `script` (in `tests/interop/`) with `args`, e.g.
+/// `py_client.py --server-queue-url URL --reply-queue-url URL`; returns its JSON lines
+/// (`{"tools":[..]}`, `{"echo":..}`, `{"add":..}`). Panics with its stderr if it fails or
+/// runs over 90 s.
+pub async fn run_py_client(ls: &LocalStack, script: &str, args: &[&str]) -> Vec<serde_json::Value> {
     let run = tokio::process::Command::new(py_peer_python())
-        .arg(interop_script("py_client.py"))
-        .arg("--server-queue-url")
-        .arg(server_queue_url)
-        .arg("--reply-queue-url")
-        .arg(reply_queue_url)
+        .arg(interop_script(script))
+        .args(args)
         .envs(ls.aws_env())
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .output();
     let out = tokio::time::timeout(Duration::from_secs(90), run)
         .await
-        .unwrap_or_else(|_| panic!("py_client.py ran over 90 s"))
-        .unwrap_or_else(|e| panic!("spawning py_client.py: {e}"));
+        .unwrap_or_else(|_| panic!("{script} ran over 90 s"))
+        .unwrap_or_else(|e| panic!("spawning {script}: {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         panic!(
-            "py_client.py failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{}",
+            "{script} failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{}",
             out.status,
             String::from_utf8_lossy(&out.stderr)
         );
@@ -347,7 +342,7 @@ pub async fn run_py_client(
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
             serde_json::from_str(l)
-                .unwrap_or_else(|e| panic!("py_client.py printed a non-JSON line {l:?}: {e}"))
+                .unwrap_or_else(|e| panic!("{script} printed a non-JSON line {l:?}: {e}"))
         })
         .collect()
 }
