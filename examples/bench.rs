@@ -124,7 +124,9 @@ async fn main() -> anyhow::Result<()> {
 
     let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "AWS".into());
     println!("asyncmcp tools/call echo; AWS endpoint: {endpoint}\n");
-    println!("| transport | in flight | calls | calls/s | p50 ms | p99 ms | API calls per tool call |");
+    println!(
+        "| transport | in flight | calls | calls/s | p50 ms | p99 ms | API calls per tool call |"
+    );
     println!("|---|---:|---:|---:|---:|---:|---:|");
     for level in &levels {
         let api = level
@@ -236,7 +238,10 @@ async fn sqs_route(client: sqs::Client) -> anyhow::Result<Route> {
 
 /// Request and reply topics, each with a queue subscribed (raw delivery).
 #[cfg(feature = "sns")]
-async fn sns_sqs_route(sdk: &aws_config::SdkConfig, counter: &ApiCallCounter) -> anyhow::Result<Route> {
+async fn sns_sqs_route(
+    sdk: &aws_config::SdkConfig,
+    counter: &ApiCallCounter,
+) -> anyhow::Result<Route> {
     use asyncmcp::queue::RoutingOutbox;
     use asyncmcp::queue::sns::{self, SnsOutbox, SubscriptionOptions};
 
