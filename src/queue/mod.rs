@@ -32,6 +32,8 @@ use async_trait::async_trait;
 
 pub(crate) mod backoff;
 pub mod batch;
+#[cfg(feature = "sqs")]
+mod destinations;
 pub mod memory;
 #[cfg(feature = "sns")]
 pub mod sns;

@@ -1,22 +1,18 @@
 //! Publishing to SNS topics.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_sns::Client;
 use aws_sdk_sns::error::ProvideErrorMetadata;
 use aws_sdk_sns::operation::publish_batch::PublishBatchOutput;
 use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
-use tokio::sync::OnceCell;
 
 use super::{DEFAULT_MAX_MESSAGE_SIZE, entry_results, is_too_long, is_topic_arn, map_sdk_error};
 use crate::queue::batch::{Batcher, BatcherConfig, FlushResult};
+use crate::queue::destinations::Destinations;
 use crate::queue::{AttributeValue, MAX_ATTRIBUTES, Outbox, QueueError, QueueMessage};
-
-/// How many topics' batchers and sizes are kept before the caches are
-/// cleared.
-const MAX_DESTINATIONS: usize = 1024;
 
 /// The topic attribute read by [`SnsOutbox::max_message_size`].
 const MAXIMUM_MESSAGE_SIZE: &str = "MaximumMessageSize";
@@ -43,8 +39,7 @@ pub struct SnsOutbox {
 struct Inner {
     client: Client,
     config: BatcherConfig,
-    batchers: Mutex<HashMap<String, Batcher<QueueMessage, ()>>>,
-    sizes: Mutex<HashMap<String, Arc<OnceCell<usize>>>>,
+    destinations: Destinations,
 }
 
 impl std::fmt::Debug for SnsOutbox {
@@ -53,12 +48,6 @@ impl std::fmt::Debug for SnsOutbox {
             .field("config", &self.inner.config)
             .finish()
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl SnsOutbox {
@@ -74,33 +63,23 @@ impl SnsOutbox {
             inner: Arc::new(Inner {
                 client,
                 config,
-                batchers: Mutex::new(HashMap::new()),
-                sizes: Mutex::new(HashMap::new()),
+                destinations: Destinations::default(),
             }),
         }
     }
 
     fn batcher(&self, address: &str, limit: usize) -> Batcher<QueueMessage, ()> {
-        let mut batchers = lock(&self.inner.batchers);
-        if let Some(batcher) = batchers.get(address) {
-            return batcher.clone();
-        }
-        if batchers.len() >= MAX_DESTINATIONS {
-            // Dropping the map's handles is safe: in-flight sends hold clones.
-            tracing::debug!("clearing the SNS publish batchers");
-            batchers.clear();
-        }
-        let config = BatcherConfig {
-            max_weight: limit,
-            ..self.inner.config
-        };
-        let client = self.inner.client.clone();
-        let arn = address.to_owned();
-        let batcher = Batcher::with_weigher(config, QueueMessage::wire_size, move |messages| {
-            publish_batch(client.clone(), arn.clone(), limit, messages)
-        });
-        batchers.insert(address.to_owned(), batcher.clone());
-        batcher
+        self.inner.destinations.batcher(address, || {
+            let config = BatcherConfig {
+                max_weight: limit,
+                ..self.inner.config
+            };
+            let client = self.inner.client.clone();
+            let arn = address.to_owned();
+            Batcher::with_weigher(config, QueueMessage::wire_size, move |messages| {
+                publish_batch(client.clone(), arn.clone(), limit, messages)
+            })
+        })
     }
 
     async fn fetch_max_message_size(&self, address: &str) -> Result<usize, QueueError> {
@@ -271,16 +250,10 @@ impl Outbox for SnsOutbox {
     /// [`DEFAULT_MAX_MESSAGE_SIZE`], once the topic is known to exist: a
     /// missing topic is [`QueueError::NoSuchTopic`].
     async fn max_message_size(&self, address: &str) -> Result<usize, QueueError> {
-        let cell = {
-            let mut sizes = lock(&self.inner.sizes);
-            if sizes.len() >= MAX_DESTINATIONS && !sizes.contains_key(address) {
-                sizes.clear();
-            }
-            sizes.entry(address.to_owned()).or_default().clone()
-        };
-        cell.get_or_try_init(|| self.fetch_max_message_size(address))
+        self.inner
+            .destinations
+            .max_message_size(address, || self.fetch_max_message_size(address))
             .await
-            .copied()
     }
 }
 

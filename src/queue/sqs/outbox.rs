@@ -1,20 +1,16 @@
 //! Sending to SQS queues.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName, SendMessageBatchRequestEntry};
-use tokio::sync::OnceCell;
 
 use super::{entry_results, map_sdk_error};
 use crate::queue::batch::{Batcher, BatcherConfig, FlushResult};
+use crate::queue::destinations::Destinations;
 use crate::queue::{AttributeValue, DEFAULT_MAX_MESSAGE_SIZE, Outbox, QueueError, QueueMessage};
-
-/// How many destinations' batchers and sizes are kept before the caches are
-/// cleared (a server replies to many short-lived client queues).
-const MAX_DESTINATIONS: usize = 1024;
 
 /// Sends to SQS queues named by URL.
 ///
@@ -34,8 +30,7 @@ pub struct SqsOutbox {
 struct Inner {
     client: Client,
     config: BatcherConfig,
-    batchers: Mutex<HashMap<String, Batcher<QueueMessage, ()>>>,
-    sizes: Mutex<HashMap<String, Arc<OnceCell<usize>>>>,
+    destinations: Destinations,
 }
 
 impl std::fmt::Debug for SqsOutbox {
@@ -44,12 +39,6 @@ impl std::fmt::Debug for SqsOutbox {
             .field("config", &self.inner.config)
             .finish()
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl SqsOutbox {
@@ -65,33 +54,23 @@ impl SqsOutbox {
             inner: Arc::new(Inner {
                 client,
                 config,
-                batchers: Mutex::new(HashMap::new()),
-                sizes: Mutex::new(HashMap::new()),
+                destinations: Destinations::default(),
             }),
         }
     }
 
     fn batcher(&self, address: &str, limit: usize) -> Batcher<QueueMessage, ()> {
-        let mut batchers = lock(&self.inner.batchers);
-        if let Some(batcher) = batchers.get(address) {
-            return batcher.clone();
-        }
-        if batchers.len() >= MAX_DESTINATIONS {
-            // Dropping the map's handles is safe: in-flight sends hold clones.
-            tracing::debug!("clearing the SQS send batchers");
-            batchers.clear();
-        }
-        let config = BatcherConfig {
-            max_weight: limit,
-            ..self.inner.config
-        };
-        let client = self.inner.client.clone();
-        let url = address.to_owned();
-        let batcher = Batcher::with_weigher(config, QueueMessage::wire_size, move |messages| {
-            send_batch(client.clone(), url.clone(), messages)
-        });
-        batchers.insert(address.to_owned(), batcher.clone());
-        batcher
+        self.inner.destinations.batcher(address, || {
+            let config = BatcherConfig {
+                max_weight: limit,
+                ..self.inner.config
+            };
+            let client = self.inner.client.clone();
+            let url = address.to_owned();
+            Batcher::with_weigher(config, QueueMessage::wire_size, move |messages| {
+                send_batch(client.clone(), url.clone(), messages)
+            })
+        })
     }
 
     async fn fetch_max_message_size(&self, address: &str) -> Result<usize, QueueError> {
@@ -183,16 +162,10 @@ impl Outbox for SqsOutbox {
     /// Reads the queue's `MaximumMessageSize` once (concurrent first callers
     /// share one call) and caches it; failures are not cached.
     async fn max_message_size(&self, address: &str) -> Result<usize, QueueError> {
-        let cell = {
-            let mut sizes = lock(&self.inner.sizes);
-            if sizes.len() >= MAX_DESTINATIONS && !sizes.contains_key(address) {
-                sizes.clear();
-            }
-            sizes.entry(address.to_owned()).or_default().clone()
-        };
-        cell.get_or_try_init(|| self.fetch_max_message_size(address))
+        self.inner
+            .destinations
+            .max_message_size(address, || self.fetch_max_message_size(address))
             .await
-            .copied()
     }
 }
 
