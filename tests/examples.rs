@@ -123,20 +123,7 @@ async fn sns_sqs_server_and_sns_sqs_client_complete_a_tool_call() {
     let ls = common::localstack().await;
     let sdk = ls.sdk_config().await;
     let (sqs_client, sns_client) = (sqs::client(&sdk), sns::client(&sdk));
-    let name = common::unique_name("example-sns-requests");
-    let queue = sqs::create_queue(&sqs_client, &name, &Default::default())
-        .await
-        .expect("queue");
-    let topic = sns::create_topic(&sns_client, &name, &Default::default())
-        .await
-        .expect("topic");
-    let raw = sns::SubscriptionOptions {
-        raw_message_delivery: true,
-        ..Default::default()
-    };
-    sns::subscribe_queue(&sns_client, &sqs_client, &topic, &queue, &raw)
-        .await
-        .expect("subscribe");
+    let requests = common::TopicQueue::create(&sqs_client, &sns_client, "example-sns", true).await;
     let shared = sns::create_topic(
         &sns_client,
         &common::unique_name("example-replies"),
@@ -148,13 +135,13 @@ async fn sns_sqs_server_and_sns_sqs_client_complete_a_tool_call() {
     server_serves_client_runs(
         ls,
         "sns_sqs_server",
-        &["--queue-url", &queue],
+        &["--queue-url", &requests.queue],
         "sns_sqs_client",
         &[
-            vec!["--topic-arn", &topic, "--protocol", "initialize"],
+            vec!["--topic-arn", &requests.topic, "--protocol", "initialize"],
             vec![
                 "--topic-arn",
-                &topic,
+                &requests.topic,
                 "--shared-reply-topic-arn",
                 &shared,
                 "--protocol",
@@ -163,7 +150,6 @@ async fn sns_sqs_server_and_sns_sqs_client_complete_a_tool_call() {
         ],
     )
     .await;
-    let _ = sns::delete_topic(&sns_client, &topic).await;
+    requests.delete(&sqs_client, &sns_client).await;
     let _ = sns::delete_topic(&sns_client, &shared).await;
-    let _ = sqs::delete_queue(&sqs_client, &queue).await;
 }

@@ -117,50 +117,6 @@ async fn call_python_server(session: &rmcp::service::RunningService<rmcp::RoleCl
     assert_eq!(text_of(&sum), "5");
 }
 
-/// A topic and a queue subscribed to it (raw delivery or in the envelope).
-#[cfg(feature = "sns")]
-struct TopicQueue {
-    topic: String,
-    queue: String,
-    subscription: String,
-}
-
-#[cfg(feature = "sns")]
-impl TopicQueue {
-    async fn create(
-        sqs_client: &sqs::Client,
-        sns_client: &sns::Client,
-        prefix: &str,
-        raw: bool,
-    ) -> Self {
-        let name = common::unique_name(prefix);
-        let queue = sqs::create_queue(sqs_client, &name, &Default::default())
-            .await
-            .expect("queue");
-        let topic = sns::create_topic(sns_client, &name, &Default::default())
-            .await
-            .expect("topic");
-        let options = sns::SubscriptionOptions {
-            raw_message_delivery: raw,
-            ..Default::default()
-        };
-        let subscription = sns::subscribe_queue(sns_client, sqs_client, &topic, &queue, &options)
-            .await
-            .expect("subscribe");
-        Self {
-            topic,
-            queue,
-            subscription,
-        }
-    }
-
-    async fn delete(self, sqs_client: &sqs::Client, sns_client: &sns::Client) {
-        let _ = sns::unsubscribe(sns_client, &self.subscription).await;
-        let _ = sns::delete_topic(sns_client, &self.topic).await;
-        let _ = sqs::delete_queue(sqs_client, &self.queue).await;
-    }
-}
-
 /// Python's `sns_sqs_client` publishes to a request topic our server's queue
 /// is subscribed to (in the SNS envelope) and names its own reply topic as
 /// `client_topic_arn`; our server publishes the replies there.
@@ -171,8 +127,9 @@ async fn python_sns_client_calls_our_server() {
     let sdk = ls.sdk_config().await;
     let (sqs_client, sns_client) = (sqs::client(&sdk), sns::client(&sdk));
     let requests =
-        TopicQueue::create(&sqs_client, &sns_client, "interop-sns-requests", false).await;
-    let replies = TopicQueue::create(&sqs_client, &sns_client, "interop-py-replies", true).await;
+        common::TopicQueue::create(&sqs_client, &sns_client, "interop-sns-requests", false).await;
+    let replies =
+        common::TopicQueue::create(&sqs_client, &sns_client, "interop-py-replies", true).await;
     let outbox = RoutingOutbox::new()
         .with(Arc::new(SnsOutbox::new(sns_client.clone())))
         .with(Arc::new(SqsOutbox::new(sqs_client.clone())));
@@ -218,7 +175,7 @@ async fn our_client_calls_python_sns_server() {
     let sdk = ls.sdk_config().await;
     let (sqs_client, sns_client) = (sqs::client(&sdk), sns::client(&sdk));
     let requests =
-        TopicQueue::create(&sqs_client, &sns_client, "interop-py-sns-requests", true).await;
+        common::TopicQueue::create(&sqs_client, &sns_client, "interop-py-sns-requests", true).await;
     let python = common::spawn_py_server(ls, "py_sns_server.py", &requests.queue).await;
 
     let transport = QueueClientTransport::connect_sns_sqs(

@@ -22,7 +22,6 @@ use asyncmcp::queue::sns::{self, SnsOutbox, SubscriptionOptions};
 use asyncmcp::queue::sqs::{self, SqsInbox, SqsOutbox, SqsQueueOptions};
 use asyncmcp::queue::{Inbox, Outbox, QueueMessage, RoutingOutbox};
 use asyncmcp::{QueueClientConfig, QueueClientTransport, QueueServer};
-use aws_sdk_sqs::types::QueueAttributeName;
 use rmcp::{ServiceError, ServiceExt};
 use scenarios::demo_tools::{DemoServer, DemoStats};
 use scenarios::{QueueSpec, TestBroker, call, next_reply, text_of};
@@ -128,28 +127,8 @@ impl TestBroker for SnsSqs {
         }
     }
     async fn depth(&self, address: &str) -> usize {
-        queue_depth(&self.sqs, &self.queue_of(address)).await
+        common::queue_depth(&self.sqs, &self.queue_of(address)).await
     }
-}
-
-async fn queue_depth(client: &sqs::Client, queue_url: &str) -> usize {
-    let attributes = client
-        .get_queue_attributes()
-        .queue_url(queue_url)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-        .send()
-        .await
-        .expect("queue attributes");
-    let count = |name: QueueAttributeName| {
-        attributes
-            .attributes()
-            .and_then(|a| a.get(&name))
-            .and_then(|v| v.parse::<usize>().ok())
-            .unwrap_or(0)
-    };
-    count(QueueAttributeName::ApproximateNumberOfMessages)
-        + count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
 }
 
 /// Every scenario, with SNS wrapping each message in its JSON envelope.
@@ -391,38 +370,18 @@ async fn oversize_messages_get_clear_errors() {
 
     // A 300 KiB request sent to the server's queue directly (SQS takes up to
     // 1 MiB) whose echo cannot go through the reply topic.
-    let replies = sqs::create_queue(
-        &sqs_client,
-        &common::unique_name("oversize-replies"),
-        &SqsQueueOptions::default(),
-    )
-    .await
-    .expect("queue");
-    let topic = sns::create_topic(
-        &sns_client,
-        &common::unique_name("oversize"),
-        &Default::default(),
-    )
-    .await
-    .expect("topic");
-    let options = SubscriptionOptions {
-        raw_message_delivery: true,
-        ..SubscriptionOptions::default()
-    };
-    let subscription = sns::subscribe_queue(&sns_client, &sqs_client, &topic, &replies, &options)
-        .await
-        .expect("subscribe");
+    let replies = common::TopicQueue::create(&sqs_client, &sns_client, "oversize", true).await;
     let big = json!({"jsonrpc":"2.0","id":45,"method":"tools/call",
         "params":{"name":"echo","arguments":{"text":"y".repeat(300 * 1024)}}});
     let request_queue = server.broker.queue_of(&server.requests);
     SqsOutbox::new(sqs_client.clone())
         .send(
             &request_queue,
-            QueueMessage::new(big.to_string()).with_string("ReplyTo", &topic),
+            QueueMessage::new(big.to_string()).with_string("ReplyTo", &replies.topic),
         )
         .await
         .expect("send to the request queue");
-    let inbox = SqsInbox::open(sqs_client.clone(), &replies)
+    let inbox = SqsInbox::open(sqs_client.clone(), &replies.queue)
         .await
         .expect("inbox");
     let (reply, _) = next_reply(&inbox, Duration::from_secs(20))
@@ -436,9 +395,7 @@ async fn oversize_messages_get_clear_errors() {
         "{reply}"
     );
 
-    let _ = sns::unsubscribe(&sns_client, &subscription).await;
-    let _ = sns::delete_topic(&sns_client, &topic).await;
-    let _ = sqs::delete_queue(&sqs_client, &replies).await;
+    replies.delete(&sqs_client, &sns_client).await;
     assert!(
         sns_client
             .get_topic_attributes()

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use asyncmcp::queue::sqs::{self, Client, SqsInbox, SqsOutbox, SqsQueueOptions};
 use asyncmcp::queue::{Inbox, Outbox};
-use aws_sdk_sqs::types::QueueAttributeName;
 use scenarios::{QueueSpec, TestBroker};
 
 struct Sqs {
@@ -60,24 +59,7 @@ impl TestBroker for Sqs {
         let _ = sqs::delete_queue(&self.client, address).await;
     }
     async fn depth(&self, address: &str) -> usize {
-        let attributes = self
-            .client
-            .get_queue_attributes()
-            .queue_url(address)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-            .send()
-            .await
-            .expect("queue attributes");
-        let count = |name: QueueAttributeName| {
-            attributes
-                .attributes()
-                .and_then(|a| a.get(&name))
-                .and_then(|v| v.parse::<usize>().ok())
-                .unwrap_or(0)
-        };
-        count(QueueAttributeName::ApproximateNumberOfMessages)
-            + count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        common::queue_depth(&self.client, address).await
     }
 }
 

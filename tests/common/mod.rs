@@ -5,6 +5,8 @@
 //!   testcontainers when a Docker engine answers, else it panics with what to run.
 //! * [`LocalStack::sdk_config`] / [`LocalStack::sqs_client`] / [`LocalStack::create_queue`]
 //!   talk to it with test credentials in us-east-1.
+//! * [`queue_depth`] counts a queue's messages; [`TopicQueue`] is an SNS topic with a queue
+//!   subscribed to it.
 //! * [`py_peer_python`], [`spawn_py_server`] and [`run_py_client`] drive the Python
 //!   asyncmcp 0.2.1 peers in `tests/interop/` (installed by `scripts/test.sh`).
 #![allow(dead_code)]
@@ -231,6 +233,78 @@ impl LocalStack {
             ("AWS_ACCESS_KEY_ID", "test".to_string()),
             ("AWS_SECRET_ACCESS_KEY", "test".to_string()),
         ]
+    }
+}
+
+/// Messages in the queue at `queue_url`, visible or in flight.
+#[cfg(feature = "sqs")]
+pub async fn queue_depth(client: &aws_sdk_sqs::Client, queue_url: &str) -> usize {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let attributes = client
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .expect("queue attributes");
+    let count = |name: QueueAttributeName| {
+        attributes
+            .attributes()
+            .and_then(|a| a.get(&name))
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(0)
+    };
+    count(QueueAttributeName::ApproximateNumberOfMessages)
+        + count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+}
+
+/// An SNS topic with a queue subscribed to it (raw delivery or in the envelope), both named
+/// [`unique_name`]`(prefix)`.
+#[cfg(feature = "sns")]
+pub struct TopicQueue {
+    pub topic: String,
+    pub queue: String,
+    pub subscription: String,
+}
+
+#[cfg(feature = "sns")]
+impl TopicQueue {
+    /// Creates the queue and the topic and subscribes the one to the other.
+    pub async fn create(
+        sqs_client: &aws_sdk_sqs::Client,
+        sns_client: &aws_sdk_sns::Client,
+        prefix: &str,
+        raw: bool,
+    ) -> Self {
+        use asyncmcp::queue::{sns, sqs};
+        let name = unique_name(prefix);
+        let queue = sqs::create_queue(sqs_client, &name, &Default::default())
+            .await
+            .unwrap_or_else(|e| panic!("create queue {name}: {e}"));
+        let topic = sns::create_topic(sns_client, &name, &Default::default())
+            .await
+            .unwrap_or_else(|e| panic!("create topic {name}: {e}"));
+        let options = sns::SubscriptionOptions {
+            raw_message_delivery: raw,
+            ..Default::default()
+        };
+        let subscription = sns::subscribe_queue(sns_client, sqs_client, &topic, &queue, &options)
+            .await
+            .unwrap_or_else(|e| panic!("subscribe {name}: {e}"));
+        Self {
+            topic,
+            queue,
+            subscription,
+        }
+    }
+
+    /// Removes the subscription, the topic and the queue.
+    pub async fn delete(&self, sqs_client: &aws_sdk_sqs::Client, sns_client: &aws_sdk_sns::Client) {
+        use asyncmcp::queue::{sns, sqs};
+        let _ = sns::unsubscribe(sns_client, &self.subscription).await;
+        let _ = sns::delete_topic(sns_client, &self.topic).await;
+        let _ = sqs::delete_queue(sqs_client, &self.queue).await;
     }
 }
 

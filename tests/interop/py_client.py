@@ -17,59 +17,25 @@ to us-east-1 and test/test.
 """
 
 import argparse
-import json
-import logging
-import os
 import sys
 import uuid
 
 import anyio
-import boto3
-import mcp.types as types
-from mcp import ClientSession
 
 from asyncmcp import SqsClientConfig, sqs_client
-
-
-def emit(obj: dict) -> None:
-    print(json.dumps(obj), flush=True)
-
-
-def first_text(result: types.CallToolResult, tool: str) -> str:
-    if result.isError:
-        raise RuntimeError(f"tool {tool} returned an error: {result.content!r}")
-    for block in result.content:
-        if isinstance(block, types.TextContent):
-            return block.text
-    raise RuntimeError(f"tool {tool} returned no text content: {result.content!r}")
+from peer import POLLING, aws_client, exercise, run_client
 
 
 async def run(server_queue_url: str, reply_queue_url: str, timeout: float) -> None:
-    sqs = boto3.client(
-        "sqs",
-        endpoint_url=os.environ.get("AWS_ENDPOINT_URL"),
-        region_name=os.environ.get("AWS_REGION", "us-east-1"),
-        aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "test"),
-        aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "test"),
-    )
     config = SqsClientConfig(
         read_queue_url=server_queue_url,
         response_queue_url=reply_queue_url,
         client_id=f"py-interop-client-{uuid.uuid4().hex[:8]}",
-        # Short long-polls so shutdown is quick; no sleep after an empty poll.
-        wait_time_seconds=1,
-        poll_interval_seconds=0,
+        **POLLING,
     )
     with anyio.fail_after(timeout):
-        async with sqs_client(config, sqs) as (read, write):
-            async with ClientSession(read, write) as session:
-                await session.initialize()
-                tools = await session.list_tools()
-                emit({"tools": sorted(t.name for t in tools.tools)})
-                echo = await session.call_tool("echo", {"text": "hello from python"})
-                emit({"echo": first_text(echo, "echo")})
-                add = await session.call_tool("add", {"a": 2, "b": 3})
-                emit({"add": first_text(add, "add")})
+        async with sqs_client(config, aws_client("sqs")) as (read, write):
+            await exercise(read, write)
 
 
 def main() -> int:
@@ -78,15 +44,7 @@ def main() -> int:
     parser.add_argument("--reply-queue-url", required=True, help="queue this client reads replies from")
     parser.add_argument("--timeout", type=float, default=60.0, help="overall timeout in seconds")
     args = parser.parse_args()
-    logging.basicConfig(level=os.environ.get("PY_PEER_LOG", "WARNING"), stream=sys.stderr)
-    try:
-        anyio.run(run, args.server_queue_url, args.reply_queue_url, args.timeout)
-    except BaseException as exc:  # noqa: BLE001 - report anything, including exception groups
-        if isinstance(exc, KeyboardInterrupt):
-            raise
-        print(f"py_client: error: {exc!r}", file=sys.stderr, flush=True)
-        return 1
-    return 0
+    return run_client("py_client", run, args.server_queue_url, args.reply_queue_url, args.timeout)
 
 
 if __name__ == "__main__":
