@@ -185,6 +185,22 @@ impl Server {
         }
     }
 
+    /// A client with a reply topic and queue of its own.
+    async fn connect_own_topic(
+        &self,
+        sqs_client: &sqs::Client,
+        sns_client: &sns::Client,
+    ) -> QueueClientTransport {
+        QueueClientTransport::connect_sns_sqs(
+            sqs_client.clone(),
+            sns_client.clone(),
+            self.client_config(),
+            SnsReplies::OwnTopic,
+        )
+        .await
+        .expect("connect")
+    }
+
     async fn stop(self) {
         self.shutdown.cancel();
         self.task.await.expect("server");
@@ -287,14 +303,7 @@ async fn own_reply_topic_is_provisioned_and_removed() {
     let sdk = common::localstack().await.sdk_config().await;
     let (sqs_client, sns_client) = (sqs::client(&sdk), sns::client(&sdk));
     let server = Server::start(None).await;
-    let transport = QueueClientTransport::connect_sns_sqs(
-        sqs_client.clone(),
-        sns_client.clone(),
-        server.client_config(),
-        SnsReplies::OwnTopic,
-    )
-    .await
-    .expect("connect");
+    let transport = server.connect_own_topic(&sqs_client, &sns_client).await;
     let topic = transport.reply_address().to_owned();
     let queue = transport.reply_queue().to_owned();
     assert!(asyncmcp::queue::is_topic_arn(&topic), "{topic}");
@@ -308,20 +317,10 @@ async fn own_reply_topic_is_provisioned_and_removed() {
     assert_eq!(text_of(&result), "5");
     session.cancel().await.expect("close");
 
-    let topic_gone = sns_client
-        .get_topic_attributes()
-        .topic_arn(&topic)
-        .send()
-        .await
-        .is_err();
-    assert!(topic_gone, "reply topic deleted on close");
-    let queue_gone = sqs_client
-        .get_queue_attributes()
-        .queue_url(&queue)
-        .send()
-        .await
-        .is_err();
-    assert!(queue_gone, "reply queue deleted on close");
+    assert!(
+        reply_route_removed(&sqs_client, &sns_client, &topic, &queue).await,
+        "reply topic and queue deleted on close"
+    );
     server.stop().await;
 }
 
@@ -333,14 +332,7 @@ async fn oversize_messages_get_clear_errors() {
     let sdk = common::localstack().await.sdk_config().await;
     let (sqs_client, sns_client) = (sqs::client(&sdk), sns::client(&sdk));
     let server = Server::start(None).await;
-    let transport = QueueClientTransport::connect_sns_sqs(
-        sqs_client.clone(),
-        sns_client.clone(),
-        server.client_config(),
-        SnsReplies::OwnTopic,
-    )
-    .await
-    .expect("connect");
+    let transport = server.connect_own_topic(&sqs_client, &sns_client).await;
     let reply_topic = transport.reply_address().to_owned();
     let reply_queue = transport.reply_queue().to_owned();
     let session = ().serve(transport).await.expect("initialize");
@@ -397,24 +389,30 @@ async fn oversize_messages_get_clear_errors() {
 
     replies.delete(&sqs_client, &sns_client).await;
     assert!(
-        sns_client
-            .get_topic_attributes()
-            .topic_arn(&reply_topic)
-            .send()
-            .await
-            .is_err()
-            && queue_gone(&sqs_client, &reply_queue).await,
+        reply_route_removed(&sqs_client, &sns_client, &reply_topic, &reply_queue).await,
         "the client removed its reply topic and queue"
     );
     server.stop().await;
 }
 
-/// Whether the queue no longer exists.
-async fn queue_gone(client: &sqs::Client, queue_url: &str) -> bool {
-    client
-        .get_queue_attributes()
-        .queue_url(queue_url)
+/// Whether both the topic and the queue no longer exist.
+async fn reply_route_removed(
+    sqs_client: &sqs::Client,
+    sns_client: &sns::Client,
+    topic: &str,
+    queue: &str,
+) -> bool {
+    let topic_gone = sns_client
+        .get_topic_attributes()
+        .topic_arn(topic)
         .send()
         .await
-        .is_err()
+        .is_err();
+    let queue_gone = sqs_client
+        .get_queue_attributes()
+        .queue_url(queue)
+        .send()
+        .await
+        .is_err();
+    topic_gone && queue_gone
 }
