@@ -470,6 +470,22 @@ async fn provisioning_is_idempotent() {
         );
         assert_eq!(attributes["RawMessageDelivery"], "true");
 
+        // A dead-letter queue for undeliverable messages: SNS may write to it.
+        let dead_letters = env.queue("idem-dlq").await;
+        let with_dlq = SubscriptionOptions {
+            dead_letter_arn: Some(sqs::queue_arn(&env.sqs, &dead_letters).await?),
+            ..raw()
+        };
+        let fourth = subscribe_queue(&env.sns, &env.sqs, &topic, &url, &with_dlq).await?;
+        assert_eq!(fourth, first);
+        let statements = asyncmcp_statements(env, &dead_letters).await?;
+        assert_eq!(statements.len(), 1, "{statements:?}");
+        let attributes = read(&fourth).await?;
+        assert!(
+            attributes["RedrivePolicy"].contains(dead_letters.rsplit('/').next().unwrap_or("-")),
+            "{attributes:?}"
+        );
+
         unsubscribe(&env.sns, &first).await?;
         unsubscribe(&env.sns, &first).await?;
         let missing = format!("{topic}-missing");

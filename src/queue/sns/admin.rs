@@ -146,8 +146,10 @@ pub async fn delete_topic(client: &Client, arn: &str) -> Result<(), QueueError> 
 /// subscription's ARN.
 ///
 /// First lets the topic write to the queue
-/// ([`allow_topic`](crate::queue::sqs::allow_topic)), then subscribes the
-/// queue's ARN (protocol `sqs`) with `options`. Idempotent: subscribing an
+/// ([`allow_topic`](crate::queue::sqs::allow_topic)), and to the
+/// subscription's dead-letter queue when `options` name one (it must be in
+/// the same account and region as the client), then subscribes the queue's
+/// ARN (protocol `sqs`) with `options`. Idempotent: subscribing an
 /// already subscribed queue returns the existing subscription; if it has
 /// other attributes (SNS then refuses the `Subscribe`), it is found
 /// (`ListSubscriptionsByTopic`) and updated with `SetSubscriptionAttributes`:
@@ -163,6 +165,13 @@ pub async fn subscribe_queue(
     options: &SubscriptionOptions,
 ) -> Result<String, QueueError> {
     sqs::allow_topic(sqs, queue_url, topic_arn).await?;
+    if let Some(dead_letter_arn) = &options.dead_letter_arn {
+        // SNS itself moves undeliverable messages there: it needs the same
+        // permission as on the subscribed queue.
+        let name = dead_letter_arn.rsplit(':').next().unwrap_or_default();
+        let dead_letter_url = sqs::queue_url(sqs, name).await?;
+        sqs::allow_topic(sqs, &dead_letter_url, topic_arn).await?;
+    }
     let endpoint = sqs::queue_arn(sqs, queue_url).await?;
     let mut request = sns
         .subscribe()
