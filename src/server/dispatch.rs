@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::inflight::{InFlight, RequestKey};
+use super::replay::ReplayCache;
 use super::request::{self, Outcome, Reply};
 use super::{ServerConfig, ServiceFactory};
 use crate::queue::{Delivery, Inbox, Outbox};
@@ -24,6 +25,8 @@ pub(super) struct Shared<F> {
     pub(super) outbox: Arc<dyn Outbox>,
     pub(super) config: ServerConfig,
     pub(super) inflight: Arc<InFlight>,
+    /// Final responses of answered requests, for duplicates.
+    pub(super) replay: ReplayCache,
     /// Cancelled when the shutdown grace period is over.
     pub(super) abandon: CancellationToken,
 }
@@ -49,6 +52,7 @@ impl<F: ServiceFactory> Shared<F> {
             factory,
             inbox,
             outbox,
+            replay: ReplayCache::new(config.replay_window, config.replay_budget),
             config,
             inflight: Arc::default(),
             abandon: CancellationToken::new(),
@@ -150,10 +154,20 @@ impl<F: ServiceFactory> Shared<F> {
                     return;
                 }
             };
-            let Some(registration) = self
-                .inflight
-                .register((route.origin.clone(), request_id.clone()))
-            else {
+            let key: RequestKey = (route.origin.clone(), request_id.clone());
+            if let Some(response) = self.replay.get(&key, tokio::time::Instant::now()) {
+                tracing::info!("duplicate of an answered request; replaying its response");
+                let mut reply = Reply::new(self.outbox.clone(), reply_to, reply_headers(&headers))
+                    .numbered(request_id.clone());
+                match reply.send_value(&response).await {
+                    Err(error) if !error.is_permanent() => {
+                        // Left for redelivery, to be replayed then.
+                    }
+                    _ => self.ack(&delivery).await,
+                }
+                return;
+            }
+            let Some(registration) = self.inflight.register(key.clone()) else {
                 // The same request is already running here: this is a
                 // redelivery. Leave it; it reappears after its visibility
                 // timeout, by when the first run has answered.
@@ -174,7 +188,7 @@ impl<F: ServiceFactory> Shared<F> {
                     },
                 );
             }
-            let outcome = request::run(
+            let finished = request::run(
                 self.factory.make(),
                 request,
                 peer_info,
@@ -188,9 +202,20 @@ impl<F: ServiceFactory> Shared<F> {
                 },
             )
             .await;
+            // Kept before the registration goes, so that a duplicate finds
+            // the request either running or answered, never neither.
+            // An initialize is not kept: its reply carries the new session
+            // id in an attribute, and running it again only issues another.
+            if finished.outcome == Outcome::Answered
+                && !is_initialize
+                && let Some(response) = finished.response
+            {
+                self.replay.keep(key, response, tokio::time::Instant::now());
+            }
             drop(registration);
-            match outcome {
-                Outcome::Answered | Outcome::Cancelled => self.ack(&delivery).await,
+            match finished.outcome {
+                Outcome::Answered => self.ack(&delivery).await,
+                Outcome::Cancelled => self.ack(&delivery).await,
                 Outcome::Undeliverable => {
                     tracing::warn!("reply address refuses the response for good; request removed");
                     self.ack(&delivery).await

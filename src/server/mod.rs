@@ -30,6 +30,7 @@ mod dispatch;
 mod inflight;
 pub mod policy;
 mod poller;
+mod replay;
 mod request;
 
 use std::sync::Arc;
@@ -94,6 +95,15 @@ pub struct ServerConfig {
     /// address each request names, checked against
     /// [`reply_policy`](Self::reply_policy).
     pub shared_reply_address: Option<String>,
+    /// How long the final response of an answered request is kept, so that
+    /// a duplicate delivery (a redelivery, or a client sending the request
+    /// again) is answered with it instead of running the handler again.
+    /// Default 5 minutes; zero turns replay off. Per process: a duplicate
+    /// that reaches another replica runs again.
+    pub replay_window: Duration,
+    /// The most bytes of responses kept for replay; the oldest are dropped
+    /// first. Default 64 MiB.
+    pub replay_budget: usize,
 }
 
 impl ServerConfig {
@@ -107,6 +117,8 @@ impl ServerConfig {
             session_keys: SessionKeys::random(),
             reply_policy: ReplyPolicy::same_account_as(request_queue),
             shared_reply_address: None,
+            replay_window: Duration::from_secs(300),
+            replay_budget: 64 << 20,
         }
     }
 }
@@ -200,6 +212,17 @@ impl QueueServerBuilder {
     /// whatever the request names; see [`ServerConfig::shared_reply_address`].
     pub fn shared_reply_address(mut self, address: impl Into<String>) -> Self {
         self.config.shared_reply_address = Some(address.into());
+        self
+    }
+    /// Sets how long answered requests are kept for replay to duplicates
+    /// (zero turns replay off); see [`ServerConfig::replay_window`].
+    pub fn replay_window(mut self, window: Duration) -> Self {
+        self.config.replay_window = window;
+        self
+    }
+    /// Sets the most bytes of responses kept for replay.
+    pub fn replay_budget(mut self, bytes: usize) -> Self {
+        self.config.replay_budget = bytes;
         self
     }
     /// The configuration so far.

@@ -46,6 +46,13 @@ pub(super) enum Outcome {
     Undeliverable,
 }
 
+/// How [`run`] ended, and the final response it sent, if any (kept for
+/// replaying to duplicates).
+pub(super) struct Finished {
+    pub(super) outcome: Outcome,
+    pub(super) response: Option<Value>,
+}
+
 /// Sends the messages of one request to its reply address.
 pub(super) struct Reply {
     outbox: Arc<dyn Outbox>,
@@ -55,6 +62,8 @@ pub(super) struct Reply {
     seal: Option<(SessionKeys, SessionState)>,
     /// For the messages of a request: the `Sequence` of the next one.
     next_sequence: Option<u64>,
+    /// The final response (or error) once it has been sent.
+    final_sent: Option<Value>,
 }
 
 impl Reply {
@@ -65,6 +74,7 @@ impl Reply {
             headers,
             seal: None,
             next_sequence: None,
+            final_sent: None,
         }
     }
 
@@ -96,7 +106,7 @@ impl Reply {
             Ok(()) if message.get("method").is_some() => {
                 self.next_sequence = self.next_sequence.map(|n| n + 1);
             }
-            Ok(()) => {}
+            Ok(()) => self.final_sent = Some(message.clone()),
             Err(error) => tracing::warn!(reply_to = %self.address, %error, "reply not sent"),
         }
         result
@@ -165,7 +175,7 @@ pub(super) async fn run<S: Service<RoleServer>>(
     request: JsonRpcRequest<ClientRequest>,
     peer_info: Option<InitializeRequestParams>,
     mut run: Run,
-) -> Outcome {
+) -> Finished {
     let id = request.id.clone();
     let (transport, mut emitted) =
         OneshotTransport::<RoleServer>::new(ClientJsonRpcMessage::Request(request));
@@ -191,14 +201,14 @@ pub(super) async fn run<S: Service<RoleServer>>(
     };
     tokio::pin!(deadline);
 
-    loop {
+    let outcome = loop {
         tokio::select! {
             message = emitted.recv() => {
                 let Some(message) = message else {
                     // The service stopped without a final response.
                     tracing::error!("service ended without a response");
                     let error = wire::error_reply(Some(&id), ErrorCode::INTERNAL_ERROR, "Internal error: the handler ended without a response");
-                    return settle_final(run.reply.send_value(&error).await);
+                    break settle_final(run.reply.send_value(&error).await);
                 };
                 let terminal = matches!(
                     message,
@@ -206,7 +216,7 @@ pub(super) async fn run<S: Service<RoleServer>>(
                 );
                 let sent = run.reply.send(&message).await;
                 if terminal {
-                    return settle_final(sent);
+                    break settle_final(sent);
                 }
             }
             _ = heartbeat.tick(), if !visibility.is_zero() => {
@@ -220,19 +230,23 @@ pub(super) async fn run<S: Service<RoleServer>>(
                 tracing::warn!(?timeout, "request timed out; handler cancelled");
                 let text = format!("Request timed out after {} ms", timeout.as_millis());
                 let error = wire::error_reply(Some(&id), REQUEST_TIMEOUT, &text);
-                return settle_final(run.reply.send_value(&error).await);
+                break settle_final(run.reply.send_value(&error).await);
             }
             _ = run.cancelled.cancelled() => {
                 service_ct.cancel();
                 tracing::info!("request cancelled by the client");
-                return Outcome::Cancelled;
+                break Outcome::Cancelled;
             }
             _ = run.abandon.cancelled() => {
                 service_ct.cancel();
                 tracing::info!("request abandoned at shutdown; releasing it");
-                return Outcome::Abandoned;
+                break Outcome::Abandoned;
             }
         }
+    };
+    Finished {
+        outcome,
+        response: run.reply.final_sent.take(),
     }
 }
 

@@ -229,6 +229,7 @@ macro_rules! all_scenarios {
             heartbeat_keeps_long_calls_hidden,
             graceful_shutdown,
             shared_reply_queue,
+            duplicates_run_once,
         );
     };
     (@each $broker:expr; $($scenario:ident),* $(,)?) => {
@@ -843,5 +844,53 @@ pub async fn early_response_waits_for_its_notifications(broker: &dyn TestBroker)
     }
     assert_eq!(kinds, ["notification", "notification", "response"]);
     transport.close().await.expect("close");
+    fx.stop().await;
+}
+
+/// A request delivered twice runs its tool once, and both deliveries are
+/// answered with the same result: a client sending it again after the
+/// answer, and a redelivery while the first delivery still runs (left on
+/// the queue, it comes back after its visibility timeout and is replayed).
+pub async fn duplicates_run_once(broker: &dyn TestBroker) {
+    let spec = QueueSpec {
+        visibility_timeout: Some(Duration::from_secs(2)),
+        ..QueueSpec::default()
+    };
+    let mut fx = Fixture::start_on(broker, spec, |b| b).await;
+    let replies = fx.queue("dup-replies").await;
+    let inbox = broker.inbox(&replies).await;
+    let within = Duration::from_secs(15);
+    let request = |id: u32, tool: &str, arguments: Value| {
+        let body = json!({"jsonrpc":"2.0","id":id,"method":"tools/call",
+            "params":{"name":tool,"arguments":arguments}});
+        QueueMessage::new(body.to_string())
+            .with_string("ReplyTo", &replies)
+            .with_string("ClientId", "duplicating-client")
+    };
+
+    let add = request(77, "add", json!({"a": 2, "b": 3}));
+    fx.inject(add.clone()).await;
+    let (first, _) = next_reply(&*inbox, within).await.expect("first answer");
+    fx.inject(add).await;
+    let (second, _) = next_reply(&*inbox, within).await.expect("replayed answer");
+    assert_eq!(first["id"], 77);
+    assert_eq!(first, second, "the duplicate gets the same result");
+    assert_eq!(fx.stats.calls.load(Ordering::Relaxed), 1, "add ran once");
+
+    let sleep = request(78, "sleep", json!({"ms": 1000}));
+    fx.inject(sleep.clone()).await;
+    fx.inject(sleep).await;
+    let mut answers = Vec::new();
+    while answers.len() < 2 {
+        let (reply, _) = next_reply(&*inbox, within)
+            .await
+            .expect("both deliveries answered");
+        if reply.get("method").is_none() {
+            answers.push(reply);
+        }
+    }
+    assert_eq!(answers[0], answers[1]);
+    assert_eq!(answers[0]["id"], 78);
+    assert_eq!(fx.stats.calls.load(Ordering::Relaxed), 2, "sleep ran once");
     fx.stop().await;
 }
