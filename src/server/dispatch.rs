@@ -155,7 +155,11 @@ impl<F: ServiceFactory> Shared<F> {
                 }
             };
             let key: RequestKey = (route.origin.clone(), request_id.clone());
-            if let Some(response) = self.replay.get(&key, tokio::time::Instant::now()) {
+            if let Some(response) = self
+                .replay
+                .get(&key, tokio::time::Instant::now())
+                .and_then(|body| serde_json::from_str::<serde_json::Value>(&body).ok())
+            {
                 tracing::info!("duplicate of an answered request; replaying its response");
                 let mut reply = Reply::new(self.outbox.clone(), reply_to, reply_headers(&headers))
                     .numbered(request_id.clone());
@@ -178,6 +182,12 @@ impl<F: ServiceFactory> Shared<F> {
             let peer_info = (!is_initialize).then(|| peer_info(&request, route.session.as_ref()));
             let mut reply = Reply::new(self.outbox.clone(), reply_to.clone(), reply_headers(&headers))
                 .numbered(request_id.clone());
+            // An initialize is not kept for replay: its reply carries the
+            // new session id in an attribute, and running it again only
+            // issues another.
+            if !is_initialize && !self.config.replay_window.is_zero() {
+                reply = reply.keeping_final();
+            }
             if is_initialize {
                 reply.seal_session_with(
                     self.config.session_keys.clone(),
@@ -204,18 +214,14 @@ impl<F: ServiceFactory> Shared<F> {
             .await;
             // Kept before the registration goes, so that a duplicate finds
             // the request either running or answered, never neither.
-            // An initialize is not kept: its reply carries the new session
-            // id in an attribute, and running it again only issues another.
             if finished.outcome == Outcome::Answered
-                && !is_initialize
                 && let Some(response) = finished.response
             {
                 self.replay.keep(key, response, tokio::time::Instant::now());
             }
             drop(registration);
             match finished.outcome {
-                Outcome::Answered => self.ack(&delivery).await,
-                Outcome::Cancelled => self.ack(&delivery).await,
+                Outcome::Answered | Outcome::Cancelled => self.ack(&delivery).await,
                 Outcome::Undeliverable => {
                     tracing::warn!("reply address refuses the response for good; request removed");
                     self.ack(&delivery).await

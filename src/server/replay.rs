@@ -17,14 +17,13 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use serde_json::Value;
 use tokio::time::Instant;
 
 use super::inflight::RequestKey;
 
-/// A kept final response.
+/// A kept final response, as its JSON body.
 struct Kept {
-    response: Value,
+    response: String,
     size: usize,
     at: Instant,
 }
@@ -55,9 +54,9 @@ impl ReplayCache {
         }
     }
 
-    /// Keeps the final response of `key`.
-    pub(super) fn keep(&self, key: RequestKey, response: Value, now: Instant) {
-        let size = response.to_string().len() + key.0.len() + key.1.len();
+    /// Keeps the final response (its JSON body) of `key`.
+    pub(super) fn keep(&self, key: RequestKey, response: String, now: Instant) {
+        let size = response.len() + key.0.len() + key.1.len();
         if self.window.is_zero() || size > self.budget {
             return;
         }
@@ -84,7 +83,7 @@ impl ReplayCache {
     }
 
     /// The kept response of `key`, if it was answered within the window.
-    pub(super) fn get(&self, key: &RequestKey, now: Instant) -> Option<Value> {
+    pub(super) fn get(&self, key: &RequestKey, now: Instant) -> Option<String> {
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         inner.expire(now, self.window);
         inner.kept.get(key).map(|kept| kept.response.clone())
@@ -128,7 +127,6 @@ impl Inner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     fn key(id: &str) -> RequestKey {
         ("client".into(), id.into())
@@ -138,7 +136,7 @@ mod tests {
     fn kept_responses_are_replayed_within_the_window() {
         let cache = ReplayCache::new(Duration::from_secs(60), 1 << 20);
         let now = Instant::now();
-        let response = json!({"jsonrpc":"2.0","id":1,"result":{"n":1}});
+        let response = r#"{"jsonrpc":"2.0","id":1,"result":{"n":1}}"#.to_owned();
         cache.keep(key("1"), response.clone(), now);
         assert_eq!(cache.get(&key("1"), now), Some(response));
         assert_eq!(cache.get(&key("2"), now), None);
@@ -148,8 +146,11 @@ mod tests {
 
     #[test]
     fn the_byte_budget_evicts_the_oldest_first() {
-        let one = json!({"jsonrpc":"2.0","id":1,"result":{"text":"x".repeat(100)}});
-        let size = one.to_string().len() + "client".len() + 1;
+        let one = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"result":{{"text":"{}"}}}}"#,
+            "x".repeat(100)
+        );
+        let size = one.len() + "client".len() + 1;
         let cache = ReplayCache::new(Duration::from_secs(60), size * 2);
         let now = Instant::now();
         for id in ["1", "2", "3"] {
@@ -165,15 +166,15 @@ mod tests {
     fn keeping_a_key_again_replaces_it_and_zero_window_keeps_nothing() {
         let cache = ReplayCache::new(Duration::from_secs(60), 1 << 20);
         let now = Instant::now();
-        cache.keep(key("1"), json!(1), now);
-        cache.keep(key("1"), json!(2), now + Duration::from_secs(1));
+        cache.keep(key("1"), "1".to_owned(), now);
+        cache.keep(key("1"), "2".to_owned(), now + Duration::from_secs(1));
         // The first entry's expiry must not drop the second.
         assert_eq!(
             cache.get(&key("1"), now + Duration::from_secs(60)),
-            Some(json!(2))
+            Some("2".to_owned())
         );
         let off = ReplayCache::new(Duration::ZERO, 1 << 20);
-        off.keep(key("1"), json!(1), now);
+        off.keep(key("1"), "1".to_owned(), now);
         assert_eq!(off.get(&key("1"), now), None);
     }
 }

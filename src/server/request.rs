@@ -46,11 +46,11 @@ pub(super) enum Outcome {
     Undeliverable,
 }
 
-/// How [`run`] ended, and the final response it sent, if any (kept for
-/// replaying to duplicates).
+/// How [`run`] ended, and the body of the final response it sent, if the
+/// [`Reply`] was [keeping it](Reply::keeping_final).
 pub(super) struct Finished {
     pub(super) outcome: Outcome,
-    pub(super) response: Option<Value>,
+    pub(super) response: Option<String>,
 }
 
 /// Sends the messages of one request to its reply address.
@@ -62,8 +62,10 @@ pub(super) struct Reply {
     seal: Option<(SessionKeys, SessionState)>,
     /// For the messages of a request: the `Sequence` of the next one.
     next_sequence: Option<u64>,
-    /// The final response (or error) once it has been sent.
-    final_sent: Option<Value>,
+    /// Whether to keep the body of the final response once sent.
+    keep_final: bool,
+    /// The body of the final response (or error) once it has been sent.
+    kept_final: Option<String>,
 }
 
 impl Reply {
@@ -74,7 +76,8 @@ impl Reply {
             headers,
             seal: None,
             next_sequence: None,
-            final_sent: None,
+            keep_final: false,
+            kept_final: None,
         }
     }
 
@@ -85,6 +88,12 @@ impl Reply {
     pub(super) fn numbered(mut self, request_id: String) -> Self {
         self.headers.request_id = Some(request_id);
         self.next_sequence = Some(1);
+        self
+    }
+
+    /// Keeps the body of the final response once it is sent (for replay).
+    pub(super) fn keeping_final(mut self) -> Self {
+        self.keep_final = true;
         self
     }
 
@@ -99,14 +108,16 @@ impl Reply {
     /// for notifications that are on their way.
     pub(super) async fn send_value(&mut self, message: &Value) -> Result<(), QueueError> {
         self.headers.sequence = self.next_sequence;
-        let encoded =
-            wire::encode(message, &self.headers).map_err(|e| QueueError::Service(e.to_string()))?;
+        let encoded = wire::encode_value(message, &self.headers)
+            .map_err(|e| QueueError::Service(e.to_string()))?;
+        let is_final = message.get("method").is_none();
+        let body = (self.keep_final && is_final).then(|| encoded.body.clone());
         let result = self.outbox.send(&self.address, encoded).await;
         match &result {
-            Ok(()) if message.get("method").is_some() => {
+            Ok(()) if !is_final => {
                 self.next_sequence = self.next_sequence.map(|n| n + 1);
             }
-            Ok(()) => self.final_sent = Some(message.clone()),
+            Ok(()) => self.kept_final = body,
             Err(error) => tracing::warn!(reply_to = %self.address, %error, "reply not sent"),
         }
         result
@@ -246,7 +257,7 @@ pub(super) async fn run<S: Service<RoleServer>>(
     };
     Finished {
         outcome,
-        response: run.reply.final_sent.take(),
+        response: run.reply.kept_final.take(),
     }
 }
 
