@@ -1,0 +1,57 @@
+//! `crash`: the server process is killed with SIGKILL under load.
+
+use std::time::Duration;
+
+use asyncmcp::queue::sqs::{self, SqsQueueOptions};
+
+use crate::common;
+use crate::process::{self, Effects};
+
+/// Kill -9 the server three times while 200 calls are in flight, 20 at a
+/// time, restarting it each time: every call gets its answer (late ack and
+/// visibility), none is lost. Effects that happened twice (the process died
+/// after the effect, before the answer went out) are counted and reported.
+pub async fn crash() {
+    const CALLS: usize = 200;
+    const IN_FLIGHT: usize = 20;
+    const KILLS: usize = 3;
+    let ls = common::localstack().await;
+    let client = sqs::client(&ls.sdk_config().await);
+    let options = SqsQueueOptions {
+        // Short, so that requests a killed server held come back soon.
+        visibility_timeout: Some(Duration::from_secs(3)),
+        ..SqsQueueOptions::default()
+    };
+    let requests = sqs::create_queue(&client, &common::unique_name("crash"), &options)
+        .await
+        .expect("queue");
+    let effects = Effects::new("crash");
+    let mut server = process::spawn_server(&ls.aws_env(), &requests, &effects).await;
+
+    let session = process::connect(&client, &requests).await;
+    let load = process::start_load(session.peer().clone(), CALLS, IN_FLIGHT, 200);
+    for _ in 0..KILLS {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        server.start_kill().expect("kill -9");
+        let _ = server.wait().await;
+        server = process::spawn_server(&ls.aws_env(), &requests, &effects).await;
+    }
+    let load = load.await.expect("load");
+    let _ = server.start_kill();
+    session.cancel().await.expect("close");
+    let _ = sqs::delete_queue(&client, &requests).await;
+
+    let counts = effects.counts();
+    let duplicated: usize = counts.values().map(|n| n - 1).sum();
+    eprintln!(
+        "crash: {CALLS} calls, {KILLS} kills, {} lost, {duplicated} duplicated effects",
+        load.lost.len()
+    );
+    assert_eq!(load.calls, CALLS);
+    assert!(
+        load.lost.is_empty(),
+        "calls without their answer: {:?}",
+        load.lost
+    );
+    assert_eq!(counts.len(), CALLS, "every call's effect happened");
+}

@@ -1,0 +1,237 @@
+//! The server process of the fault scenarios: this test binary started again
+//! with `FAULTS_SERVER_QUEUE` and `FAULTS_EFFECTS_FILE` set, serving one tool
+//! whose effect is a line in a file, so that the parent can kill it with
+//! SIGKILL mid-call and count how often each call's effect happened.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use asyncmcp::queue::sqs::{self, SqsInbox, SqsOutbox};
+use asyncmcp::wire::session::SessionKeys;
+use asyncmcp::{QueueClientTransport, QueueServer};
+use rmcp::handler::server::{router::tool::ToolRouter, wrapper::Parameters};
+use rmcp::model::{CallToolRequestParams, ServerCapabilities, ServerConfig};
+use rmcp::schemars::{self, JsonSchema};
+use rmcp::{RoleClient, ServerHandler, tool, tool_handler, tool_router};
+use serde::Deserialize;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio_util::sync::CancellationToken;
+
+use crate::common;
+
+/// The session key every server process of a scenario shares, as replicas
+/// of one deployment do (so sessions survive a restart).
+const SESSION_KEY: &[u8] = b"faults-test-session-key-0123456789abcdef";
+
+/// Arguments of `work`.
+#[derive(Debug, Deserialize, JsonSchema)]
+struct WorkArgs {
+    /// The call's id, recorded as its effect.
+    id: String,
+    /// How long the work takes, in milliseconds.
+    ms: u64,
+}
+
+/// A server whose tool has an effect outside the process: a line in a file.
+#[derive(Clone)]
+struct EffectServer {
+    effects: Arc<PathBuf>,
+    #[expect(dead_code, reason = "read by the code #[tool_handler] generates")]
+    tool_router: ToolRouter<Self>,
+}
+
+#[tool_router]
+impl EffectServer {
+    #[tool(description = "Sleeps `ms` milliseconds, then records `id` as done")]
+    async fn work(&self, Parameters(args): Parameters<WorkArgs>) -> String {
+        tokio::time::sleep(Duration::from_millis(args.ms)).await;
+        // One unbuffered append per effect: it is in the file as soon as
+        // write returns, whenever the process is killed.
+        let recorded = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.effects.as_path())
+            .and_then(|mut file| file.write_all(format!("{}\n", args.id).as_bytes()));
+        if let Err(error) = recorded {
+            eprintln!("cannot record effect: {error}");
+        }
+        args.id
+    }
+}
+
+#[tool_handler]
+impl ServerHandler for EffectServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+    }
+}
+
+/// The server role: serves `queue` until killed.
+pub async fn serve(queue: String, effects: String) {
+    let ls = common::localstack().await;
+    let client = sqs::client(&ls.sdk_config().await);
+    let inbox = SqsInbox::open(client.clone(), &queue).await.expect("queue");
+    let effects = Arc::new(PathBuf::from(effects));
+    let keys = SessionKeys::new(SESSION_KEY.to_vec(), None).expect("key");
+    let server = QueueServer::builder(inbox, SqsOutbox::new(client))
+        .wait(Duration::from_secs(1))
+        .session_keys(keys)
+        .build(move || EffectServer {
+            effects: effects.clone(),
+            tool_router: EffectServer::tool_router(),
+        });
+    println!("READY");
+    server.run(CancellationToken::new()).await;
+}
+
+/// Starts a server process on `queue`, recording effects in `effects`, with
+/// the AWS settings `aws_env` (e.g. `LocalStack::aws_env`, or one whose
+/// endpoint goes through a proxy); returns once it polls.
+pub async fn spawn_server(
+    aws_env: &[(&'static str, String)],
+    queue: &str,
+    effects: &Effects,
+) -> tokio::process::Child {
+    let mut child = tokio::process::Command::new(std::env::current_exe().expect("test binary"))
+        .env("FAULTS_SERVER_QUEUE", queue)
+        .env("FAULTS_EFFECTS_FILE", &effects.path)
+        .envs(aws_env.iter().cloned())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the server process");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.trim() == "READY" {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(ready, Ok(true), "the server process started");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    child
+}
+
+/// The effects file of one scenario; removed when dropped.
+pub struct Effects {
+    path: PathBuf,
+}
+
+impl Effects {
+    /// A fresh, empty effects file.
+    pub fn new(scenario: &str) -> Self {
+        Self {
+            path: std::env::temp_dir().join(common::unique_name(&format!("{scenario}-effects"))),
+        }
+    }
+
+    /// How many times each call's effect happened.
+    pub fn counts(&self) -> HashMap<String, usize> {
+        let mut counts = HashMap::new();
+        for line in std::fs::read_to_string(&self.path)
+            .unwrap_or_default()
+            .lines()
+        {
+            *counts.entry(line.to_owned()).or_default() += 1;
+        }
+        counts
+    }
+}
+
+impl Drop for Effects {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// What a load run saw.
+pub struct Load {
+    /// Calls made.
+    pub calls: usize,
+    /// Calls without their own answer (an error, a wrong result or no answer
+    /// within 120 s), with what they got.
+    pub lost: Vec<(String, String)>,
+}
+
+/// Makes `calls` calls of `work` (each `ms` long, with ids `call-<n>`), at
+/// most `in_flight` at a time, from a task of its own.
+pub fn start_load(
+    peer: rmcp::service::Peer<RoleClient>,
+    calls: usize,
+    in_flight: usize,
+    ms: u64,
+) -> tokio::task::JoinHandle<Load> {
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let workers = (0..in_flight).map(move |_| {
+        let peer = peer.clone();
+        let next = next.clone();
+        tokio::spawn(async move {
+            let mut outcomes = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= calls {
+                    return outcomes;
+                }
+                let id = format!("call-{i}");
+                let arguments = serde_json::json!({"id": id, "ms": ms});
+                let request = CallToolRequestParams::new("work")
+                    .with_arguments(arguments.as_object().cloned().unwrap_or_default());
+                let answer =
+                    tokio::time::timeout(Duration::from_secs(120), peer.call_tool(request)).await;
+                let text = match answer {
+                    Ok(Ok(result)) => result
+                        .content
+                        .iter()
+                        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+                        .collect::<String>(),
+                    Ok(Err(error)) => format!("error: {error}"),
+                    Err(_) => "no answer within 120 s".to_owned(),
+                };
+                outcomes.push((id, text));
+            }
+        })
+    });
+    let workers: Vec<_> = workers.collect();
+    tokio::spawn(async move {
+        let mut made = 0;
+        let mut lost = Vec::new();
+        for worker in futures::future::join_all(workers).await {
+            for (id, text) in worker.expect("load worker") {
+                made += 1;
+                if id != text {
+                    lost.push((id, text));
+                }
+            }
+        }
+        Load { calls: made, lost }
+    })
+}
+
+/// A legacy (initialize) client of the server on `requests`, with its own
+/// reply queue, through `client`.
+pub async fn connect(
+    client: &sqs::Client,
+    requests: &str,
+) -> rmcp::service::RunningService<RoleClient, ()> {
+    use rmcp::ServiceExt;
+    let transport = QueueClientTransport::connect_sqs(
+        client.clone(),
+        asyncmcp::QueueClientConfig {
+            wait: Duration::from_secs(1),
+            ..asyncmcp::QueueClientConfig::new(requests)
+        },
+        None,
+    )
+    .await
+    .expect("connect");
+    ().serve(transport).await.expect("initialize")
+}
