@@ -14,7 +14,7 @@ use super::inflight::{InFlight, RequestKey};
 use super::replay::ReplayCache;
 use super::request::{self, Outcome, Reply};
 use super::{ServerConfig, ServiceFactory};
-use crate::queue::{Delivery, Inbox, Outbox};
+use crate::queue::{AttributeValue, Delivery, Inbox, Outbox};
 use crate::wire::session::SessionState;
 use crate::wire::{self, Headers};
 
@@ -61,6 +61,16 @@ impl<F: ServiceFactory> Shared<F> {
 
     /// Handles one delivery to the end and settles it.
     pub(super) async fn handle(self: Arc<Self>, delivery: Delivery) {
+        if let Some(dead_letter) = &self.config.dead_letter
+            && delivery.receive_count > dead_letter.max_receive_count
+        {
+            let reason = format!(
+                "delivered {} times; no earlier attempt ended with an answer (the server stopped, or the reply could not be sent)",
+                delivery.receive_count
+            );
+            self.dead_letter(&delivery, &reason).await;
+            return;
+        }
         let decoded = wire::decode::<ClientJsonRpcMessage>(&delivery.message);
         let headers = decoded.headers;
         let init_reply_to = decoded
@@ -232,8 +242,18 @@ impl<F: ServiceFactory> Shared<F> {
                     }
                 }
                 Outcome::ReplyFailed => {
-                    // Not acked: the request is redelivered after its
-                    // visibility timeout and answered then.
+                    let last_attempt = self.config.dead_letter.as_ref().is_some_and(|dead_letter| {
+                        delivery.receive_count >= dead_letter.max_receive_count
+                    });
+                    if last_attempt {
+                        let reason = format!(
+                            "the final response could not be sent on delivery {}",
+                            delivery.receive_count
+                        );
+                        self.dead_letter(&delivery, &reason).await;
+                    }
+                    // Otherwise not acked: the request is redelivered after
+                    // its visibility timeout and answered then.
                 }
             }
         }
@@ -312,6 +332,35 @@ impl<F: ServiceFactory> Shared<F> {
     ) {
         let mut reply = Reply::new(self.outbox.clone(), reply_to, headers);
         let _ = reply.send_value(&wire::error_reply(id, code, text)).await;
+    }
+
+    /// Moves a delivery to the dead-letter address with `reason`, then
+    /// removes it; if the move fails, leaves it (the queue's own redrive
+    /// policy, if any, is the backstop).
+    async fn dead_letter(&self, delivery: &Delivery, reason: &str) {
+        let Some(dead_letter) = &self.config.dead_letter else {
+            return;
+        };
+        // The request as it was sent, out of any SNS envelope.
+        let mut message =
+            wire::envelope::unwrap(&delivery.message).unwrap_or_else(|| delivery.message.clone());
+        message.attributes.insert(
+            wire::attr::DEAD_LETTER_REASON.to_owned(),
+            AttributeValue::String(reason.to_owned()),
+        );
+        message.attributes.insert(
+            wire::attr::RECEIVE_COUNT.to_owned(),
+            AttributeValue::Number(delivery.receive_count.to_string()),
+        );
+        match self.outbox.send(&dead_letter.address, message).await {
+            Ok(()) => {
+                tracing::warn!(message_id = %delivery.message_id, receive_count = delivery.receive_count, %reason, "request dead-lettered");
+                self.ack(delivery).await;
+            }
+            Err(error) => {
+                tracing::error!(message_id = %delivery.message_id, %error, %reason, "could not dead-letter the request; left on the queue");
+            }
+        }
     }
 
     async fn ack(&self, delivery: &Delivery) {

@@ -104,6 +104,28 @@ pub struct ServerConfig {
     /// The most bytes of responses kept for replay; the oldest are dropped
     /// first. Default 64 MiB.
     pub replay_budget: usize,
+    /// Where requests that can never be served go, with the reason. Default
+    /// none: such requests are left to the queue's own redrive policy, which
+    /// moves them without a reason.
+    pub dead_letter: Option<DeadLetter>,
+}
+
+/// The server's own dead-lettering: a request delivered more than
+/// `max_receive_count` times (every earlier attempt ended without an answer:
+/// the process died, or the reply could not be sent) is sent to `address`
+/// with a `DeadLetterReason` and its `ReceiveCount` instead of being run
+/// again, and removed from the request queue. A final response that cannot
+/// be sent on the last allowed attempt dead-letters the request too.
+///
+/// Give the request queue no SQS redrive policy, or one with a higher
+/// `maxReceiveCount` as a backstop: SQS moves a message before the server
+/// sees its extra delivery otherwise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// The dead-letter queue (or topic).
+    pub address: String,
+    /// Deliveries allowed before a request is dead-lettered (at least 1).
+    pub max_receive_count: u32,
 }
 
 impl ServerConfig {
@@ -119,6 +141,7 @@ impl ServerConfig {
             shared_reply_address: None,
             replay_window: Duration::from_secs(300),
             replay_budget: 64 << 20,
+            dead_letter: None,
         }
     }
 }
@@ -223,6 +246,15 @@ impl QueueServerBuilder {
     /// Sets the most bytes of responses kept for replay.
     pub fn replay_budget(mut self, bytes: usize) -> Self {
         self.config.replay_budget = bytes;
+        self
+    }
+    /// Dead-letters requests delivered more than `max_receive_count` times to
+    /// `address`, with the reason; see [`DeadLetter`].
+    pub fn dead_letter(mut self, address: impl Into<String>, max_receive_count: u32) -> Self {
+        self.config.dead_letter = Some(DeadLetter {
+            address: address.into(),
+            max_receive_count: max_receive_count.max(1),
+        });
         self
     }
     /// The configuration so far.

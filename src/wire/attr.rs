@@ -35,6 +35,12 @@ pub const INIT_META_RESPONSE_QUEUE_URL: &str = "responseQueueUrl";
 /// with [`REQUEST_ID`] naming the request.
 pub const SEQUENCE: &str = "Sequence";
 
+/// On a request a server dead-lettered (this crate): why it gave up.
+pub const DEAD_LETTER_REASON: &str = "DeadLetterReason";
+/// On a request a server dead-lettered (this crate): how many times it was
+/// delivered (SQS `Number`).
+pub const RECEIVE_COUNT: &str = "ReceiveCount";
+
 /// `initialize` parameter naming the client's reply topic (Python asyncmcp
 /// 0.2.1, SNS+SQS transport).
 pub const INIT_CLIENT_TOPIC_ARN: &str = "client_topic_arn";

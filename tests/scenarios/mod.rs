@@ -230,6 +230,7 @@ macro_rules! all_scenarios {
             graceful_shutdown,
             shared_reply_queue,
             duplicates_run_once,
+            poison_requests_are_dead_lettered_with_a_reason,
         );
     };
     (@each $broker:expr; $($scenario:ident),* $(,)?) => {
@@ -892,5 +893,71 @@ pub async fn duplicates_run_once(broker: &dyn TestBroker) {
     assert_eq!(answers[0], answers[1]);
     assert_eq!(answers[0]["id"], 78);
     assert_eq!(fx.stats.calls.load(Ordering::Relaxed), 2, "sleep ran once");
+    fx.stop().await;
+}
+
+/// A request whose earlier deliveries all ended without an answer (here:
+/// taken twice by workers that died) is not run again once over the
+/// server's `dead_letter` receive count: it goes to the dead-letter queue
+/// with the reason and its receive count, and the queue keeps flowing.
+pub async fn poison_requests_are_dead_lettered_with_a_reason(broker: &dyn TestBroker) {
+    let spec = QueueSpec {
+        visibility_timeout: Some(Duration::from_secs(1)),
+        ..QueueSpec::default()
+    };
+    let mut fx = Fixture::start_on(broker, spec, |b| b).await;
+    fx.stop_server().await;
+    let dead_letters = fx.queue("dead-letters").await;
+    let replies = fx.queue("poison-replies").await;
+    let poison = json!({"jsonrpc":"2.0","id":90,"method":"tools/call",
+        "params":{"name":"add","arguments":{"a":1,"b":1}}});
+    fx.inject(
+        QueueMessage::new(poison.to_string())
+            .with_string("ReplyTo", &replies)
+            .with_string("ClientId", "poisoning-client"),
+    )
+    .await;
+    let requests = broker.inbox(&fx.requests).await;
+    for attempt in 1..=2 {
+        // A worker takes the request and dies: it is never settled.
+        let mut taken = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        while taken.is_empty() && tokio::time::Instant::now() < deadline {
+            taken = requests
+                .receive(1, Duration::from_secs(1))
+                .await
+                .expect("receive");
+        }
+        assert_eq!(taken.len(), 1, "delivery {attempt}");
+        assert_eq!(taken[0].receive_count, attempt);
+    }
+
+    let dead_letter_queue = dead_letters.clone();
+    fx.start_server(move |b| b.dead_letter(dead_letter_queue, 2))
+        .await;
+    let inbox = broker.inbox(&dead_letters).await;
+    let (body, message) = next_reply(&*inbox, Duration::from_secs(15))
+        .await
+        .expect("the request reached the dead-letter queue");
+    assert_eq!(body["id"], 90);
+    let reason = message.attribute("DeadLetterReason").unwrap_or_default();
+    assert!(reason.contains("delivered 3 times"), "{reason}");
+    assert_eq!(message.attribute("ReceiveCount"), Some("3"));
+    assert_eq!(fx.stats.calls.load(Ordering::Relaxed), 0, "never run");
+
+    // The queue keeps flowing, and the poison was not answered.
+    let client = fx.client().await;
+    let sum = client
+        .call_tool(call("add", json!({"a": 2, "b": 3})))
+        .await
+        .expect("add");
+    assert_eq!(text_of(&sum), "5");
+    client.cancel().await.expect("close");
+    let replies_inbox = broker.inbox(&replies).await;
+    assert!(
+        next_reply(&*replies_inbox, Duration::from_millis(500))
+            .await
+            .is_none()
+    );
     fx.stop().await;
 }
