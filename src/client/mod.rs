@@ -134,7 +134,9 @@ impl Shared {
             reply_to: Some(self.reply_address.clone()),
             ..Headers::default()
         };
-        let encoded = wire::encode_value(&value, &headers)?;
+        // On a FIFO queue, one group per client keeps its messages in order.
+        let encoded = wire::encode_value(&value, &headers)?
+            .for_destination(&self.server_address, &self.client_id);
         self.outbox.send(&self.server_address, encoded).await?;
         Ok(())
     }

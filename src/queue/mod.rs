@@ -63,6 +63,13 @@ pub fn is_topic_arn(address: &str) -> bool {
         && parts.iter().all(|p| !p.is_empty())
 }
 
+/// Whether `address` names a FIFO queue or topic (its name ends in `.fifo`),
+/// which needs a message group (and a deduplication id, unless it
+/// deduplicates by content) on every message.
+pub fn is_fifo(address: &str) -> bool {
+    address.ends_with(".fifo")
+}
+
 /// The value of one message attribute.
 ///
 /// SQS knows three data types; MCP traffic uses only `String` and `Number`
@@ -119,6 +126,19 @@ impl QueueMessage {
     /// The text of attribute `name`, if present.
     pub fn attribute(&self, name: &str) -> Option<&str> {
         self.attributes.get(name).map(AttributeValue::as_str)
+    }
+
+    /// Sets what a FIFO destination needs when `address` is one: the message
+    /// group `group` (messages of one group are delivered in order, groups in
+    /// parallel) and a fresh deduplication id (so two sends are never taken
+    /// for one; duplicates are the server's to recognise). Leaves the message
+    /// as it is for any other address.
+    pub fn for_destination(mut self, address: &str, group: &str) -> Self {
+        if is_fifo(address) {
+            self.group_id = Some(group.to_owned());
+            self.deduplication_id = Some(uuid::Uuid::new_v4().simple().to_string());
+        }
+        self
     }
 
     /// The size SQS counts against `MaximumMessageSize`: the body plus every

@@ -352,6 +352,7 @@ impl<F: ServiceFactory> Shared<F> {
             wire::attr::RECEIVE_COUNT.to_owned(),
             AttributeValue::Number(delivery.receive_count.to_string()),
         );
+        let message = message.for_destination(&dead_letter.address, "asyncmcp-dead-letters");
         match self.outbox.send(&dead_letter.address, message).await {
             Ok(()) => {
                 tracing::warn!(message_id = %delivery.message_id, receive_count = delivery.receive_count, %reason, "request dead-lettered");

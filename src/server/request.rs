@@ -108,8 +108,17 @@ impl Reply {
     /// for notifications that are on their way.
     pub(super) async fn send_value(&mut self, message: &Value) -> Result<(), QueueError> {
         self.headers.sequence = self.next_sequence;
+        // On a FIFO reply queue, one group per client (or session) keeps a
+        // request's notifications before its response.
+        let group = self
+            .headers
+            .client_id
+            .as_deref()
+            .or(self.headers.session_id.as_deref())
+            .unwrap_or("asyncmcp");
         let encoded = wire::encode_value(message, &self.headers)
-            .map_err(|e| QueueError::Service(e.to_string()))?;
+            .map_err(|e| QueueError::Service(e.to_string()))?
+            .for_destination(&self.address, group);
         let is_final = message.get("method").is_none();
         let body = (self.keep_final && is_final).then(|| encoded.body.clone());
         let result = self.outbox.send(&self.address, encoded).await;
