@@ -20,6 +20,10 @@ pub const SESSION_ID: &str = "SessionId";
 pub const CLIENT_ID: &str = "ClientId";
 /// Client to server (this crate): the address replies go to.
 pub const REPLY_TO: &str = "ReplyTo";
+/// Optional, either direction (asyncmcp extension): an HMAC over the body
+/// and every other attribute, under a key the peers share; see
+/// [`signing`](super::signing).
+pub const SIGNATURE: &str = "Signature";
 
 /// The value of [`MESSAGE_TYPE`].
 pub const JSONRPC: &str = "jsonrpc";

@@ -12,7 +12,10 @@
 //!   message, with no wrapper;
 //! * routing travels in message attributes named in [`attr`];
 //! * a message that reached an SQS queue through an SNS subscription without
-//!   raw delivery is [unwrapped](envelope) before it is decoded.
+//!   raw delivery is [unwrapped](envelope) before it is decoded;
+//! * a message may be [signed](signing), optionally: an HMAC over its body
+//!   and attributes, under a key the peers share, in the
+//!   [`Signature`](attr::SIGNATURE) attribute.
 //!
 //! [`QueueMessage`]: crate::queue::QueueMessage
 
@@ -20,6 +23,7 @@ pub mod attr;
 mod codec;
 pub mod envelope;
 pub mod session;
+pub mod signing;
 
 pub use codec::{
     Decoded, Headers, Inbound, WireError, decode, encode, error_reply, request_id_text,

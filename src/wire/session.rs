@@ -23,8 +23,10 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 const VERSION: &str = "v1";
-const MIN_KEY_LEN: usize = 32;
-const TAG_LEN: usize = 32;
+/// The shortest key accepted, here and for [message signing](super::signing).
+pub(super) const MIN_KEY_LEN: usize = 32;
+/// The length of an HMAC-SHA256 tag.
+pub(super) const TAG_LEN: usize = 32;
 
 /// What a session id carries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,7 +131,8 @@ impl SessionKeys {
     }
 }
 
-fn new_mac(key: &[u8]) -> Hmac<Sha256> {
+/// An HMAC-SHA256 instance under `key` (shared with [`signing`](super::signing)).
+pub(super) fn new_mac(key: &[u8]) -> Hmac<Sha256> {
     // HMAC accepts keys of any length; this cannot fail.
     <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!())
 }
