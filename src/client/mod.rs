@@ -49,6 +49,7 @@ use tokio_util::sync::CancellationToken;
 use self::order::{Received, Reorder};
 use crate::queue::memory::{MemoryBroker, MemoryQueueOptions};
 use crate::queue::{Inbox, Outbox, QueueError};
+use crate::wire::signing::Signing;
 use crate::wire::{self, Headers};
 
 /// Errors of the client transport.
@@ -85,6 +86,10 @@ pub struct QueueClientConfig {
     /// reorder (standard SQS queues, SNS) make this wait rare and short; it
     /// matters only when a notification was lost.
     pub order_wait: Duration,
+    /// Message signing (see [`signing`](crate::wire::signing)): requests are
+    /// signed, replies checked, and a reply that fails the check is dropped
+    /// with a warning. Default none.
+    pub signing: Option<Signing>,
 }
 
 impl QueueClientConfig {
@@ -97,6 +102,7 @@ impl QueueClientConfig {
             wait: Duration::from_secs(20),
             pollers: 1,
             order_wait: Duration::from_secs(1),
+            signing: None,
         }
     }
 }
@@ -111,6 +117,7 @@ struct Shared {
     reply_address: String,
     reply_queue: String,
     client_id: String,
+    signing: Option<Signing>,
     /// The session id the server issued on `initialize` (legacy versions).
     session_id: Mutex<Option<String>>,
 }
@@ -135,8 +142,11 @@ impl Shared {
             ..Headers::default()
         };
         // On a FIFO queue, one group per client keeps its messages in order.
-        let encoded = wire::encode_value(&value, &headers)?
+        let mut encoded = wire::encode_value(&value, &headers)?
             .for_destination(&self.server_address, &self.client_id);
+        if let Some(signing) = &self.signing {
+            signing.keys.sign(&mut encoded);
+        }
         self.outbox.send(&self.server_address, encoded).await?;
         Ok(())
     }
@@ -170,6 +180,7 @@ impl QueueClientTransport {
                 .unwrap_or_else(|| inbox.info().address.clone()),
             reply_queue: inbox.info().address.clone(),
             client_id: config.client_id.clone(),
+            signing: config.signing.clone(),
             session_id: Mutex::new(None),
         });
         let (sender, incoming) = mpsc::channel(256);

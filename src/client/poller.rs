@@ -129,6 +129,16 @@ fn accept(shared: &Shared, delivery: &Delivery) -> Accept {
     {
         return Accept::NotOurs;
     }
+    // Checked once the reply is known to be ours: another client's, signed
+    // with another key, is released for its owner, not dropped.
+    if let Some(signing) = &shared.signing {
+        let unwrapped = wire::envelope::unwrap(&delivery.message);
+        let message = unwrapped.as_ref().unwrap_or(&delivery.message);
+        if let Err(error) = signing.check(message) {
+            tracing::warn!(message_id = %delivery.message_id, %error, "dropping a reply whose signature is refused");
+            return Accept::Garbage;
+        }
+    }
     let message = match decoded.message {
         Ok(inbound) => inbound.message,
         Err(error) => {

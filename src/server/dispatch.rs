@@ -73,6 +73,16 @@ impl<F: ServiceFactory> Shared<F> {
         }
         let decoded = wire::decode::<ClientJsonRpcMessage>(&delivery.message);
         let headers = decoded.headers;
+        if let Err(reason) = self.check_signature(&delivery) {
+            tracing::warn!(message_id = %delivery.message_id, %reason, "refused message");
+            let id = match &decoded.message {
+                Ok(inbound) => request_id_of(&inbound.message),
+                Err(error) => error.request_id().cloned(),
+            };
+            self.answer_refused(&headers, id.as_ref(), &reason).await;
+            self.ack(&delivery).await;
+            return;
+        }
         let init_reply_to = decoded
             .message
             .as_ref()
@@ -171,7 +181,8 @@ impl<F: ServiceFactory> Shared<F> {
                 .and_then(|body| serde_json::from_str::<serde_json::Value>(&body).ok())
             {
                 tracing::info!("duplicate of an answered request; replaying its response");
-                let mut reply = Reply::new(self.outbox.clone(), reply_to, reply_headers(&headers))
+                let mut reply = self
+                    .reply(reply_to, reply_headers(&headers))
                     .numbered(request_id.clone());
                 match reply.send_value(&response).await {
                     Err(error) if !error.is_permanent() => {
@@ -190,7 +201,8 @@ impl<F: ServiceFactory> Shared<F> {
             };
             let is_initialize = matches!(request.request, ClientRequest::InitializeRequest(_));
             let peer_info = (!is_initialize).then(|| peer_info(&request, route.session.as_ref()));
-            let mut reply = Reply::new(self.outbox.clone(), reply_to.clone(), reply_headers(&headers))
+            let mut reply = self
+                .reply(reply_to.clone(), reply_headers(&headers))
                 .numbered(request_id.clone());
             // An initialize is not kept for replay: its reply carries the
             // new session id in an attribute, and running it again only
@@ -330,7 +342,7 @@ impl<F: ServiceFactory> Shared<F> {
         code: ErrorCode,
         text: &str,
     ) {
-        let mut reply = Reply::new(self.outbox.clone(), reply_to, headers);
+        let mut reply = self.reply(reply_to, headers);
         let _ = reply.send_value(&wire::error_reply(id, code, text)).await;
     }
 
@@ -352,7 +364,11 @@ impl<F: ServiceFactory> Shared<F> {
             wire::attr::RECEIVE_COUNT.to_owned(),
             AttributeValue::Number(delivery.receive_count.to_string()),
         );
-        let message = message.for_destination(&dead_letter.address, "asyncmcp-dead-letters");
+        let mut message = message.for_destination(&dead_letter.address, "asyncmcp-dead-letters");
+        if let Some(signing) = &self.config.signing {
+            // The reason attributes are the server's: it vouches for them.
+            signing.keys.sign(&mut message);
+        }
         match self.outbox.send(&dead_letter.address, message).await {
             Ok(()) => {
                 tracing::warn!(message_id = %delivery.message_id, receive_count = delivery.receive_count, %reason, "request dead-lettered");
@@ -362,6 +378,26 @@ impl<F: ServiceFactory> Shared<F> {
                 tracing::error!(message_id = %delivery.message_id, %error, %reason, "could not dead-letter the request; left on the queue");
             }
         }
+    }
+
+    /// A reply to `address`, signed when the server signs.
+    fn reply(&self, address: String, headers: Headers) -> Reply {
+        let signing = self.config.signing.as_ref().map(|s| s.keys.clone());
+        Reply::new(self.outbox.clone(), address, headers, signing)
+    }
+
+    /// Checks the request's signature as the configuration says. `Err` is
+    /// the reason to refuse it.
+    fn check_signature(&self, delivery: &Delivery) -> Result<(), String> {
+        let Some(signing) = &self.config.signing else {
+            return Ok(());
+        };
+        // A signature covers the message as sent, out of any SNS envelope.
+        let unwrapped = wire::envelope::unwrap(&delivery.message);
+        let message = unwrapped.as_ref().unwrap_or(&delivery.message);
+        signing
+            .check(message)
+            .map_err(|error| format!("message signature refused: {error}"))
     }
 
     async fn ack(&self, delivery: &Delivery) {

@@ -44,6 +44,7 @@ pub use policy::{Refusal, ReplyPolicy};
 
 use crate::queue::{Inbox, Outbox};
 use crate::wire::session::SessionKeys;
+use crate::wire::signing::{Signing, SigningKeys};
 
 /// Builds a fresh rmcp service for each request.
 pub trait ServiceFactory: Send + Sync + 'static {
@@ -108,6 +109,10 @@ pub struct ServerConfig {
     /// none: such requests are left to the queue's own redrive policy, which
     /// moves them without a reason.
     pub dead_letter: Option<DeadLetter>,
+    /// Message signing (see [`signing`](crate::wire::signing)): replies are
+    /// signed, requests checked. Default none: nothing is signed, and a
+    /// signature on a request is not checked.
+    pub signing: Option<Signing>,
 }
 
 /// The server's own dead-lettering: a request delivered more than
@@ -142,6 +147,7 @@ impl ServerConfig {
             replay_window: Duration::from_secs(300),
             replay_budget: 64 << 20,
             dead_letter: None,
+            signing: None,
         }
     }
 }
@@ -255,6 +261,12 @@ impl QueueServerBuilder {
             address: address.into(),
             max_receive_count: max_receive_count.max(1),
         });
+        self
+    }
+    /// Signs every reply with `keys` and refuses requests whose signature
+    /// does not verify; with `required`, also those without one.
+    pub fn signing(mut self, keys: SigningKeys, required: bool) -> Self {
+        self.config.signing = Some(Signing { keys, required });
         self
     }
     /// The configuration so far.

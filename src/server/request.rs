@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::queue::{Inbox, Outbox, QueueError, Receipt};
 use crate::wire::session::{SessionKeys, SessionState};
+use crate::wire::signing::SigningKeys;
 use crate::wire::{self, Headers};
 
 /// JSON-RPC error code for a request that exceeded the server's deadline
@@ -58,6 +59,7 @@ pub(super) struct Reply {
     outbox: Arc<dyn Outbox>,
     address: String,
     headers: Headers,
+    signing: Option<SigningKeys>,
     /// On `initialize`: seal the negotiated session into the response.
     seal: Option<(SessionKeys, SessionState)>,
     /// For the messages of a request: the `Sequence` of the next one.
@@ -69,11 +71,19 @@ pub(super) struct Reply {
 }
 
 impl Reply {
-    pub(super) fn new(outbox: Arc<dyn Outbox>, address: String, headers: Headers) -> Self {
+    /// Replies to `address` through `outbox`, signing each message with
+    /// `signing` when given.
+    pub(super) fn new(
+        outbox: Arc<dyn Outbox>,
+        address: String,
+        headers: Headers,
+        signing: Option<SigningKeys>,
+    ) -> Self {
         Self {
             outbox,
             address,
             headers,
+            signing,
             seal: None,
             next_sequence: None,
             keep_final: false,
@@ -116,9 +126,12 @@ impl Reply {
             .as_deref()
             .or(self.headers.session_id.as_deref())
             .unwrap_or("asyncmcp");
-        let encoded = wire::encode_value(message, &self.headers)
+        let mut encoded = wire::encode_value(message, &self.headers)
             .map_err(|e| QueueError::Service(e.to_string()))?
             .for_destination(&self.address, group);
+        if let Some(keys) = &self.signing {
+            keys.sign(&mut encoded);
+        }
         let is_final = message.get("method").is_none();
         let body = (self.keep_final && is_final).then(|| encoded.body.clone());
         let result = self.outbox.send(&self.address, encoded).await;

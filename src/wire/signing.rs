@@ -175,6 +175,27 @@ fn signed_bytes(message: &QueueMessage, mut out: impl FnMut(&[u8])) {
     field(&mut out, message.body.as_bytes());
 }
 
+/// How a peer signs what it sends and checks what it receives.
+#[derive(Debug, Clone)]
+pub struct Signing {
+    /// Keys that sign every message sent and verify those received.
+    pub keys: SigningKeys,
+    /// Whether a received message without a signature is refused. One whose
+    /// signature does not verify is refused either way.
+    pub required: bool,
+}
+
+impl Signing {
+    /// Checks a received message (out of any SNS envelope): `Ok` when its
+    /// signature verifies, or when it has none and none is required.
+    pub fn check(&self, message: &QueueMessage) -> Result<(), SigningError> {
+        match self.keys.verify(message) {
+            Err(SigningError::Missing) if !self.required => Ok(()),
+            other => other,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -231,6 +231,7 @@ macro_rules! all_scenarios {
             shared_reply_queue,
             duplicates_run_once,
             poison_requests_are_dead_lettered_with_a_reason,
+            signed_messages,
         );
     };
     (@each $broker:expr; $($scenario:ident),* $(,)?) => {
@@ -958,6 +959,86 @@ pub async fn poison_requests_are_dead_lettered_with_a_reason(broker: &dyn TestBr
         next_reply(&*replies_inbox, Duration::from_millis(500))
             .await
             .is_none()
+    );
+    fx.stop().await;
+}
+
+/// With signing required, a server serves clients whose requests verify
+/// under its current or previous key (rotation), and refuses unsigned,
+/// tampered and foreign-signed requests without running them.
+pub async fn signed_messages(broker: &dyn TestBroker) {
+    use asyncmcp::wire::signing::{Signing, SigningKeys};
+    use asyncmcp::wire::{self, Headers};
+
+    let (old, new) = (vec![1u8; 32], vec![2u8; 32]);
+    let server_keys = SigningKeys::new(new.clone(), Some(old.clone())).expect("keys");
+    let keys = server_keys.clone();
+    let mut fx = Fixture::start_with(broker, move |b| b.signing(keys, true)).await;
+
+    // A client still signing with the old key (and verifying the new one),
+    // and one signing with the new key.
+    let clients = [
+        SigningKeys::new(old.clone(), Some(new.clone())).expect("keys"),
+        server_keys.clone(),
+    ];
+    for keys in clients {
+        let replies = fx.queue("signed-replies").await;
+        let transport = QueueClientTransport::new(
+            broker.inbox(&replies).await,
+            broker.outbox(),
+            QueueClientConfig {
+                wait: Duration::from_secs(1),
+                reply_address: Some(replies),
+                signing: Some(Signing {
+                    keys,
+                    required: true,
+                }),
+                ..QueueClientConfig::new(&fx.requests)
+            },
+        );
+        let client = ().serve(transport).await.expect("signed client connects");
+        let echoed = client
+            .call_tool(call("echo", json!({"text": "signed"})))
+            .await
+            .expect("signed call");
+        assert_eq!(text_of(&echoed), "signed");
+        client.cancel().await.expect("close");
+    }
+    assert_eq!(fx.stats.calls.load(Ordering::Relaxed), 2);
+
+    let replies = fx.queue("unsigned-replies").await;
+    let inbox = broker.inbox(&replies).await;
+    let request = |id: u32| {
+        let body = json!({"jsonrpc":"2.0","id":id,"method":"tools/call",
+            "params":{"name":"add","arguments":{"a":1,"b":1}}});
+        let headers = Headers {
+            reply_to: Some(replies.clone()),
+            client_id: Some("signing-test".into()),
+            ..Headers::default()
+        };
+        wire::encode(&body, &headers).expect("encode")
+    };
+    let unsigned = request(91);
+    let mut tampered = request(92);
+    server_keys.sign(&mut tampered);
+    tampered.body = tampered.body.replace("\"a\":1", "\"a\":100");
+    let mut foreign = request(93);
+    SigningKeys::new(vec![3u8; 32], None)
+        .expect("keys")
+        .sign(&mut foreign);
+    for message in [unsigned, tampered, foreign] {
+        fx.inject(message).await;
+        let (reply, _) = next_reply(&*inbox, Duration::from_secs(10))
+            .await
+            .expect("a refusal");
+        assert_eq!(reply["error"]["code"], -32600, "{reply}");
+        let text = reply["error"]["message"].as_str().unwrap_or_default();
+        assert!(text.contains("signature"), "{text}");
+    }
+    assert_eq!(
+        fx.stats.calls.load(Ordering::Relaxed),
+        2,
+        "no refused request ran"
     );
     fx.stop().await;
 }
