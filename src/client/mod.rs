@@ -47,8 +47,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use self::order::{Received, Reorder};
+use crate::queue::backoff::Backoff;
 use crate::queue::memory::{MemoryBroker, MemoryQueueOptions};
-use crate::queue::{Inbox, Outbox, QueueError};
+use crate::queue::{Inbox, Outbox, QueueError, QueueMessage};
 use crate::wire::signing::Signing;
 use crate::wire::{self, Headers};
 
@@ -90,6 +91,13 @@ pub struct QueueClientConfig {
     /// signed, replies checked, and a reply that fails the check is dropped
     /// with a warning. Default none.
     pub signing: Option<Signing>,
+    /// How long a send that fails for a passing reason (the broker cannot be
+    /// reached, throttling) is retried, with a backoff from 100 ms to 5 s,
+    /// before the call fails with the error. Default 60 s. A retried send
+    /// may deliver a request twice; the server answers the copy from its
+    /// replay cache. Errors that retrying cannot mend (a message too large,
+    /// a missing queue) fail at once.
+    pub send_retry: Duration,
 }
 
 impl QueueClientConfig {
@@ -103,6 +111,7 @@ impl QueueClientConfig {
             pollers: 1,
             order_wait: Duration::from_secs(1),
             signing: None,
+            send_retry: Duration::from_secs(60),
         }
     }
 }
@@ -118,6 +127,7 @@ struct Shared {
     reply_queue: String,
     client_id: String,
     signing: Option<Signing>,
+    send_retry: Duration,
     /// The session id the server issued on `initialize` (legacy versions).
     session_id: Mutex<Option<String>>,
 }
@@ -147,8 +157,32 @@ impl Shared {
         if let Some(signing) = &self.signing {
             signing.keys.sign(&mut encoded);
         }
-        self.outbox.send(&self.server_address, encoded).await?;
+        self.send_with_retry(encoded).await?;
         Ok(())
+    }
+
+    /// Sends `message`, retrying passing failures for up to `send_retry`.
+    async fn send_with_retry(&self, message: QueueMessage) -> Result<(), QueueError> {
+        let give_up = tokio::time::Instant::now() + self.send_retry;
+        let mut backoff = Backoff::after_errors();
+        loop {
+            match self
+                .outbox
+                .send(&self.server_address, message.clone())
+                .await
+            {
+                Ok(()) => return Ok(()),
+                Err(error) if error.is_permanent() => return Err(error),
+                Err(error) => {
+                    let pause = backoff.pause();
+                    if tokio::time::Instant::now() + pause > give_up {
+                        return Err(error);
+                    }
+                    tracing::warn!(%error, retry_in = ?pause, "request not sent; retrying");
+                    backoff.wait(&CancellationToken::new()).await;
+                }
+            }
+        }
     }
 }
 
@@ -181,6 +215,7 @@ impl QueueClientTransport {
             reply_queue: inbox.info().address.clone(),
             client_id: config.client_id.clone(),
             signing: config.signing.clone(),
+            send_retry: config.send_retry,
             session_id: Mutex::new(None),
         });
         let (sender, incoming) = mpsc::channel(256);
