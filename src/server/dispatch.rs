@@ -235,8 +235,10 @@ impl<F: ServiceFactory> Shared<F> {
             )
             .await;
             // Kept before the registration goes, so that a duplicate finds
-            // the request either running or answered, never neither.
-            if finished.outcome == Outcome::Answered
+            // the request either running or answered, never neither. A
+            // response that could not be sent is kept too: the redelivery
+            // replays it instead of running the handler again.
+            if matches!(finished.outcome, Outcome::Answered | Outcome::ReplyFailed)
                 && let Some(response) = finished.response
             {
                 self.replay.keep(key, response, tokio::time::Instant::now());

@@ -47,8 +47,9 @@ pub(super) enum Outcome {
     Undeliverable,
 }
 
-/// How [`run`] ended, and the body of the final response it sent, if the
-/// [`Reply`] was [keeping it](Reply::keeping_final).
+/// How [`run`] ended, and the body of the final response it sent (or could
+/// not send for a passing reason), if the [`Reply`] was
+/// [keeping it](Reply::keeping_final).
 pub(super) struct Finished {
     pub(super) outcome: Outcome,
     pub(super) response: Option<String>,
@@ -140,7 +141,14 @@ impl Reply {
                 self.next_sequence = self.next_sequence.map(|n| n + 1);
             }
             Ok(()) => self.kept_final = body,
-            Err(error) => tracing::warn!(reply_to = %self.address, %error, "reply not sent"),
+            Err(error) => {
+                tracing::warn!(reply_to = %self.address, %error, "reply not sent");
+                // The redelivery will replay this response rather than run
+                // the handler again.
+                if is_final && !error.is_permanent() {
+                    self.kept_final = body;
+                }
+            }
         }
         result
     }
