@@ -15,6 +15,14 @@ mod common;
 
 #[path = "faults/crash.rs"]
 mod crash;
+#[path = "../examples/shared/demo_tools.rs"]
+mod demo_tools;
+#[path = "faults/duplicates.rs"]
+mod duplicates;
+#[path = "faults/hostile.rs"]
+mod hostile;
+#[path = "faults/outage.rs"]
+mod outage;
 #[path = "faults/process.rs"]
 mod process;
 
@@ -30,7 +38,12 @@ fn main() {
         runtime.block_on(process::serve(queue, effects));
         return;
     }
-    let scenarios: [(&str, Scenario); 1] = [("crash", || Box::pin(crash::crash()))];
+    let scenarios: [(&str, Scenario); 4] = [
+        ("crash", || Box::pin(crash::crash())),
+        ("duplicates", || Box::pin(duplicates::duplicates())),
+        ("outage", || Box::pin(outage::outage())),
+        ("hostile", || Box::pin(hostile::hostile())),
+    ];
     if std::env::args().any(|arg| arg == "--list") {
         for (name, _) in scenarios {
             println!("{name}: test");

@@ -9,7 +9,11 @@
 //!   subscribed to it.
 //! * [`py_peer_python`], [`spawn_py_server`] and [`run_py_client`] drive the Python
 //!   asyncmcp 0.2.1 peers in `tests/interop/` (installed by `scripts/test.sh`).
+//! * [`proxy::FaultProxy`] is a TCP proxy in front of LocalStack whose line can be cut and
+//!   restored, to simulate a network outage.
 #![allow(dead_code)]
+
+pub mod proxy;
 
 use std::path::PathBuf;
 use std::process::Stdio;

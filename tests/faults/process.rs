@@ -70,8 +70,13 @@ impl ServerHandler for EffectServer {
     }
 }
 
-/// The server role: serves `queue` until killed.
+/// The server role: serves `queue` until killed, logging warnings and
+/// errors to stderr.
 pub async fn serve(queue: String, effects: String) {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter("warn")
+        .try_init();
     let ls = common::localstack().await;
     let client = sqs::client(&ls.sdk_config().await);
     let inbox = SqsInbox::open(client.clone(), &queue).await.expect("queue");
@@ -90,11 +95,46 @@ pub async fn serve(queue: String, effects: String) {
 
 /// Starts a server process on `queue`, recording effects in `effects`, with
 /// the AWS settings `aws_env` (e.g. `LocalStack::aws_env`, or one whose
-/// endpoint goes through a proxy); returns once it polls.
+/// endpoint goes through a proxy); returns once it polls. Its log goes to
+/// this process's stderr.
 pub async fn spawn_server(
     aws_env: &[(&'static str, String)],
     queue: &str,
     effects: &Effects,
+) -> tokio::process::Child {
+    start_server(aws_env, queue, effects, Stdio::inherit()).await
+}
+
+/// Like [`spawn_server`], but captures the server's log (its stderr) in a
+/// [`ServerLog`] instead.
+pub async fn spawn_logged_server(
+    aws_env: &[(&'static str, String)],
+    queue: &str,
+    effects: &Effects,
+) -> (tokio::process::Child, ServerLog) {
+    let mut child = start_server(aws_env, queue, effects, Stdio::piped()).await;
+    let stderr = child.stderr.take().expect("piped stderr");
+    let log = ServerLog::default();
+    let lines = log.lines.clone();
+    tokio::spawn(async move {
+        let mut stderr = BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = stderr.next_line().await {
+            lines
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push((tokio::time::Instant::now(), line));
+        }
+    });
+    (child, log)
+}
+
+/// Starts the server process with `stderr` as its stderr; returns once it
+/// polls.
+async fn start_server(
+    aws_env: &[(&'static str, String)],
+    queue: &str,
+    effects: &Effects,
+    stderr: Stdio,
 ) -> tokio::process::Child {
     let mut child = tokio::process::Command::new(std::env::current_exe().expect("test binary"))
         .env("FAULTS_SERVER_QUEUE", queue)
@@ -102,6 +142,7 @@ pub async fn spawn_server(
         .envs(aws_env.iter().cloned())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
+        .stderr(stderr)
         .kill_on_drop(true)
         .spawn()
         .expect("start the server process");
@@ -119,6 +160,23 @@ pub async fn spawn_server(
     assert_eq!(ready, Ok(true), "the server process started");
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     child
+}
+
+/// The log lines of a server process started by [`spawn_logged_server`],
+/// each with when it was read.
+#[derive(Clone, Default)]
+pub struct ServerLog {
+    lines: Arc<std::sync::Mutex<Vec<(tokio::time::Instant, String)>>>,
+}
+
+impl ServerLog {
+    /// The lines read so far, oldest first.
+    pub fn lines(&self) -> Vec<(tokio::time::Instant, String)> {
+        self.lines
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
 }
 
 /// The effects file of one scenario; removed when dropped.
@@ -160,6 +218,8 @@ pub struct Load {
     /// Calls without their own answer (an error, a wrong result or no answer
     /// within 120 s), with what they got.
     pub lost: Vec<(String, String)>,
+    /// When each call ended (answered, failed or given up on), by id.
+    pub ended: HashMap<String, tokio::time::Instant>,
 }
 
 /// Makes `calls` calls of `work` (each `ms` long, with ids `call-<n>`), at
@@ -196,7 +256,7 @@ pub fn start_load(
                     Ok(Err(error)) => format!("error: {error}"),
                     Err(_) => "no answer within 120 s".to_owned(),
                 };
-                outcomes.push((id, text));
+                outcomes.push((id, text, tokio::time::Instant::now()));
             }
         })
     });
@@ -204,15 +264,21 @@ pub fn start_load(
     tokio::spawn(async move {
         let mut made = 0;
         let mut lost = Vec::new();
+        let mut ended = HashMap::new();
         for worker in futures::future::join_all(workers).await {
-            for (id, text) in worker.expect("load worker") {
+            for (id, text, at) in worker.expect("load worker") {
                 made += 1;
+                ended.insert(id.clone(), at);
                 if id != text {
                     lost.push((id, text));
                 }
             }
         }
-        Load { calls: made, lost }
+        Load {
+            calls: made,
+            lost,
+            ended,
+        }
     })
 }
 
