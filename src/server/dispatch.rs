@@ -375,10 +375,38 @@ impl<F: ServiceFactory> Shared<F> {
             Ok(()) => {
                 tracing::warn!(message_id = %delivery.message_id, receive_count = delivery.receive_count, %reason, "request dead-lettered");
                 self.ack(delivery).await;
+                self.tell_dead_lettered(delivery, reason).await;
             }
             Err(error) => {
                 tracing::error!(message_id = %delivery.message_id, %error, %reason, "could not dead-letter the request; left on the queue");
             }
+        }
+    }
+
+    /// Tells the caller of a dead-lettered request, if it can be answered,
+    /// that it will get no result: a `-32603` error with the reason.
+    async fn tell_dead_lettered(&self, delivery: &Delivery, reason: &str) {
+        let decoded = wire::decode::<ClientJsonRpcMessage>(&delivery.message);
+        let Ok(inbound) = &decoded.message else {
+            return;
+        };
+        let Some(id) = request_id_of(&inbound.message) else {
+            return;
+        };
+        let Ok(route) = self.route(&decoded.headers, inbound.init_reply_to.clone()) else {
+            return;
+        };
+        if let Ok(reply_to) = route.reply_to {
+            let text = format!("Request dead-lettered: {reason}");
+            let headers = reply_headers(&decoded.headers);
+            self.send_error(
+                reply_to,
+                headers,
+                Some(&id),
+                ErrorCode::INTERNAL_ERROR,
+                &text,
+            )
+            .await;
         }
     }
 

@@ -900,7 +900,8 @@ pub async fn duplicates_run_once(broker: &dyn TestBroker) {
 /// A request whose earlier deliveries all ended without an answer (here:
 /// taken twice by workers that died) is not run again once over the
 /// server's `dead_letter` receive count: it goes to the dead-letter queue
-/// with the reason and its receive count, and the queue keeps flowing.
+/// with the reason and its receive count, its caller gets an error saying
+/// so, and the queue keeps flowing.
 pub async fn poison_requests_are_dead_lettered_with_a_reason(broker: &dyn TestBroker) {
     let spec = QueueSpec {
         visibility_timeout: Some(Duration::from_secs(1)),
@@ -946,7 +947,17 @@ pub async fn poison_requests_are_dead_lettered_with_a_reason(broker: &dyn TestBr
     assert_eq!(message.attribute("ReceiveCount"), Some("3"));
     assert_eq!(fx.stats.calls.load(Ordering::Relaxed), 0, "never run");
 
-    // The queue keeps flowing, and the poison was not answered.
+    // Its caller is told, with the request's id.
+    let replies_inbox = broker.inbox(&replies).await;
+    let (told, _) = next_reply(&*replies_inbox, Duration::from_secs(10))
+        .await
+        .expect("the caller is told");
+    assert_eq!(told["id"], 90);
+    assert_eq!(told["error"]["code"], -32603);
+    let text = told["error"]["message"].as_str().unwrap_or_default();
+    assert!(text.contains("dead-lettered"), "{text}");
+
+    // The queue keeps flowing.
     let client = fx.client().await;
     let sum = client
         .call_tool(call("add", json!({"a": 2, "b": 3})))
@@ -954,12 +965,6 @@ pub async fn poison_requests_are_dead_lettered_with_a_reason(broker: &dyn TestBr
         .expect("add");
     assert_eq!(text_of(&sum), "5");
     client.cancel().await.expect("close");
-    let replies_inbox = broker.inbox(&replies).await;
-    assert!(
-        next_reply(&*replies_inbox, Duration::from_millis(500))
-            .await
-            .is_none()
-    );
     fx.stop().await;
 }
 
