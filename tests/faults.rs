@@ -23,6 +23,8 @@ mod duplicates;
 mod hostile;
 #[path = "faults/outage.rs"]
 mod outage;
+#[path = "faults/poison.rs"]
+mod poison;
 #[path = "faults/process.rs"]
 mod process;
 
@@ -38,10 +40,11 @@ fn main() {
         runtime.block_on(process::serve(queue, effects));
         return;
     }
-    let scenarios: [(&str, Scenario); 4] = [
+    let scenarios: [(&str, Scenario); 5] = [
         ("crash", || Box::pin(crash::crash())),
         ("duplicates", || Box::pin(duplicates::duplicates())),
         ("outage", || Box::pin(outage::outage())),
+        ("poison", || Box::pin(poison::poison())),
         ("hostile", || Box::pin(hostile::hostile())),
     ];
     if std::env::args().any(|arg| arg == "--list") {

@@ -49,18 +49,37 @@ impl EffectServer {
     #[tool(description = "Sleeps `ms` milliseconds, then records `id` as done")]
     async fn work(&self, Parameters(args): Parameters<WorkArgs>) -> String {
         tokio::time::sleep(Duration::from_millis(args.ms)).await;
-        // One unbuffered append per effect: it is in the file as soon as
-        // write returns, whenever the process is killed.
+        self.record(&args.id);
+        args.id
+    }
+
+    #[tool(description = "Records `id`, then kills this process at once: a poison request")]
+    async fn crash(&self, Parameters(args): Parameters<CrashArgs>) -> String {
+        self.record(&args.id);
+        std::process::abort()
+    }
+}
+
+impl EffectServer {
+    /// Appends `id` to the effects file: one unbuffered write, in the file
+    /// as soon as it returns, whenever the process is killed.
+    fn record(&self, id: &str) {
         let recorded = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.effects.as_path())
-            .and_then(|mut file| file.write_all(format!("{}\n", args.id).as_bytes()));
+            .and_then(|mut file| file.write_all(format!("{id}\n").as_bytes()));
         if let Err(error) = recorded {
             eprintln!("cannot record effect: {error}");
         }
-        args.id
     }
+}
+
+/// Arguments of `crash`.
+#[derive(Debug, Deserialize, JsonSchema)]
+struct CrashArgs {
+    /// Recorded before the process dies.
+    id: String,
 }
 
 #[tool_handler]
@@ -82,13 +101,19 @@ pub async fn serve(queue: String, effects: String) {
     let inbox = SqsInbox::open(client.clone(), &queue).await.expect("queue");
     let effects = Arc::new(PathBuf::from(effects));
     let keys = SessionKeys::new(SESSION_KEY.to_vec(), None).expect("key");
-    let server = QueueServer::builder(inbox, SqsOutbox::new(client))
+    let mut builder = QueueServer::builder(inbox, SqsOutbox::new(client))
         .wait(Duration::from_secs(1))
-        .session_keys(keys)
-        .build(move || EffectServer {
-            effects: effects.clone(),
-            tool_router: EffectServer::tool_router(),
-        });
+        .session_keys(keys);
+    // `FAULTS_DEAD_LETTER="<queue url> <max receive count>"`.
+    if let Ok(setting) = std::env::var("FAULTS_DEAD_LETTER")
+        && let Some((address, count)) = setting.split_once(' ')
+    {
+        builder = builder.dead_letter(address, count.parse().expect("a receive count"));
+    }
+    let server = builder.build(move || EffectServer {
+        effects: effects.clone(),
+        tool_router: EffectServer::tool_router(),
+    });
     println!("READY");
     server.run(CancellationToken::new()).await;
 }
