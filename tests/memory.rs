@@ -79,3 +79,121 @@ async fn memory_client_owns_its_reply_queue() {
     shutdown.cancel();
     server.await.expect("server");
 }
+
+/// An inbox that counts visibility extensions.
+struct CountingInbox {
+    inner: Arc<dyn Inbox>,
+    extends: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[async_trait]
+impl Inbox for CountingInbox {
+    fn info(&self) -> &asyncmcp::queue::QueueInfo {
+        self.inner.info()
+    }
+    async fn receive(
+        &self,
+        max: usize,
+        wait: std::time::Duration,
+    ) -> Result<Vec<asyncmcp::queue::Delivery>, asyncmcp::queue::QueueError> {
+        self.inner.receive(max, wait).await
+    }
+    async fn ack(
+        &self,
+        receipt: &asyncmcp::queue::Receipt,
+    ) -> Result<(), asyncmcp::queue::QueueError> {
+        self.inner.ack(receipt).await
+    }
+    async fn extend(
+        &self,
+        receipt: &asyncmcp::queue::Receipt,
+        visibility: std::time::Duration,
+    ) -> Result<(), asyncmcp::queue::QueueError> {
+        self.extends
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.extend(receipt, visibility).await
+    }
+    async fn release(
+        &self,
+        receipt: &asyncmcp::queue::Receipt,
+    ) -> Result<(), asyncmcp::queue::QueueError> {
+        self.inner.release(receipt).await
+    }
+}
+
+/// The heartbeat extends a long call's visibility while it runs, and stops
+/// the moment the call ends, whether it finished or was cancelled.
+#[tokio::test]
+async fn heartbeat_stops_when_the_call_ends() {
+    use rmcp::ServiceExt;
+    use rmcp::model::{ClientRequest, Request};
+    use rmcp::service::PeerRequestOptions;
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    let broker = MemoryBroker::new();
+    let requests = broker.create_queue(
+        "requests",
+        MemoryQueueOptions {
+            visibility_timeout: Duration::from_secs(1),
+            ..MemoryQueueOptions::default()
+        },
+    );
+    let extends = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let inbox = CountingInbox {
+        inner: Arc::new(broker.inbox(&requests).expect("inbox")),
+        extends: extends.clone(),
+    };
+    let stats = Arc::new(scenarios::demo_tools::DemoStats::default());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let server = asyncmcp::QueueServer::builder(inbox, broker.outbox())
+        .wait(Duration::from_secs(1))
+        .build(scenarios::demo_tools::DemoServer::factory(stats.clone()))
+        .spawn(shutdown.clone());
+    let transport = asyncmcp::QueueClientTransport::memory(&broker, &requests).expect("client");
+    let client = ().serve(transport).await.expect("connect");
+    let settled = || async {
+        let before = extends.load(Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        (before, extends.load(Ordering::Relaxed))
+    };
+
+    // A 2.2 s call on a 1 s visibility: extended every 0.5 s while it runs.
+    let result = client
+        .call_tool(scenarios::call("sleep", serde_json::json!({"ms": 2200})))
+        .await
+        .expect("long call");
+    assert_eq!(scenarios::text_of(&result), "slept 2200 ms");
+    let (finished, later) = settled().await;
+    assert!(finished >= 3, "extended while running: {finished}");
+    assert_eq!(later, finished, "no extension after the call finished");
+
+    // A cancelled call: extensions stop with it.
+    let handle = client
+        .send_cancellable_request(
+            ClientRequest::CallToolRequest(Request::new(scenarios::call(
+                "sleep",
+                serde_json::json!({"ms": 60_000}),
+            ))),
+            PeerRequestOptions::no_options(),
+        )
+        .await
+        .expect("send");
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    handle.cancel(Some("test".into())).await.expect("cancel");
+    let cancelled = scenarios::eventually(Duration::from_secs(5), || {
+        stats.sleeps_cancelled.load(Ordering::Relaxed) == 1
+    })
+    .await;
+    assert!(cancelled, "the handler saw the cancellation");
+    let (stopped, later) = settled().await;
+    assert!(
+        stopped > finished,
+        "the cancelled call was extended while it ran"
+    );
+    assert_eq!(later, stopped, "no extension after the cancellation");
+
+    client.cancel().await.expect("close");
+    shutdown.cancel();
+    server.await.expect("server");
+}
