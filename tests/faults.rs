@@ -27,6 +27,8 @@ mod outage;
 mod poison;
 #[path = "faults/process.rs"]
 mod process;
+#[path = "faults/shutdown.rs"]
+mod shutdown;
 
 /// One scenario of the suite.
 type Scenario = fn() -> futures::future::BoxFuture<'static, ()>;
@@ -40,11 +42,12 @@ fn main() {
         runtime.block_on(process::serve(queue, effects));
         return;
     }
-    let scenarios: [(&str, Scenario); 5] = [
+    let scenarios: [(&str, Scenario); 6] = [
         ("crash", || Box::pin(crash::crash())),
         ("duplicates", || Box::pin(duplicates::duplicates())),
         ("outage", || Box::pin(outage::outage())),
         ("poison", || Box::pin(poison::poison())),
+        ("shutdown", || Box::pin(shutdown::shutdown())),
         ("hostile", || Box::pin(hostile::hostile())),
     ];
     if std::env::args().any(|arg| arg == "--list") {

@@ -114,8 +114,17 @@ pub async fn serve(queue: String, effects: String) {
         effects: effects.clone(),
         tool_router: EffectServer::tool_router(),
     });
+    // SIGTERM shuts the server down gracefully, as a deployment would.
+    let shutdown = CancellationToken::new();
+    let on_signal = shutdown.clone();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::spawn(async move {
+        term.recv().await;
+        on_signal.cancel();
+    });
     println!("READY");
-    server.run(CancellationToken::new()).await;
+    server.run(shutdown).await;
 }
 
 /// Starts a server process on `queue`, recording effects in `effects`, with
