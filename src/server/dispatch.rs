@@ -73,26 +73,20 @@ impl<F: ServiceFactory> Shared<F> {
         }
         let decoded = wire::decode::<ClientJsonRpcMessage>(&delivery.message);
         let headers = decoded.headers;
-        if let Err(reason) = self.check_signature(&delivery) {
-            tracing::warn!(message_id = %delivery.message_id, %reason, "refused message");
-            let id = match &decoded.message {
-                Ok(inbound) => request_id_of(&inbound.message),
-                Err(error) => error.request_id().cloned(),
-            };
-            self.answer_refused(&headers, id.as_ref(), &reason).await;
-            self.ack(&delivery).await;
-            return;
-        }
         let init_reply_to = decoded
             .message
             .as_ref()
             .ok()
             .and_then(|inbound| inbound.init_reply_to.clone());
-        let route = match self.route(&headers, init_reply_to) {
+        let route = self
+            .check_signature(&delivery)
+            .and_then(|()| self.route(&headers, init_reply_to));
+        let route = match route {
             Ok(route) => route,
             Err(reason) => {
-                // A session id that does not verify is forged, altered or from
-                // another deployment: nothing it claims can be trusted.
+                // A signature or session id that does not verify is forged,
+                // altered or from another deployment: nothing the message
+                // claims can be trusted.
                 tracing::warn!(message_id = %delivery.message_id, %reason, "refused message");
                 let id = match &decoded.message {
                     Ok(inbound) => request_id_of(&inbound.message),

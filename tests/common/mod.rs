@@ -189,20 +189,7 @@ impl LocalStack {
     /// AWS SDK configuration for this LocalStack: credentials test/test, region us-east-1.
     #[cfg(feature = "sqs")]
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {
-        aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .endpoint_url(&self.endpoint)
-            .region(aws_config::Region::new(REGION))
-            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-                "test", "test", None, None, "static",
-            ))
-            .timeout_config(
-                aws_config::timeout::TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(5))
-                    .operation_attempt_timeout(Duration::from_secs(30))
-                    .build(),
-            )
-            .load()
-            .await
+        sdk_config_for(&self.endpoint).await
     }
 
     /// An SQS client for this LocalStack.
@@ -238,6 +225,26 @@ impl LocalStack {
             ("AWS_SECRET_ACCESS_KEY", "test".to_string()),
         ]
     }
+}
+
+/// AWS SDK configuration for a LocalStack (or a proxy in front of one) at `endpoint`: test
+/// credentials, us-east-1, a 5 s connect timeout and a 30 s attempt timeout.
+#[cfg(feature = "sqs")]
+pub async fn sdk_config_for(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new(REGION))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            "test", "test", None, None, "static",
+        ))
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .operation_attempt_timeout(Duration::from_secs(30))
+                .build(),
+        )
+        .load()
+        .await
 }
 
 /// Messages in the queue at `queue_url`, visible or in flight.

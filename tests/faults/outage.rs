@@ -41,7 +41,7 @@ pub async fn outage() {
         .collect();
     let effects = Effects::new("outage");
     let (mut server, log) = process::spawn_logged_server(&aws_env, &requests, &effects).await;
-    let client = sqs::client(&sdk_config(&proxy.endpoint()).await);
+    let client = sqs::client(&common::sdk_config_for(&proxy.endpoint()).await);
     let session = process::connect(&client, &requests).await;
 
     let load = process::start_load(session.peer().clone(), CALLS, IN_FLIGHT, 200);
@@ -114,24 +114,4 @@ pub async fn outage() {
 /// Seconds from `origin` to `at`, negative when `at` is earlier.
 fn since(origin: tokio::time::Instant, at: tokio::time::Instant) -> f32 {
     at.duration_since(origin).as_secs_f32() - origin.duration_since(at).as_secs_f32()
-}
-
-/// AWS SDK configuration for LocalStack through `endpoint` (the proxy), as
-/// `LocalStack::sdk_config` builds it: test credentials, us-east-1, a 5 s
-/// connect timeout and a 30 s attempt timeout.
-async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(aws_config::Region::new(common::REGION))
-        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-            "test", "test", None, None, "static",
-        ))
-        .timeout_config(
-            aws_config::timeout::TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(5))
-                .operation_attempt_timeout(Duration::from_secs(30))
-                .build(),
-        )
-        .load()
-        .await
 }
