@@ -169,6 +169,15 @@ impl<F: ServiceFactory> Shared<F> {
                 }
             };
             let key: RequestKey = (route.origin.clone(), request_id.clone());
+            let Some(registration) = self.inflight.register(key.clone()) else {
+                // The same request is already running here: this is a
+                // redelivery. Leave it; it reappears after its visibility
+                // timeout, by when the first run has answered.
+                tracing::info!("duplicate of a running request; left on the queue");
+                return;
+            };
+            // Looked up once registered: a run keeps its response before it
+            // unregisters, so a duplicate finds it running or answered.
             if let Some(response) = self
                 .replay
                 .get(&key, tokio::time::Instant::now())
@@ -184,15 +193,9 @@ impl<F: ServiceFactory> Shared<F> {
                     }
                     _ => self.ack(&delivery).await,
                 }
+                drop(registration);
                 return;
             }
-            let Some(registration) = self.inflight.register(key.clone()) else {
-                // The same request is already running here: this is a
-                // redelivery. Leave it; it reappears after its visibility
-                // timeout, by when the first run has answered.
-                tracing::info!("duplicate of a running request; left on the queue");
-                return;
-            };
             let is_initialize = matches!(request.request, ClientRequest::InitializeRequest(_));
             let peer_info = (!is_initialize).then(|| peer_info(&request, route.session.as_ref()));
             let mut reply = self
