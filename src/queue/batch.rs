@@ -6,16 +6,21 @@
 //! concurrent single-entry requests into few batch calls without adding
 //! latency when the load is low:
 //!
-//! * while fewer than [`max_concurrency`](BatcherConfig::max_concurrency)
-//!   calls are in flight, whatever is pending goes out at once: a lone entry
-//!   is sent alone, with no added delay;
-//! * while every call slot is busy, new entries wait, and go out together as
-//!   one batch of up to [`max_entries`](BatcherConfig::max_entries) (and at
-//!   most [`max_weight`](BatcherConfig::max_weight) bytes) as soon as a slot
-//!   frees.
+//! * while no call is in flight (fewer than
+//!   [`partial_concurrency`](BatcherConfig::partial_concurrency)), whatever
+//!   is pending goes out at once: a lone entry is sent alone, with no added
+//!   delay;
+//! * while a call is in flight, new entries wait for it and then go out
+//!   together, up to [`max_entries`](BatcherConfig::max_entries) (and at
+//!   most [`max_weight`](BatcherConfig::max_weight) bytes) per call;
+//! * a full batch does not wait: it takes another call slot at once, up to
+//!   [`max_concurrency`](BatcherConfig::max_concurrency) calls, so a heavy
+//!   load is carried by several full calls in parallel.
 //!
 //! The batch size therefore follows the load by itself: one entry per call
-//! when idle, full batches when busy. There is no timer.
+//! when idle, full batches when busy. There is no timer. An entry waits at
+//! most about one call's round trip, and only when a call is already under
+//! way, which is when sending it alone would cost a call for little gain.
 //!
 //! Each submitter awaits its own entry's outcome. A batch call can partly
 //! fail, so the flush function reports one result per entry; a call that
@@ -44,16 +49,17 @@ pub const MAX_BATCH_ENTRIES: usize = 10;
 pub struct BatcherConfig {
     /// The most entries in one call (`1..=10` for SQS and SNS).
     pub max_entries: usize,
-    /// The most calls in flight at once.
-    ///
-    /// The default, 4, is a compromise. One slot would make every entry that
-    /// arrives during a call wait a full round trip (~10-30 ms to SQS) even
-    /// when the broker is far from busy. Many slots would send small batches
-    /// under load and waste calls. With 4 slots a destination sustains about
-    /// 4 x 10 entries per round trip (over a thousand per second in-region),
-    /// an idle destination still sends at once, and a burst coalesces after
-    /// its first four entries.
+    /// The most calls in flight at once, counting those that carry full
+    /// batches. With the default, 4, a destination sustains about 4 x 10
+    /// entries per round trip (over a thousand per second in-region).
     pub max_concurrency: usize,
+    /// The most calls in flight at once that may carry a partial batch.
+    ///
+    /// The default, 1, sends at once when nothing is in flight and otherwise
+    /// lets entries gather for one round trip (~5-30 ms to SQS) into one
+    /// call. More would cut that wait at moderate load but spend a call on
+    /// every few entries: API calls are what SQS and SNS bill.
+    pub partial_concurrency: usize,
     /// The most total weight (e.g. payload bytes) in one call; an entry
     /// heavier than this on its own still goes out, alone.
     pub max_weight: usize,
@@ -64,6 +70,7 @@ impl Default for BatcherConfig {
         Self {
             max_entries: MAX_BATCH_ENTRIES,
             max_concurrency: 4,
+            partial_concurrency: 1,
             max_weight: usize::MAX,
         }
     }
@@ -128,9 +135,11 @@ where
         F: Fn(Vec<T>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = FlushResult<R>> + Send + 'static,
     {
+        let max_concurrency = config.max_concurrency.max(1);
         let config = BatcherConfig {
             max_entries: config.max_entries.max(1),
-            max_concurrency: config.max_concurrency.max(1),
+            max_concurrency,
+            partial_concurrency: config.partial_concurrency.clamp(1, max_concurrency),
             max_weight: config.max_weight,
         };
         let (tx, rx) = mpsc::unbounded_channel();
@@ -163,13 +172,13 @@ async fn run<T, R, F, Fut>(
     F: Fn(Vec<T>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = FlushResult<R>> + Send + 'static,
 {
-    let mut pending: VecDeque<(usize, Entry<T, R>)> = VecDeque::new();
+    let mut pending = Pending::default();
     let mut in_flight = JoinSet::new();
     let mut open = true;
     loop {
         tokio::select! {
             received = rx.recv(), if open => match received {
-                Some(entry) => pending.push_back((weigh(&entry.item), entry)),
+                Some(entry) => pending.push(weigh(&entry.item), entry),
                 None => open = false,
             },
             Some(joined) = in_flight.join_next(), if !in_flight.is_empty() => {
@@ -181,41 +190,75 @@ async fn run<T, R, F, Fut>(
         // Take whatever else is already queued, so it can share a call.
         while open {
             match rx.try_recv() {
-                Ok(entry) => pending.push_back((weigh(&entry.item), entry)),
+                Ok(entry) => pending.push(weigh(&entry.item), entry),
                 Err(mpsc::error::TryRecvError::Empty) => break,
                 Err(mpsc::error::TryRecvError::Disconnected) => open = false,
             }
         }
-        while in_flight.len() < config.max_concurrency && !pending.is_empty() {
-            let batch = take_batch(&mut pending, &config);
+        // Full batches may use every slot; a partial one only the first
+        // `partial_concurrency`, so that under load entries gather into
+        // fuller calls instead of each taking a call of its own.
+        while !pending.entries.is_empty() && in_flight.len() < config.max_concurrency {
+            if !pending.fills_a_batch(&config) && in_flight.len() >= config.partial_concurrency {
+                break;
+            }
+            let batch = pending.take_batch(&config);
             in_flight.spawn(call(flush.clone(), batch));
         }
-        if !open && pending.is_empty() && in_flight.is_empty() {
+        if !open && pending.entries.is_empty() && in_flight.is_empty() {
             break;
         }
     }
 }
 
-fn take_batch<T, R>(
-    pending: &mut VecDeque<(usize, Entry<T, R>)>,
-    config: &BatcherConfig,
-) -> Vec<Entry<T, R>> {
-    let mut batch = Vec::with_capacity(config.max_entries.min(pending.len()));
-    let mut weight = 0usize;
-    while batch.len() < config.max_entries {
-        let Some((next, _)) = pending.front() else {
-            break;
-        };
-        let total = weight.saturating_add(*next);
-        if !batch.is_empty() && total > config.max_weight {
-            break;
-        }
-        if let Some((_, entry)) = pending.pop_front() {
-            weight = total;
-            batch.push(entry);
+/// Entries waiting for a call, with their weights and the total weight.
+struct Pending<T, R> {
+    entries: VecDeque<(usize, Entry<T, R>)>,
+    weight: usize,
+}
+
+impl<T, R> Default for Pending<T, R> {
+    fn default() -> Self {
+        Self {
+            entries: VecDeque::new(),
+            weight: 0,
         }
     }
-    batch
+}
+
+impl<T, R> Pending<T, R> {
+    fn push(&mut self, weight: usize, entry: Entry<T, R>) {
+        self.weight = self.weight.saturating_add(weight);
+        self.entries.push_back((weight, entry));
+    }
+
+    /// Whether the next batch would be full: as many entries as a call takes,
+    /// or more weight than it carries.
+    fn fills_a_batch(&self, config: &BatcherConfig) -> bool {
+        self.entries.len() >= config.max_entries || self.weight > config.max_weight
+    }
+
+    /// Takes the next batch: up to `max_entries` entries within `max_weight`
+    /// (a lone heavier entry still goes, alone).
+    fn take_batch(&mut self, config: &BatcherConfig) -> Vec<Entry<T, R>> {
+        let mut batch = Vec::with_capacity(config.max_entries.min(self.entries.len()));
+        let mut weight = 0usize;
+        while batch.len() < config.max_entries {
+            let Some((next, _)) = self.entries.front() else {
+                break;
+            };
+            let total = weight.saturating_add(*next);
+            if !batch.is_empty() && total > config.max_weight {
+                break;
+            }
+            if let Some((taken, entry)) = self.entries.pop_front() {
+                self.weight = self.weight.saturating_sub(taken);
+                weight = total;
+                batch.push(entry);
+            }
+        }
+        batch
+    }
 }
 
 async fn call<T, R, F, Fut>(flush: Arc<F>, batch: Vec<Entry<T, R>>)
@@ -317,6 +360,59 @@ mod tests {
         assert!(sizes.iter().all(|&n| (1..=10).contains(&n)), "{sizes:?}");
         assert!(sizes.len() <= 14, "too many calls: {sizes:?}");
         assert!(sizes.iter().filter(|&&n| n == 10).count() >= 8, "{sizes:?}");
+    }
+
+    /// Submits `first` and, 1 ms later while its call is in flight, `then`;
+    /// returns the batch sizes and when each of `then` completed.
+    async fn one_then_more(then: u32) -> (Vec<usize>, Vec<Duration>) {
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let batcher = Batcher::new(
+            BatcherConfig::default(),
+            recording(sizes.clone(), Duration::from_millis(20)),
+        );
+        let started = tokio::time::Instant::now();
+        let first = {
+            let batcher = batcher.clone();
+            tokio::spawn(async move { batcher.submit(0).await })
+        };
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let mut tasks = JoinSet::new();
+        for i in 1..=then {
+            let batcher = batcher.clone();
+            tasks.spawn(async move {
+                batcher.submit(i).await.unwrap();
+                started.elapsed()
+            });
+        }
+        first.await.unwrap().unwrap();
+        let done = tasks.join_all().await;
+        let sizes = sizes.lock().unwrap().clone();
+        (sizes, done)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_partial_batch_waits_for_the_call_in_flight() {
+        let (sizes, done) = one_then_more(3).await;
+        assert_eq!(sizes, vec![1, 3]);
+        // Sent when the first call ended (20 ms), done 20 ms later.
+        assert!(
+            done.iter().all(|&t| t == Duration::from_millis(40)),
+            "{done:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_batch_takes_a_spare_slot_at_once() {
+        let (sizes, done) = one_then_more(12).await;
+        // Ten went at 1 ms beside the first call; the other two waited.
+        assert_eq!(sizes, vec![1, 10, 2]);
+        assert_eq!(
+            done.iter()
+                .filter(|&&t| t == Duration::from_millis(21))
+                .count(),
+            10,
+            "{done:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]
