@@ -68,7 +68,12 @@ where
 /// Tunables of a [`QueueServer`]. The defaults suit most deployments.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// Concurrent long polls of the request queue. Default 4.
+    /// The most concurrent long polls of the request queue. Default 4.
+    ///
+    /// One always polls; another joins each time a receive comes back full
+    /// (messages are waiting) and leaves when its receive comes back short,
+    /// so a lightly loaded server receives fuller batches and an idle one
+    /// makes one long poll at a time.
     pub pollers: usize,
     /// Requests handled at once; pollers stop receiving at this many.
     /// Default 64.
@@ -197,7 +202,8 @@ impl QueueServer<()> {
 }
 
 impl QueueServerBuilder {
-    /// Sets the number of concurrent long polls (at least 1).
+    /// Sets the most concurrent long polls (at least 1; see
+    /// [`ServerConfig::pollers`]).
     pub fn pollers(mut self, pollers: usize) -> Self {
         self.config.pollers = pollers.max(1);
         self
@@ -305,9 +311,11 @@ impl<F: ServiceFactory> QueueServer<F> {
             "queue server started"
         );
         let mut pollers = tokio::task::JoinSet::new();
+        let scale = Arc::new(poller::Scale::new(config.pollers));
         for index in 0..config.pollers {
             pollers.spawn(poller::run(
                 index,
+                scale.clone(),
                 shared.clone(),
                 limiter.clone(),
                 tracker.clone(),
