@@ -107,8 +107,8 @@ pub struct ServerConfig {
     /// Default 5 minutes; zero turns replay off. Per process: a duplicate
     /// that reaches another replica runs again.
     pub replay_window: Duration,
-    /// The most bytes of responses kept for replay; the oldest are dropped
-    /// first. Default 64 MiB.
+    /// The most memory the replay cache holds: the kept responses and their
+    /// bookkeeping; the oldest are dropped first. Default 64 MiB.
     pub replay_budget: usize,
     /// Where requests that can never be served go, with the reason. Default
     /// none: such requests are left to the queue's own redrive policy, which
@@ -255,7 +255,7 @@ impl QueueServerBuilder {
         self.config.replay_window = window;
         self
     }
-    /// Sets the most bytes of responses kept for replay.
+    /// Sets the most memory kept for replay; see [`ServerConfig::replay_budget`].
     pub fn replay_budget(mut self, bytes: usize) -> Self {
         self.config.replay_budget = bytes;
         self
