@@ -1,0 +1,361 @@
+//! The asyncmcp benchmark: tool calls through our transport, against the raw
+//! SQS ceiling and Python asyncmcp 0.2.1, measured in one run.
+//!
+//! ```text
+//! scripts/bench.sh                       # LocalStack + Python peer set up, then this
+//! cargo run --release --features sns --example bench -- --calls 1000 --in-flight 1,20,50
+//! ```
+//!
+//! For each stack (`--stacks`), the bench creates fresh queues (and
+//! topics), starts the stack's server and client as two processes, and runs
+//! every in-flight level: `--calls` `tools/call echo` requests from one
+//! client keeping that many outstanding. Per level it reports calls/s, p50
+//! and p99 latency, AWS API calls per tool call (both processes, idle long
+//! polls included), CPU seconds per 1000 calls of each process and their
+//! peak RSS, then the ratios of ours to the raw ceiling and to Python.
+//!
+//! The stacks:
+//! * `raw`: the ideal SQS request/reply round trip, no MCP (see `raw.rs`);
+//! * `sqs`, `sns-sqs`: asyncmcp over SQS, and over SNS topics with
+//!   subscribed queues (raw delivery);
+//! * `python`, `python-poll0`: Python asyncmcp 0.2.1 over SQS with its
+//!   default settings, and with `poll_interval_seconds=0` (`py_bench.py`,
+//!   run by the interpreter in `--python`).
+//!
+//! The measured processes talk to the bench over stdin/stdout
+//! (`protocol.rs`); this same binary plays our roles (`serve`, `drive`).
+
+#[path = "../shared/demo_tools.rs"]
+mod demo_tools;
+#[path = "../shared/support.rs"]
+#[allow(dead_code)]
+mod support;
+
+mod ours;
+mod process;
+mod protocol;
+mod raw;
+mod report;
+mod setup;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use process::Measured;
+use protocol::{Command, RunResult, Stats};
+use report::Row;
+
+/// Benchmark asyncmcp against the raw SQS ceiling and Python asyncmcp.
+#[derive(Parser)]
+struct Args {
+    /// Tool calls per in-flight level (Rust stacks).
+    #[arg(long, default_value_t = 1000)]
+    calls: usize,
+    /// Tool calls per in-flight level for the Python stacks, which are
+    /// about ten times slower.
+    #[arg(long, default_value_t = 200)]
+    python_calls: usize,
+    /// In-flight levels, comma separated. 20 is where the comparison with
+    /// Python is made.
+    #[arg(long, value_delimiter = ',', default_value = "1,10,20,50,200")]
+    in_flight: Vec<usize>,
+    /// The stacks to measure, comma separated, in this order.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "raw,sqs,sns-sqs,python,python-poll0"
+    )]
+    stacks: Vec<Stack>,
+    /// The Python interpreter with asyncmcp 0.2.1 installed (scripts/bench.sh
+    /// makes one).
+    #[arg(long, env = "BENCH_PYTHON", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/py-peer/bin/python"))]
+    python: PathBuf,
+    /// Also write the results as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Also plot throughput and p99 against in-flight level here (SVG).
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// Measure nothing: report (and plot) the results a run saved with
+    /// `--json`.
+    #[arg(long, value_name = "JSON")]
+    report_from: Option<PathBuf>,
+    #[command(subcommand)]
+    role: Option<Role>,
+}
+
+/// A measured stack.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stack {
+    Raw,
+    Sqs,
+    SnsSqs,
+    Python,
+    PythonPoll0,
+}
+
+impl Stack {
+    /// The name in tables and plots.
+    pub fn label(self) -> &'static str {
+        match self {
+            Stack::Raw => "raw SQS (ceiling)",
+            Stack::Sqs => "asyncmcp SQS",
+            Stack::SnsSqs => "asyncmcp SNS+SQS",
+            Stack::Python => "Python asyncmcp (defaults)",
+            Stack::PythonPoll0 => "Python asyncmcp (poll 0)",
+        }
+    }
+
+    fn is_python(self) -> bool {
+        matches!(self, Stack::Python | Stack::PythonPoll0)
+    }
+}
+
+/// The roles this binary plays as a measured process.
+#[derive(Subcommand)]
+enum Role {
+    /// Serve requests (reads commands on stdin).
+    #[command(hide = true)]
+    Serve(RoleArgs),
+    /// Make calls when told to (reads commands on stdin).
+    #[command(hide = true)]
+    Drive(RoleArgs),
+}
+
+/// What a measured process needs to know.
+#[derive(clap::Args, Clone)]
+pub struct RoleArgs {
+    /// `raw` or `ours`.
+    #[arg(long)]
+    raw: bool,
+    #[arg(long)]
+    request_queue: String,
+    #[arg(long)]
+    request_address: String,
+    #[arg(long)]
+    reply_queue: String,
+    #[arg(long)]
+    reply_address: String,
+    /// Concurrent long polls (default: the library's default).
+    #[arg(long)]
+    pollers: Option<usize>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    support::init_tracing("warn,rmcp=error");
+    let args = Args::parse();
+    match args.role {
+        Some(Role::Serve(role)) if role.raw => raw::serve(role).await,
+        Some(Role::Serve(role)) => ours::serve(role).await,
+        Some(Role::Drive(role)) if role.raw => raw::drive(role).await,
+        Some(Role::Drive(role)) => ours::drive(role).await,
+        None => bench(args).await,
+    }
+}
+
+async fn bench(args: Args) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.calls > 0 && args.python_calls > 0,
+        "--calls must be at least 1"
+    );
+    anyhow::ensure!(
+        !args.in_flight.contains(&0),
+        "in-flight levels must be at least 1"
+    );
+    if args.report_from.is_none()
+        && args.stacks.iter().any(|s| s.is_python())
+        && !args.python.exists()
+    {
+        anyhow::bail!(
+            "no Python interpreter at {}; scripts/bench.sh installs Python asyncmcp 0.2.1 \
+             there, or pass --python (or BENCH_PYTHON) or leave out the python stacks",
+            args.python.display()
+        );
+    }
+    let rows = match &args.report_from {
+        Some(path) => serde_json::from_slice(&std::fs::read(path)?)
+            .with_context(|| format!("reading results from {}", path.display()))?,
+        None => measure_all(&args).await?,
+    };
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "AWS".into());
+    print!("{}", report::markdown(&endpoint, &rows));
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&rows)?)?;
+    }
+    if let Some(path) = &args.plot {
+        report::plot(path, &rows)?;
+    }
+    Ok(())
+}
+
+/// Measures every stack in turn.
+async fn measure_all(args: &Args) -> anyhow::Result<Vec<Row>> {
+    let admin = setup::Admin::from_env().await;
+    let mut rows = Vec::new();
+    for &stack in &args.stacks {
+        let run = format!("{stack:?}").to_lowercase();
+        let endpoints = match stack {
+            Stack::SnsSqs => admin.topics(&run).await,
+            _ => admin.queues(&run).await,
+        }
+        .with_context(|| {
+            format!(
+                "creating queues for {}; is LocalStack running (localstack/start.sh)?",
+                stack.label()
+            )
+        })?;
+        eprintln!("bench: {}", stack.label());
+        let measured = measure(args, stack, &endpoints).await;
+        admin.remove(endpoints).await?;
+        rows.extend(measured?);
+    }
+    Ok(rows)
+}
+
+/// Starts `stack`'s server and client and runs every level.
+async fn measure(
+    args: &Args,
+    stack: Stack,
+    endpoints: &setup::Endpoints,
+) -> anyhow::Result<Vec<Row>> {
+    let (program, server_args, client_args) = commands(args, stack, endpoints)?;
+    let mut server = Measured::start("server", &program, &server_args).await?;
+    let mut client = Measured::start("client", &program, &client_args).await?;
+    let calls = if stack.is_python() {
+        args.python_calls
+    } else {
+        args.calls
+    };
+    let mut rows = Vec::new();
+    for &in_flight in &args.in_flight {
+        let (server_before, client_before) = (server.usage()?, client.usage()?);
+        let (server_calls, client_calls) = (server.stats().await?, client.stats().await?);
+        let result: RunResult = client.ask(&Command::Run { calls, in_flight }).await?;
+        let server_calls = (server_calls, server.stats().await?);
+        let client_calls = (
+            client_calls,
+            Stats {
+                api_calls: result.api_calls,
+                operations: result.operations.clone(),
+            },
+        );
+        let (server_after, client_after) = (server.usage()?, client.usage()?);
+        let row = Row::new(
+            stack,
+            in_flight,
+            &result,
+            (server_calls, client_calls),
+            (server_before, server_after),
+            (client_before, client_after),
+        );
+        eprintln!(
+            "bench:   {in_flight:>4} in flight: {:.1} calls/s",
+            row.calls_per_s
+        );
+        rows.push(row);
+    }
+    client.stop().await?;
+    server.stop().await?;
+    Ok(rows)
+}
+
+/// The program and the server's and client's arguments for `stack`.
+fn commands(
+    args: &Args,
+    stack: Stack,
+    e: &setup::Endpoints,
+) -> anyhow::Result<(String, Vec<String>, Vec<String>)> {
+    if stack.is_python() {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/bench/py_bench.py");
+        let mut server = vec![
+            script.into(),
+            "server".into(),
+            "--request-queue-url".into(),
+            e.request_queue.clone(),
+        ];
+        let mut client = vec![
+            script.into(),
+            "client".into(),
+            "--server-queue-url".into(),
+            e.request_queue.clone(),
+            "--reply-queue-url".into(),
+            e.reply_queue.clone(),
+        ];
+        if stack == Stack::PythonPoll0 {
+            for side in [&mut server, &mut client] {
+                side.extend(["--poll-interval".into(), "0".into()]);
+            }
+        }
+        return Ok((args.python.display().to_string(), server, client));
+    }
+    let program = std::env::current_exe()?.display().to_string();
+    let mut common = vec![
+        "--request-queue".into(),
+        e.request_queue.clone(),
+        "--request-address".into(),
+        e.request_address.clone(),
+        "--reply-queue".into(),
+        e.reply_queue.clone(),
+        "--reply-address".into(),
+        e.reply_address.clone(),
+    ];
+    if stack == Stack::Raw {
+        common.push("--raw".into());
+    }
+    let role = |name: &str| [vec![name.to_owned()], common.clone()].concat();
+    Ok((program, role("serve"), role("drive")))
+}
+
+/// Runs `calls` calls of `call`, keeping `in_flight` outstanding; a failed
+/// call is counted, not fatal.
+pub async fn run_level<F, Fut>(calls: usize, in_flight: usize, call: F) -> RunResult
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send,
+{
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..in_flight.max(1))
+        .map(|_| {
+            let (call, next) = (call.clone(), next.clone());
+            tokio::spawn(async move {
+                let (mut latencies, mut errors) = (Vec::new(), 0);
+                while next.fetch_add(1, Ordering::Relaxed) < calls {
+                    let t0 = Instant::now();
+                    match call().await {
+                        Ok(()) => latencies.push(t0.elapsed().as_secs_f64() * 1e3),
+                        Err(e) => {
+                            errors += 1;
+                            tracing::warn!(error = %e, "call failed");
+                        }
+                    }
+                }
+                (latencies, errors)
+            })
+        })
+        .collect();
+    let mut result = RunResult::default();
+    for worker in workers {
+        match worker.await {
+            Ok((latencies, errors)) => {
+                result.latencies_ms.extend(latencies);
+                result.errors += errors;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "worker panicked");
+                result.errors += 1;
+            }
+        }
+    }
+    result.elapsed_s = started.elapsed().as_secs_f64();
+    result
+}

@@ -1,0 +1,111 @@
+//! asyncmcp itself: the demo tools behind a [`QueueServer`], called through
+//! a [`QueueClientTransport`], over SQS or SNS+SQS.
+
+use std::sync::Arc;
+
+use asyncmcp::queue::sns::{self, SnsOutbox};
+use asyncmcp::queue::sqs::{self, ApiCallCounter, SqsInbox, SqsOutbox};
+use asyncmcp::queue::{Outbox, RoutingOutbox, is_topic_arn};
+use asyncmcp::{QueueClientConfig, QueueClientTransport, QueueServer};
+use rmcp::ServiceExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::RoleArgs;
+use crate::demo_tools::{DemoServer, DemoStats};
+use crate::protocol::{self, Command, Stats};
+
+/// Requests a server handles at once: enough for the deepest level.
+const MAX_IN_FLIGHT: usize = 256;
+
+/// The server: the demo tools on the request queue.
+pub async fn serve(args: RoleArgs) -> anyhow::Result<()> {
+    let counter = ApiCallCounter::new();
+    let (sqs_client, outbox) = clients(&args, &counter).await;
+    let inbox = SqsInbox::open(sqs_client, &args.request_queue).await?;
+    let mut builder = QueueServer::builder(Arc::new(inbox), outbox).max_in_flight(MAX_IN_FLIGHT);
+    if let Some(pollers) = args.pollers {
+        builder = builder.pollers(pollers);
+    }
+    let shutdown = CancellationToken::new();
+    let server = builder
+        .build(DemoServer::factory(Arc::new(DemoStats::default())))
+        .spawn(shutdown.clone());
+    protocol::serve_commands(|command| {
+        let counter = counter.clone();
+        async move {
+            match command {
+                Command::Stats => Ok(serde_json::to_value(Stats::of(&counter))?),
+                Command::Run { .. } => anyhow::bail!("a server does not run calls"),
+            }
+        }
+    })
+    .await?;
+    shutdown.cancel();
+    server.await?;
+    Ok(())
+}
+
+/// The client: `tools/call echo` through the transport.
+pub async fn drive(args: RoleArgs) -> anyhow::Result<()> {
+    let counter = ApiCallCounter::new();
+    let (sqs_client, outbox) = clients(&args, &counter).await;
+    let inbox = SqsInbox::open(sqs_client, &args.reply_queue).await?;
+    let mut config = QueueClientConfig {
+        reply_address: Some(args.reply_address.clone()),
+        ..QueueClientConfig::new(&args.request_address)
+    };
+    if let Some(pollers) = args.pollers {
+        config.pollers = pollers;
+    }
+    let transport = QueueClientTransport::new(Arc::new(inbox), outbox, config);
+    let client = ().serve(transport).await?;
+    let peer = client.peer().clone();
+    let call = move || {
+        let peer = peer.clone();
+        async move {
+            let result = peer
+                .call_tool(crate::support::call(
+                    "echo",
+                    serde_json::json!({"text": "ping"}),
+                ))
+                .await?;
+            anyhow::ensure!(result.is_error != Some(true), "tool error: {result:?}");
+            Ok(())
+        }
+    };
+    crate::run_level(20, 10, call.clone()).await;
+    protocol::serve_commands(|command| {
+        let (call, counter) = (call.clone(), counter.clone());
+        async move {
+            match command {
+                Command::Stats => Ok(serde_json::to_value(Stats::of(&counter))?),
+                Command::Run { calls, in_flight } => {
+                    let mut result = crate::run_level(calls, in_flight, call).await;
+                    let stats = Stats::of(&counter);
+                    (result.api_calls, result.operations) = (stats.api_calls, stats.operations);
+                    Ok(serde_json::to_value(result)?)
+                }
+            }
+        }
+    })
+    .await?;
+    client.cancel().await?;
+    Ok(())
+}
+
+/// An SQS client and an outbox for the addresses in `args` (SNS too when
+/// one of them is a topic), all counted by `counter`.
+async fn clients(args: &RoleArgs, counter: &ApiCallCounter) -> (sqs::Client, Arc<dyn Outbox>) {
+    let sdk = sqs::sdk_config_from_env().await;
+    let sqs_client = sqs::client_with_counter(&sdk, counter);
+    let sqs_outbox = Arc::new(SqsOutbox::new(sqs_client.clone()));
+    let uses_topics = is_topic_arn(&args.request_address) || is_topic_arn(&args.reply_address);
+    if !uses_topics {
+        return (sqs_client, sqs_outbox);
+    }
+    let sns_client = sns::client_with_counter(&sdk, counter);
+    let outbox = RoutingOutbox::new()
+        .with(Arc::new(SnsOutbox::new(sns_client)))
+        .with(sqs_outbox);
+    (sqs_client, Arc::new(outbox))
+}
