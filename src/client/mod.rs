@@ -141,48 +141,56 @@ impl Shared {
     }
 
     async fn send(&self, message: ClientJsonRpcMessage) -> Result<(), ClientError> {
-        let mut value = serde_json::to_value(&message).map_err(wire::WireError::from)?;
-        if value.get("method").and_then(|m| m.as_str()) == Some("initialize") {
-            wire::add_initialize_reply_to(&mut value, &self.reply_address);
-        }
-        let headers = Headers {
-            session_id: self.session_id(),
-            client_id: Some(self.client_id.clone()),
-            reply_to: Some(self.reply_address.clone()),
-            ..Headers::default()
-        };
-        // On a FIFO queue, one group per client keeps its messages in order.
-        let mut encoded = wire::encode_value(&value, &headers)?
-            .for_destination(&self.server_address, &self.client_id);
-        if let Some(signing) = &self.signing {
-            signing.keys.sign(&mut encoded);
-        }
-        self.send_with_retry(encoded).await?;
-        Ok(())
-    }
-
-    /// Sends `message`, retrying passing failures for up to `send_retry`.
-    async fn send_with_retry(&self, message: QueueMessage) -> Result<(), QueueError> {
         let give_up = tokio::time::Instant::now() + self.send_retry;
         let mut backoff = Backoff::after_errors();
+        // The first attempt's deduplication id (FIFO queues): a retry reuses
+        // it, so the queue drops the retry if the first attempt did arrive.
+        let mut deduplication_id = None;
         loop {
-            match self
-                .outbox
-                .send(&self.server_address, message.clone())
-                .await
-            {
+            // Encoded again for each attempt rather than cloned for a retry
+            // that is rarely needed; a retry carries its own send time.
+            let mut encoded = self.encode(&message)?;
+            match &deduplication_id {
+                None => deduplication_id = encoded.deduplication_id.clone(),
+                Some(first) => encoded.deduplication_id = Some(first.clone()),
+            }
+            match self.outbox.send(&self.server_address, encoded).await {
                 Ok(()) => return Ok(()),
-                Err(error) if error.is_permanent() => return Err(error),
+                Err(error) if error.is_permanent() => return Err(error.into()),
                 Err(error) => {
                     let pause = backoff.pause();
                     if tokio::time::Instant::now() + pause > give_up {
-                        return Err(error);
+                        return Err(error.into());
                     }
                     tracing::warn!(%error, retry_in = ?pause, "request not sent; retrying");
                     backoff.wait(&CancellationToken::new()).await;
                 }
             }
         }
+    }
+
+    /// The queue message for `message`: signed when the client signs, and
+    /// for a legacy `initialize`, with the reply address in its parameters.
+    fn encode(&self, message: &ClientJsonRpcMessage) -> Result<QueueMessage, ClientError> {
+        let headers = Headers {
+            session_id: self.session_id(),
+            client_id: Some(self.client_id.clone()),
+            reply_to: Some(self.reply_address.clone()),
+            ..Headers::default()
+        };
+        let encoded = if wire::names_initialize(message) {
+            let mut value = serde_json::to_value(message).map_err(wire::WireError::from)?;
+            wire::add_initialize_reply_to(&mut value, &self.reply_address);
+            wire::encode_value(&value, &headers)?
+        } else {
+            wire::encode_message(message, &headers)?
+        };
+        // On a FIFO queue, one group per client keeps its messages in order.
+        let mut encoded = encoded.for_destination(&self.server_address, &self.client_id);
+        if let Some(signing) = &self.signing {
+            signing.keys.sign(&mut encoded);
+        }
+        Ok(encoded)
     }
 }
 
@@ -357,5 +365,63 @@ async fn sleep_until_or_never(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_trait::async_trait;
+
+    /// Refuses the first send for a passing reason, then accepts; keeps what
+    /// each attempt carried.
+    #[derive(Default)]
+    struct FlakyOutbox {
+        attempts: Mutex<Vec<QueueMessage>>,
+    }
+
+    #[async_trait]
+    impl Outbox for FlakyOutbox {
+        fn accepts(&self, _: &str) -> bool {
+            true
+        }
+        async fn send(&self, _: &str, message: QueueMessage) -> Result<(), QueueError> {
+            let mut attempts = self.attempts.lock().unwrap_or_else(PoisonError::into_inner);
+            attempts.push(message);
+            if attempts.len() == 1 {
+                return Err(QueueError::Service("throttled".into()));
+            }
+            Ok(())
+        }
+        async fn max_message_size(&self, _: &str) -> Result<usize, QueueError> {
+            Ok(crate::queue::DEFAULT_MAX_MESSAGE_SIZE)
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retried_request_is_the_same_message_to_a_fifo_queue() {
+        let outbox = Arc::new(FlakyOutbox::default());
+        let shared = Shared {
+            outbox: outbox.clone(),
+            server_address: "memory://requests.fifo".into(),
+            reply_address: "memory://replies".into(),
+            reply_queue: "memory://replies".into(),
+            client_id: "c-1".into(),
+            signing: None,
+            send_retry: Duration::from_secs(60),
+            session_id: Mutex::new(None),
+        };
+        let ping: ClientJsonRpcMessage =
+            serde_json::from_str(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#).unwrap();
+        shared.send(ping).await.unwrap();
+        let attempts = outbox.attempts.lock().unwrap().clone();
+        assert_eq!(attempts.len(), 2);
+        let (first, retry) = (&attempts[0], &attempts[1]);
+        assert!(first.deduplication_id.is_some());
+        assert_eq!(retry.deduplication_id, first.deduplication_id);
+        assert_eq!(retry.group_id.as_deref(), Some("c-1"));
+        assert_eq!(retry.body, first.body);
+        assert_eq!(retry.attribute(wire::attr::METHOD), Some("ping"));
+        assert_eq!(retry.attribute(wire::attr::REQUEST_ID), Some("1"));
     }
 }

@@ -82,15 +82,18 @@ pub(super) async fn run(
                 Accept::Garbage => done.push(delivery),
             }
         }
-        let inbox = inbox.clone();
-        tokio::spawn(async move {
-            let acks = done.iter().map(|delivery| inbox.ack(&delivery.receipt));
-            for result in join_all(acks).await {
-                if let Err(error) = result {
-                    tracing::warn!(%error, "could not delete a reply; it may be delivered again");
+        // An empty poll has nothing to delete: no task for it.
+        if !done.is_empty() {
+            let inbox = inbox.clone();
+            tokio::spawn(async move {
+                let acks = done.iter().map(|delivery| inbox.ack(&delivery.receipt));
+                for result in join_all(acks).await {
+                    if let Err(error) = result {
+                        tracing::warn!(%error, "could not delete a reply; it may be delivered again");
+                    }
                 }
-            }
-        });
+            });
+        }
         if received > 0 && released == received {
             // Everything was another client's: step aside before polling
             // again, or this poller would take the same messages straight
@@ -111,7 +114,12 @@ enum Accept {
 }
 
 fn accept(shared: &Shared, delivery: &Delivery) -> Accept {
-    let decoded = wire::decode::<ServerJsonRpcMessage>(&delivery.message);
+    let decoded = wire::decode_with::<ServerJsonRpcMessage>(
+        &delivery.message,
+        |body| serde_json::from_str(body).ok(),
+        // A client has no use for a reply address in `initialize` parameters.
+        |_, _| false,
+    );
     if decoded
         .headers
         .client_id

@@ -21,7 +21,7 @@ use rmcp::{RoleServer, Service};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::queue::{Inbox, Outbox, QueueError, Receipt};
+use crate::queue::{Inbox, Outbox, QueueError, QueueMessage, Receipt};
 use crate::wire::session::{SessionKeys, SessionState};
 use crate::wire::signing::SigningKeys;
 use crate::wire::{self, Headers};
@@ -114,11 +114,20 @@ impl Reply {
         self.seal = Some((keys, template));
     }
 
-    /// Sends an already-built JSON-RPC message. A notification that was
-    /// not sent does not use up its sequence number: the client waits only
-    /// for notifications that are on their way.
+    /// Sends an already-built JSON-RPC message (an error reply, or a kept
+    /// response replayed).
     pub(super) async fn send_value(&mut self, message: &Value) -> Result<(), QueueError> {
         self.headers.sequence = self.next_sequence;
+        let encoded = wire::encode_value(message, &self.headers)
+            .map_err(|e| QueueError::Service(e.to_string()))?;
+        self.deliver(encoded, message.get("method").is_none()).await
+    }
+
+    /// Sends `encoded`; `is_final` when it is the response or error that
+    /// ends the request. A notification that was not sent does not use up
+    /// its sequence number: the client waits only for notifications that are
+    /// on their way.
+    async fn deliver(&mut self, encoded: QueueMessage, is_final: bool) -> Result<(), QueueError> {
         // On a FIFO reply queue, one group per client (or session) keeps a
         // request's notifications before its response.
         let group = self
@@ -127,13 +136,10 @@ impl Reply {
             .as_deref()
             .or(self.headers.session_id.as_deref())
             .unwrap_or("asyncmcp");
-        let mut encoded = wire::encode_value(message, &self.headers)
-            .map_err(|e| QueueError::Service(e.to_string()))?
-            .for_destination(&self.address, group);
+        let mut encoded = encoded.for_destination(&self.address, group);
         if let Some(keys) = &self.signing {
             keys.sign(&mut encoded);
         }
-        let is_final = message.get("method").is_none();
         let body = (self.keep_final && is_final).then(|| encoded.body.clone());
         let result = self.outbox.send(&self.address, encoded).await;
         match &result {
@@ -167,9 +173,16 @@ impl Reply {
             };
             self.headers.session_id = Some(keys.seal(&state));
         }
-        let value =
-            serde_json::to_value(message).map_err(|e| QueueError::Service(e.to_string()))?;
-        match self.send_value(&value).await {
+        self.headers.sequence = self.next_sequence;
+        // Serialized straight to the body: a `Value` in between would build
+        // and drop a tree of the whole result.
+        let encoded = wire::encode_message(message, &self.headers)
+            .map_err(|e| QueueError::Service(e.to_string()))?;
+        let is_final = matches!(
+            message,
+            ServerJsonRpcMessage::Response(_) | ServerJsonRpcMessage::Error(_)
+        );
+        match self.deliver(encoded, is_final).await {
             Err(QueueError::TooLarge { size, limit }) => {
                 let id = match message {
                     ServerJsonRpcMessage::Response(r) => Some(r.id.clone()),
@@ -221,12 +234,14 @@ pub(super) async fn run<S: Service<RoleServer>>(
     let (transport, mut emitted) =
         OneshotTransport::<RoleServer>::new(ClientJsonRpcMessage::Request(request));
     let service_ct = CancellationToken::new();
-    // Stops the handler however this function ends (including being dropped).
+    // Kept, not awaited: the service runs on its own task, and dropping this
+    // handle cancels it, as `_stop_service` does anyway (a task to await it
+    // would cost a spawn per request and change nothing).
+    let _running = serve_directly_with_ct(service, transport, peer_info, service_ct.clone());
+    // Stops the handler however this function ends (including being
+    // dropped). Declared after `_running`, so dropped before it: the service
+    // is cancelled by the time its handle goes.
     let _stop_service = service_ct.clone().drop_guard();
-    let running = serve_directly_with_ct(service, transport, peer_info, service_ct.clone());
-    tokio::spawn(async move {
-        let _ = running.waiting().await;
-    });
 
     let visibility = run.inbox.info().visibility_timeout;
     let heartbeat_every = (visibility / 2).max(Duration::from_millis(100));

@@ -1,14 +1,15 @@
 //! The codec: JSON-RPC message + [`Headers`] ⇄ [`QueueMessage`].
 
+use std::borrow::Cow;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rmcp::model::{ErrorCode, RequestId};
-use serde::Serialize;
+use rmcp::model::{ClientJsonRpcMessage, ClientNotification, ErrorCode, JsonRpcMessage, RequestId};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{attr, envelope};
-use crate::queue::{AttributeValue, QueueMessage, is_topic_arn};
+use crate::queue::{AttributeValue, Attributes, QueueMessage, is_topic_arn};
 
 /// Routing data that travels beside a message, in its attributes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -103,35 +104,115 @@ pub fn encode<T: Serialize + ?Sized>(
     message: &T,
     headers: &Headers,
 ) -> Result<QueueMessage, WireError> {
-    let value = serde_json::to_value(message)?;
-    encode_value(&value, headers)
+    // Serialized once, straight to text: going through a `Value` first
+    // would build and drop a tree of the whole message.
+    let body = serde_json::to_string(message)?;
+    let (method, id) = method_and_id(&body);
+    let attributes = attributes(method.as_deref(), id, headers);
+    Ok(queued(body, attributes))
+}
+
+/// Encodes a typed JSON-RPC message (what rmcp hands a transport).
+///
+/// Like [`encode`], but a response or an error, which has no `method`, is
+/// not read back for one: the final response is the largest message of a
+/// call, and reading it again would cost as much as writing it.
+pub(crate) fn encode_message<Req, Resp, Noti>(
+    message: &JsonRpcMessage<Req, Resp, Noti>,
+    headers: &Headers,
+) -> Result<QueueMessage, WireError>
+where
+    Req: Serialize,
+    Resp: Serialize,
+    Noti: Serialize,
+{
+    let body = serde_json::to_string(message)?;
+    let (method, id) = match message {
+        JsonRpcMessage::Response(_) | JsonRpcMessage::Error(_) => (None, None),
+        JsonRpcMessage::Request(_) | JsonRpcMessage::Notification(_) => method_and_id(&body),
+    };
+    let attributes = attributes(method.as_deref(), id, headers);
+    Ok(queued(body, attributes))
 }
 
 /// Encodes a JSON-RPC message that is already a JSON value.
 pub(crate) fn encode_value(value: &Value, headers: &Headers) -> Result<QueueMessage, WireError> {
     let body = serde_json::to_string(value)?;
-    let mut message = QueueMessage::new(body).with_string(attr::MESSAGE_TYPE, attr::JSONRPC);
-    let seconds = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or_default();
-    message.attributes.insert(
+    let method = value.get("method").and_then(Value::as_str);
+    let id = method.and(value.get("id")).and_then(id_from_value);
+    let attributes = attributes(method, id, headers);
+    Ok(queued(body, attributes))
+}
+
+/// The `method` of a serialized message and, when it has one, its `id`:
+/// what the `Method` and `RequestId` attributes carry.
+fn method_and_id(body: &str) -> (Option<Cow<'_, str>>, Option<RequestId>) {
+    /// The two members, the method borrowed from the text; every other
+    /// member is skipped without being built.
+    #[derive(Deserialize)]
+    struct Probe<'a> {
+        #[serde(borrow, default)]
+        method: Option<&'a str>,
+        #[serde(default)]
+        id: Option<Value>,
+    }
+    if !body.starts_with('{') {
+        // Not an object (a derived struct would also read an array).
+        return (None, None);
+    }
+    match serde_json::from_str::<Probe<'_>>(body) {
+        Ok(Probe {
+            method: Some(method),
+            id,
+        }) => (
+            Some(Cow::Borrowed(method)),
+            id.as_ref().and_then(id_from_value),
+        ),
+        Ok(Probe { method: None, .. }) => (None, None),
+        // A `method` with escapes (it cannot be borrowed), or that is not a
+        // string, or a member given twice: read it as a `Value` does (the
+        // last of duplicates wins; a method that is not a string is none).
+        Err(_) => {
+            let Ok(value) = serde_json::from_str::<Value>(body) else {
+                return (None, None);
+            };
+            let Some(method) = value.get("method").and_then(Value::as_str) else {
+                return (None, None);
+            };
+            let id = value.get("id").and_then(id_from_value);
+            (Some(Cow::Owned(method.to_owned())), id)
+        }
+    }
+}
+
+/// A queue message of `body` with `attributes` (and no FIFO ids yet).
+fn queued(body: String, attributes: Attributes) -> QueueMessage {
+    QueueMessage {
+        body,
+        attributes,
+        ..QueueMessage::default()
+    }
+}
+
+/// The attributes of a message with this `method` and `id`.
+fn attributes(method: Option<&str>, id: Option<RequestId>, headers: &Headers) -> Attributes {
+    let string = |value: &str| AttributeValue::String(value.to_owned());
+    let mut attributes = Attributes::new();
+    attributes.insert(attr::MESSAGE_TYPE.to_owned(), string(attr::JSONRPC));
+    attributes.insert(
         attr::TIMESTAMP.to_owned(),
-        AttributeValue::Number(format!("{seconds:.3}")),
+        AttributeValue::Number(now_text()),
     );
     let mut request_id = None;
-    if let Some(method) = value.get("method").and_then(Value::as_str) {
-        message = message.with_string(attr::METHOD, method);
-        request_id = value
-            .get("id")
-            .and_then(id_from_value)
-            .map(|id| request_id_text(&id));
+    if let Some(method) = method {
+        attributes.insert(attr::METHOD.to_owned(), string(method));
+        request_id = id.map(|id| request_id_text(&id));
     }
     if let Some(id) = request_id.or_else(|| headers.request_id.clone()) {
-        message = message.with_string(attr::REQUEST_ID, id);
+        attributes.insert(attr::REQUEST_ID.to_owned(), AttributeValue::String(id));
     }
     if let Some(sequence) = headers.sequence {
-        message.attributes.insert(
+        attributes.insert(
             attr::SEQUENCE.to_owned(),
             AttributeValue::Number(sequence.to_string()),
         );
@@ -142,10 +223,20 @@ pub(crate) fn encode_value(value: &Value, headers: &Headers) -> Result<QueueMess
         (attr::REPLY_TO, &headers.reply_to),
     ] {
         if let Some(value) = value {
-            message = message.with_string(name, value.clone());
+            attributes.insert(name.to_owned(), string(value));
         }
     }
-    Ok(message)
+    attributes
+}
+
+/// The send time as `Timestamp` carries it: epoch seconds with three
+/// decimals (milliseconds truncated), written from integers, which is
+/// cheaper than formatting an `f64` to a precision.
+fn now_text() -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("{}.{:03}", now.as_secs(), now.subsec_millis())
 }
 
 /// Decodes a queue message into a JSON-RPC message of type `M`
@@ -156,6 +247,27 @@ pub(crate) fn encode_value(value: &Value, headers: &Headers) -> Result<QueueMess
 /// Never panics: a bad body is reported in [`Decoded::message`] with the
 /// request id when one can be read, so the caller can answer it.
 pub fn decode<M: DeserializeOwned>(message: &QueueMessage) -> Decoded<Inbound<M>> {
+    decode_with(
+        message,
+        |body| serde_json::from_str(body).ok(),
+        |_, body| {
+            // The method is `initialize` only if its letters are in the
+            // text, unless one of them is written as a `\u` escape.
+            body.contains("initialize") || body.contains("\\u")
+        },
+    )
+}
+
+/// [`decode`], with the body parsed by `parse` (which gives what
+/// `serde_json::from_str` would, or `None`), and told by `may_be_initialize`
+/// which messages can be an `initialize` request (whose parameters may name
+/// a reply address). The body is parsed once, straight into `M`; it is read
+/// as a [`Value`] only when that fails, to say why, or for an `initialize`.
+pub(crate) fn decode_with<M: DeserializeOwned>(
+    message: &QueueMessage,
+    parse: impl FnOnce(&str) -> Option<M>,
+    may_be_initialize: impl FnOnce(&M, &str) -> bool,
+) -> Decoded<Inbound<M>> {
     let unwrapped = envelope::unwrap(message);
     let message = unwrapped.as_ref().unwrap_or(message);
     let headers = Headers {
@@ -167,27 +279,41 @@ pub fn decode<M: DeserializeOwned>(message: &QueueMessage) -> Decoded<Inbound<M>
             .attribute(attr::SEQUENCE)
             .and_then(|n| n.parse().ok()),
     };
-    let value: Value = match serde_json::from_str(&message.body) {
-        Ok(value) => value,
-        Err(error) => {
-            return Decoded {
-                headers,
-                message: Err(WireError::NotJson(error.to_string())),
+    let body = message.body.as_str();
+    let message = match parse(body) {
+        Some(typed) => {
+            let init_reply_to = if may_be_initialize(&typed, body) {
+                serde_json::from_str::<Value>(body)
+                    .ok()
+                    .and_then(|value| initialize_reply_to(&value))
+            } else {
+                None
             };
+            Ok(Inbound {
+                message: typed,
+                init_reply_to,
+            })
         }
+        None => decode_value(body),
     };
+    Decoded { headers, message }
+}
+
+/// Decodes `body` through a [`Value`]: slower than parsing it straight into
+/// `M`, but it tells a body that is not JSON from one that is not JSON-RPC,
+/// and finds the id to answer with.
+fn decode_value<M: DeserializeOwned>(body: &str) -> Result<Inbound<M>, WireError> {
+    let value: Value =
+        serde_json::from_str(body).map_err(|error| WireError::NotJson(error.to_string()))?;
     let id = value.get("id").and_then(id_from_value);
     if !value.is_object() || value.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
-        return Decoded {
-            headers,
-            message: Err(WireError::NotJsonRpc {
-                id,
-                reason: "expected one JSON object with \"jsonrpc\": \"2.0\"".to_owned(),
-            }),
-        };
+        return Err(WireError::NotJsonRpc {
+            id,
+            reason: "expected one JSON object with \"jsonrpc\": \"2.0\"".to_owned(),
+        });
     }
     let init_reply_to = initialize_reply_to(&value);
-    let message = serde_json::from_value::<M>(value)
+    serde_json::from_value::<M>(value)
         .map(|message| Inbound {
             message,
             init_reply_to,
@@ -195,8 +321,22 @@ pub fn decode<M: DeserializeOwned>(message: &QueueMessage) -> Decoded<Inbound<M>
         .map_err(|error| WireError::NotJsonRpc {
             id,
             reason: error.to_string(),
-        });
-    Decoded { headers, message }
+        })
+}
+
+/// Whether a client message's `method` is `initialize`: an `initialize`
+/// request, or one whose parameters rmcp did not take, which comes out as a
+/// custom request or notification of that name.
+pub(crate) fn names_initialize(message: &ClientJsonRpcMessage) -> bool {
+    const INITIALIZE: &str = "initialize";
+    match message {
+        JsonRpcMessage::Request(request) => request.request.method() == INITIALIZE,
+        JsonRpcMessage::Notification(notification) => matches!(
+            &notification.notification,
+            ClientNotification::CustomNotification(custom) if custom.method == INITIALIZE
+        ),
+        JsonRpcMessage::Response(_) | JsonRpcMessage::Error(_) => false,
+    }
 }
 
 /// Builds a JSON-RPC error response. `id` is `null` when the request's id is
@@ -452,6 +592,117 @@ mod tests {
             from_envelope.message.unwrap().message,
             ClientJsonRpcMessage::Request(_)
         ));
+    }
+
+    #[test]
+    fn typed_messages_encode_like_their_values() {
+        let messages: Vec<ClientJsonRpcMessage> = [
+            json!({"jsonrpc":"2.0","id":7,"method":"tools/call",
+                "params":{"name":"echo","arguments":{"text":"hi"}}}),
+            json!({"jsonrpc":"2.0","id":"s-7","method":"ping"}),
+            json!({"jsonrpc":"2.0","method":"notifications/cancelled",
+                "params":{"requestId":7}}),
+            json!({"jsonrpc":"2.0","id":7,"result":{}}),
+            json!({"jsonrpc":"2.0","id":7,"error":{"code":-32600,"message":"no"}}),
+        ]
+        .into_iter()
+        .map(|value| serde_json::from_value(value).unwrap())
+        .collect();
+        for message in &messages {
+            let typed = encode_message(message, &headers()).unwrap();
+            let value = encode_value(&serde_json::to_value(message).unwrap(), &headers()).unwrap();
+            let body: Value = serde_json::from_str(&typed.body).unwrap();
+            assert_eq!(body, serde_json::from_str::<Value>(&value.body).unwrap());
+            let without_time = |mut queued: QueueMessage| {
+                queued.attributes.remove(attr::TIMESTAMP);
+                queued.attributes
+            };
+            assert_eq!(without_time(typed), without_time(value), "{body}");
+        }
+    }
+
+    #[test]
+    fn method_and_id_are_read_back_however_the_body_is_written() {
+        for (body, method, id) in [
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
+                Some("ping"),
+                Some("1"),
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"p\u0069ng"}"#,
+                Some("ping"),
+                Some("1"),
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"a","method":"b"}"#,
+                Some("b"),
+                Some("1"),
+            ),
+            (r#"{"jsonrpc":"2.0","id":1,"method":3}"#, None, None),
+            (
+                r#"{"jsonrpc":"2.0","id":1.5,"method":"ping"}"#,
+                Some("ping"),
+                None,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+                Some("notifications/initialized"),
+                None,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"result":{"method":"x"}}"#,
+                None,
+                None,
+            ),
+            (r#"["ping",1]"#, None, None),
+        ] {
+            let (found, found_id) = method_and_id(body);
+            assert_eq!(found.as_deref(), method, "{body}");
+            assert_eq!(
+                found_id.as_ref().map(request_id_text).as_deref(),
+                id,
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn timestamps_are_epoch_seconds_with_milliseconds() {
+        let queued = encode(&json!({"jsonrpc":"2.0","method":"x"}), &Headers::default()).unwrap();
+        let Some(AttributeValue::Number(text)) = queued.attributes.get(attr::TIMESTAMP) else {
+            panic!("no Timestamp");
+        };
+        let (seconds, millis) = text.split_once('.').unwrap();
+        assert!(seconds.parse::<u64>().unwrap() > 1_700_000_000, "{text}");
+        assert!(
+            millis.len() == 3 && millis.bytes().all(|b| b.is_ascii_digit()),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_initialize_with_an_escaped_method_still_names_its_reply_address() {
+        let body = r#"{"jsonrpc":"2.0","id":0,"method":"in\u0069tialize","params":{
+            "protocolVersion":"2025-06-18","capabilities":{},
+            "clientInfo":{"name":"py","version":"1"},"response_queue_url":"http://q/a"}}"#;
+        let inbound = decode::<ClientJsonRpcMessage>(&QueueMessage::new(body))
+            .message
+            .unwrap();
+        assert_eq!(inbound.init_reply_to.as_deref(), Some("http://q/a"));
+    }
+
+    #[test]
+    fn duplicate_members_decode_as_before() {
+        // The last of duplicate members wins, as it does in a `Value`.
+        let body = r#"{"jsonrpc":"2.0","id":1,"id":2,"method":"ping"}"#;
+        let inbound = decode::<ClientJsonRpcMessage>(&QueueMessage::new(body))
+            .message
+            .unwrap();
+        let ClientJsonRpcMessage::Request(request) = inbound.message else {
+            panic!("not a request");
+        };
+        assert_eq!(request.id, RequestId::Number(2));
     }
 
     #[test]

@@ -28,4 +28,6 @@ pub mod signing;
 pub use codec::{
     Decoded, Headers, Inbound, WireError, decode, encode, error_reply, request_id_text,
 };
-pub(crate) use codec::{add_initialize_reply_to, encode_value};
+pub(crate) use codec::{
+    add_initialize_reply_to, decode_with, encode_message, encode_value, names_initialize,
+};
