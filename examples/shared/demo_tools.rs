@@ -90,8 +90,15 @@ impl DemoServer {
 
     /// A factory for `QueueServer::build`: a fresh server per request, all
     /// sharing one set of counters.
+    ///
+    /// The tool router is built once and cloned: building it validates every
+    /// tool's schema and name, which cost more than the rest of a call.
     pub fn factory(stats: Arc<DemoStats>) -> impl Fn() -> DemoServer + Send + Sync + 'static {
-        move || DemoServer::new(stats.clone())
+        let tool_router = Self::tool_router();
+        move || DemoServer {
+            stats: stats.clone(),
+            tool_router: tool_router.clone(),
+        }
     }
 }
 
