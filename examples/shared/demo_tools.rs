@@ -80,14 +80,6 @@ pub struct DemoServer {
 }
 
 impl DemoServer {
-    /// A server whose calls are counted in `stats`.
-    pub fn new(stats: Arc<DemoStats>) -> Self {
-        Self {
-            stats,
-            tool_router: Self::tool_router(),
-        }
-    }
-
     /// A factory for `QueueServer::build`: a fresh server per request, all
     /// sharing one set of counters.
     ///
