@@ -20,6 +20,15 @@ require_rust build
 ensure_python_peer
 ensure_localstack
 export BENCH_PYTHON="${ASYNCMCP_PY_PEER}"
+# A LocalStack that localstack/start.sh runs on this host shares the machine's cores with
+# what is measured: report its CPU time per call too.
+pid_file="${LOCALSTACK_STATE_DIR:-${REPO_ROOT}/.localstack}/localstack.pid"
+if [[ -z "${BENCH_BROKER_PID:-}" && -r "${pid_file}" ]]; then
+    pid="$(cat "${pid_file}")"
+    if [[ "${pid}" =~ ^[0-9]+$ ]] && grep -q 'localstack.runtime.main' "/proc/${pid}/cmdline" 2>/dev/null; then
+        export BENCH_BROKER_PID="${pid}"
+    fi
+fi
 log "AWS_ENDPOINT_URL=${AWS_ENDPOINT_URL} BENCH_PYTHON=${BENCH_PYTHON}"
 cargo build --release --features sns --example bench
 # Run the binary itself, not through cargo, so cargo's own memory and CPU stay out of the

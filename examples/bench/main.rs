@@ -83,6 +83,10 @@ struct Args {
     /// Also plot throughput and p99 against in-flight level here (SVG).
     #[arg(long)]
     plot: Option<PathBuf>,
+    /// The broker's process (e.g. LocalStack's), whose CPU time per 1000
+    /// calls is then reported too: on a small machine it shares the cores.
+    #[arg(long, env = "BENCH_BROKER_PID")]
+    broker_pid: Option<u32>,
     /// Measure nothing: report (and plot) the results a run saved with
     /// `--json`.
     #[arg(long, value_name = "JSON")]
@@ -237,6 +241,7 @@ async fn measure(
     };
     let mut rows = Vec::new();
     for &in_flight in &args.in_flight {
+        let broker_before = broker_cpu(args.broker_pid)?;
         let (server_before, client_before) = (server.usage()?, client.usage()?);
         let (server_calls, client_calls) = (server.stats().await?, client.stats().await?);
         let result: RunResult = client.ask(&Command::Run { calls, in_flight }).await?;
@@ -249,7 +254,8 @@ async fn measure(
             },
         );
         let (server_after, client_after) = (server.usage()?, client.usage()?);
-        let row = Row::new(
+        let broker = broker_before.zip(broker_cpu(args.broker_pid)?);
+        let mut row = Row::new(
             stack,
             in_flight,
             &result,
@@ -257,6 +263,8 @@ async fn measure(
             (server_before, server_after),
             (client_before, client_after),
         );
+        row.broker_cpu_s_per_1k =
+            broker.map(|(before, after)| (after - before) * 1000.0 / row.calls.max(1) as f64);
         eprintln!(
             "bench:   {in_flight:>4} in flight: {:.1} calls/s",
             row.calls_per_s
@@ -266,6 +274,13 @@ async fn measure(
     client.stop().await?;
     server.stop().await?;
     Ok(rows)
+}
+
+/// CPU seconds the broker process has used, if one was named.
+fn broker_cpu(pid: Option<u32>) -> anyhow::Result<Option<f64>> {
+    pid.map(|pid| process::read_usage(pid).map(|u| u.cpu_s))
+        .transpose()
+        .context("reading the broker's CPU time (--broker-pid)")
 }
 
 /// The program and the server's and client's arguments for `stack`.

@@ -112,7 +112,8 @@ impl Measured {
 /// `USER_HZ`, which the kernel's user-space ABI fixes at 100.
 const TICKS_PER_SECOND: f64 = 100.0;
 
-fn read_usage(pid: u32) -> anyhow::Result<Usage> {
+/// CPU time and peak RSS of any process.
+pub fn read_usage(pid: u32) -> anyhow::Result<Usage> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the command name (which may contain spaces) in ")".
     let rest = stat.rsplit_once(')').context("no ')' in stat")?.1;

@@ -26,6 +26,9 @@ pub struct Row {
     pub client_cpu_s_per_1k: f64,
     pub server_peak_rss_mib: f64,
     pub client_peak_rss_mib: f64,
+    /// The broker's CPU seconds per 1000 calls, with `--broker-pid`.
+    #[serde(default)]
+    pub broker_cpu_s_per_1k: Option<f64>,
     /// API calls per tool call by side and operation, e.g.
     /// `server ReceiveMessage` (our processes only).
     pub operations: BTreeMap<String, f64>,
@@ -76,6 +79,7 @@ impl Row {
             client_cpu_s_per_1k: per_1k(client),
             server_peak_rss_mib: server.1.peak_rss_mib,
             client_peak_rss_mib: client.1.peak_rss_mib,
+            broker_cpu_s_per_1k: None,
             operations,
         }
     }
@@ -110,13 +114,14 @@ pub fn markdown(endpoint: &str, rows: &[Row]) -> String {
     let _ = writeln!(out, "`tools/call echo` round trips; endpoint: {endpoint}\n");
     out.push_str(
         "| stack | in flight | calls | errors | calls/s | p50 ms | p99 ms | API calls / call \
-         | CPU s / 1k calls (server + client) | peak RSS MiB (server / client) |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+         | CPU s / 1k calls (server + client) | broker CPU s / 1k calls \
+         | peak RSS MiB (server / client) |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in rows {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} + {:.2} | {:.0} / {:.0} |",
+            "| {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} + {:.2} | {} | {:.0} / {:.0} |",
             r.stack.label(),
             r.in_flight,
             r.calls,
@@ -127,6 +132,8 @@ pub fn markdown(endpoint: &str, rows: &[Row]) -> String {
             r.api_calls_per_call,
             r.server_cpu_s_per_1k,
             r.client_cpu_s_per_1k,
+            r.broker_cpu_s_per_1k
+                .map_or_else(|| "-".to_owned(), |cpu| format!("{cpu:.2}")),
             r.server_peak_rss_mib,
             r.client_peak_rss_mib
         );
