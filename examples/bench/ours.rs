@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::RoleArgs;
 use crate::demo_tools::{DemoServer, DemoStats};
-use crate::protocol::{self, Command, Stats};
+use crate::protocol;
 
 /// Requests a server handles at once: enough for the deepest level.
 const MAX_IN_FLIGHT: usize = 256;
@@ -30,16 +30,7 @@ pub async fn serve(args: RoleArgs) -> anyhow::Result<()> {
     let server = builder
         .build(DemoServer::factory(Arc::new(DemoStats::default())))
         .spawn(shutdown.clone());
-    protocol::serve_commands(|command| {
-        let counter = counter.clone();
-        async move {
-            match command {
-                Command::Stats => Ok(serde_json::to_value(Stats::of(&counter))?),
-                Command::Run { .. } => anyhow::bail!("a server does not run calls"),
-            }
-        }
-    })
-    .await?;
+    protocol::serve_server(&counter).await?;
     shutdown.cancel();
     server.await?;
     Ok(())
@@ -74,21 +65,7 @@ pub async fn drive(args: RoleArgs) -> anyhow::Result<()> {
         }
     };
     crate::run_level(20, 10, call.clone()).await;
-    protocol::serve_commands(|command| {
-        let (call, counter) = (call.clone(), counter.clone());
-        async move {
-            match command {
-                Command::Stats => Ok(serde_json::to_value(Stats::of(&counter))?),
-                Command::Run { calls, in_flight } => {
-                    let mut result = crate::run_level(calls, in_flight, call).await;
-                    let stats = Stats::of(&counter);
-                    (result.api_calls, result.operations) = (stats.api_calls, stats.operations);
-                    Ok(serde_json::to_value(result)?)
-                }
-            }
-        }
-    })
-    .await?;
+    protocol::serve_client(&counter, call).await?;
     client.cancel().await?;
     Ok(())
 }

@@ -87,3 +87,41 @@ where
     }
     Ok(())
 }
+
+/// A server's command loop: it answers [`Command::Stats`] from `counter`.
+pub async fn serve_server(counter: &ApiCallCounter) -> anyhow::Result<()> {
+    serve_commands(|command| {
+        let counter = counter.clone();
+        async move {
+            match command {
+                Command::Stats => Ok(serde_json::to_value(Stats::of(&counter))?),
+                Command::Run { .. } => anyhow::bail!("a server does not run calls"),
+            }
+        }
+    })
+    .await
+}
+
+/// A client's command loop: [`Command::Run`] runs a level of `call`;
+/// counts come from `counter`.
+pub async fn serve_client<F, Fut>(counter: &ApiCallCounter, call: F) -> anyhow::Result<()>
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    serve_commands(|command| {
+        let (call, counter) = (call.clone(), counter.clone());
+        async move {
+            match command {
+                Command::Stats => Ok(serde_json::to_value(Stats::of(&counter))?),
+                Command::Run { calls, in_flight } => {
+                    let mut result = crate::run_level(calls, in_flight, call).await;
+                    let stats = Stats::of(&counter);
+                    (result.api_calls, result.operations) = (stats.api_calls, stats.operations);
+                    Ok(serde_json::to_value(result)?)
+                }
+            }
+        }
+    })
+    .await
+}

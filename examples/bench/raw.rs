@@ -20,7 +20,7 @@ use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, SendMessageBatchRequest
 use tokio::sync::oneshot;
 
 use crate::RoleArgs;
-use crate::protocol::{self, Command, Stats};
+use crate::protocol;
 
 /// How long a raw call waits for its reply before it counts as an error.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -54,16 +54,7 @@ pub async fn serve(args: RoleArgs) -> anyhow::Result<()> {
             .await
         });
     }
-    protocol::serve_commands(|command| {
-        let counter = counter.clone();
-        async move {
-            match command {
-                Command::Stats => Ok(serde_json::to_value(Stats::of(&counter))?),
-                Command::Run { .. } => anyhow::bail!("a server does not run calls"),
-            }
-        }
-    })
-    .await
+    protocol::serve_server(&counter).await
 }
 
 /// The raw client: send ids, match echoed ids, delete.
@@ -114,21 +105,7 @@ pub async fn drive(args: RoleArgs) -> anyhow::Result<()> {
     for _ in 0..20 {
         call().await?;
     }
-    protocol::serve_commands(|command| {
-        let (call, counter) = (call.clone(), counter.clone());
-        async move {
-            match command {
-                Command::Stats => Ok(serde_json::to_value(Stats::of(&counter))?),
-                Command::Run { calls, in_flight } => {
-                    let mut result = crate::run_level(calls, in_flight, call).await;
-                    let stats = Stats::of(&counter);
-                    (result.api_calls, result.operations) = (stats.api_calls, stats.operations);
-                    Ok(serde_json::to_value(result)?)
-                }
-            }
-        }
-    })
-    .await
+    protocol::serve_client(&counter, call).await
 }
 
 /// Long-polls `queue` for up to ten messages at a time, handing each body
