@@ -16,6 +16,7 @@ use anyhow::Context;
 use asyncmcp::queue::QueueError;
 use asyncmcp::queue::batch::{Batcher, BatcherConfig, FlushResult};
 use asyncmcp::queue::sqs::{self, ApiCallCounter, Client};
+use aws_sdk_sqs::error::BuildError;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, SendMessageBatchRequestEntry};
 use tokio::sync::oneshot;
 
@@ -141,17 +142,16 @@ fn sender(client: Client, queue: String) -> Batcher<String, ()> {
         let (client, queue) = (client.clone(), queue.clone());
         async move {
             let count = bodies.len();
-            let entries = bodies.into_iter().enumerate().map(|(i, body)| {
+            let entries = entries(bodies, |id, body| {
                 SendMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
+                    .id(id)
                     .message_body(body)
                     .build()
-            });
-            let call = client.send_message_batch().queue_url(queue);
-            let output = entries
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| QueueError::Service(e.to_string()))
-                .map(|entries| call.set_entries(Some(entries)))?
+            })?;
+            let output = client
+                .send_message_batch()
+                .queue_url(queue)
+                .set_entries(Some(entries))
                 .send()
                 .await;
             outcome(output.map(|o| o.failed.len()), count)
@@ -165,22 +165,35 @@ fn deleter(client: Client, queue: String) -> Batcher<String, ()> {
         let (client, queue) = (client.clone(), queue.clone());
         async move {
             let count = receipts.len();
-            let entries = receipts.into_iter().enumerate().map(|(i, receipt)| {
+            let entries = entries(receipts, |id, receipt| {
                 DeleteMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
+                    .id(id)
                     .receipt_handle(receipt)
                     .build()
-            });
-            let call = client.delete_message_batch().queue_url(queue);
-            let output = entries
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| QueueError::Service(e.to_string()))
-                .map(|entries| call.set_entries(Some(entries)))?
+            })?;
+            let output = client
+                .delete_message_batch()
+                .queue_url(queue)
+                .set_entries(Some(entries))
                 .send()
                 .await;
             outcome(output.map(|o| o.failed.len()), count)
         }
     })
+}
+
+/// One batch entry per item, built by `build` from its index (the entry
+/// id) and the item.
+fn entries<E>(
+    items: Vec<String>,
+    build: impl Fn(String, String) -> Result<E, BuildError>,
+) -> Result<Vec<E>, QueueError> {
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| build(i.to_string(), item))
+        .collect::<Result<_, _>>()
+        .map_err(|e| QueueError::Service(e.to_string()))
 }
 
 /// One result per entry: the raw bench treats a partly failed batch as
