@@ -3,7 +3,10 @@
 //! `crash: 200 calls, 3 kills, 0 lost, 1 duplicated effects`.
 //!
 //! A test of its own (`harness = false`): `cargo test --test faults [NAME]`
-//! runs the scenarios whose name contains NAME, one after another.
+//! runs the scenarios whose name contains NAME, one after another, and
+//! ends with `N passed, M failed` on a line of its own (exit 1 when any
+//! failed). A NAME that matches no scenario is an error (exit 2), listing
+//! the scenarios.
 //!
 //! The server runs in a child process, this binary started again in the
 //! server role (`FAULTS_SERVER_QUEUE` set), so that it can be killed with
@@ -60,9 +63,40 @@ fn main() {
         .skip(1)
         .find(|arg| !arg.starts_with('-'))
         .unwrap_or_default();
-    for (name, scenario) in scenarios {
-        if name.contains(&filter) {
-            runtime.block_on(scenario());
+    let chosen: Vec<_> = scenarios
+        .iter()
+        .filter(|(name, _)| name.contains(&filter))
+        .collect();
+    if chosen.is_empty() {
+        // Loud: a mistyped name must not pass as a green run of nothing.
+        let names: Vec<_> = scenarios.iter().map(|(name, _)| *name).collect();
+        eprintln!(
+            "faults: no scenario matches {filter:?}; the scenarios are: {}",
+            names.join(", ")
+        );
+        std::process::exit(2);
+    }
+    let mut failed = Vec::new();
+    for (name, scenario) in &chosen {
+        // A failing scenario (its panic message is printed by the hook) does
+        // not keep the others from running.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            runtime.block_on(scenario())
+        }));
+        if outcome.is_err() {
+            failed.push(*name);
         }
+    }
+    if !failed.is_empty() {
+        eprintln!("faults: failed: {}", failed.join(", "));
+    }
+    // The closing line, on stdout as libtest prints its own.
+    println!(
+        "{} passed, {} failed",
+        chosen.len() - failed.len(),
+        failed.len()
+    );
+    if !failed.is_empty() {
+        std::process::exit(1);
     }
 }
