@@ -74,7 +74,14 @@ pub struct QueueClientConfig {
     /// a legacy `initialize`). Default: the reply queue itself. Set it to an
     /// SNS topic that the reply queue is subscribed to.
     pub reply_address: Option<String>,
-    /// This client's id (`ClientId`). Default: a random UUID.
+    /// The name this client's connections are known by. Each connection
+    /// sends `ClientId` = `<client_id>.<16 random hex digits>`, unique to it
+    /// ([`QueueClientTransport::client_id`]), so that transports built from
+    /// one (cloned) config, or a pipeline restarted with a fixed id, never
+    /// share an id: they would take each other's replies on a shared reply
+    /// queue. Default: a random UUID. Filter policies on a shared reply
+    /// topic match the connection's id (or use a `prefix` match on this
+    /// name).
     pub client_id: String,
     /// Long-poll wait on the reply queue. Default 20 s. Closing a client
     /// whose reply queue was given (and so may be shared) waits for a poll
@@ -212,6 +219,18 @@ impl QueueClientTransport {
         outbox: impl Outbox + 'static,
         config: QueueClientConfig,
     ) -> Self {
+        let client_id = connection_id(&config.client_id);
+        Self::with_client_id(reply_inbox, outbox, config, client_id)
+    }
+
+    /// [`new`](Self::new) with the connection's `ClientId` chosen already
+    /// (a constructor that provisions a filter policy on it).
+    fn with_client_id(
+        reply_inbox: impl Inbox + 'static,
+        outbox: impl Outbox + 'static,
+        config: QueueClientConfig,
+        client_id: String,
+    ) -> Self {
         let inbox: Arc<dyn Inbox> = Arc::new(reply_inbox);
         let shared = Arc::new(Shared {
             outbox: Arc::new(outbox),
@@ -221,7 +240,7 @@ impl QueueClientTransport {
                 .clone()
                 .unwrap_or_else(|| inbox.info().address.clone()),
             reply_queue: inbox.info().address.clone(),
-            client_id: config.client_id.clone(),
+            client_id,
             signing: config.signing.clone(),
             send_retry: config.send_retry,
             session_id: Mutex::new(None),
@@ -274,7 +293,8 @@ impl QueueClientTransport {
         self
     }
 
-    /// This client's id.
+    /// This connection's id (`ClientId`): the configured
+    /// [`client_id`](QueueClientConfig::client_id) and a random suffix.
     pub fn client_id(&self) -> &str {
         &self.shared.client_id
     }
@@ -359,6 +379,12 @@ impl Drop for QueueClientTransport {
             runtime.spawn(cleanup());
         }
     }
+}
+
+/// The `ClientId` of a new connection of the client named `name`.
+fn connection_id(name: &str) -> String {
+    let nonce = uuid::Uuid::new_v4().simple().to_string();
+    format!("{name}.{}", &nonce[..16])
 }
 
 async fn sleep_until_or_never(deadline: Option<Instant>) {

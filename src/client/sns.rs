@@ -77,6 +77,7 @@ impl QueueClientTransport {
         let outbox = RoutingOutbox::new()
             .with(Arc::new(SnsOutbox::new(sns_client.clone())))
             .with(Arc::new(SqsOutbox::new(sqs_client.clone())));
+        let client_id = super::connection_id(&config.client_id);
         let (queue_url, topic_arn, provisioned) = match replies {
             SnsReplies::Existing {
                 queue_url,
@@ -84,7 +85,14 @@ impl QueueClientTransport {
             } => (queue_url, topic_arn, None),
             replies => {
                 let mut provisioned = Provisioned::default();
-                match provision(&sqs_client, &sns_client, &config, replies, &mut provisioned).await
+                match provision(
+                    &sqs_client,
+                    &sns_client,
+                    &client_id,
+                    replies,
+                    &mut provisioned,
+                )
+                .await
                 {
                     Ok((queue_url, topic_arn)) => (queue_url, topic_arn, Some(provisioned)),
                     Err(error) => {
@@ -104,7 +112,7 @@ impl QueueClientTransport {
             }
         };
         config.reply_address = Some(topic_arn);
-        let transport = Self::new(inbox, outbox, config);
+        let transport = Self::with_client_id(inbox, outbox, config, client_id);
         Ok(match provisioned {
             Some(provisioned) => {
                 let cleanup: OnClose = Box::new(move || {
@@ -123,7 +131,7 @@ impl QueueClientTransport {
 async fn provision(
     sqs_client: &sqs::Client,
     sns_client: &sns::Client,
-    config: &QueueClientConfig,
+    client_id: &str,
     replies: SnsReplies,
     provisioned: &mut Provisioned,
 ) -> Result<(String, String), QueueError> {
@@ -133,10 +141,7 @@ async fn provision(
     let (topic_arn, filter_policy) = match replies {
         SnsReplies::SharedTopic(topic_arn) => (
             topic_arn,
-            Some(sns::filter_on(
-                crate::wire::attr::CLIENT_ID,
-                &[&config.client_id],
-            )),
+            Some(sns::filter_on(crate::wire::attr::CLIENT_ID, &[client_id])),
         ),
         _ => {
             let topic_arn =

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::inflight::{InFlight, RequestKey};
+use super::inflight::{self, Caller, InFlight, RequestKey};
 use super::replay::ReplayCache;
 use super::request::{self, Outcome, Reply};
 use super::{ServerConfig, ServiceFactory};
@@ -63,19 +63,12 @@ impl<F: ServiceFactory> Shared<F> {
 
     /// Handles one delivery to the end and settles it.
     pub(super) async fn handle(self: Arc<Self>, delivery: Delivery) {
-        if let Some(dead_letter) = &self.config.dead_letter
-            && delivery.receive_count > dead_letter.max_receive_count
-        {
-            let reason = format!(
-                "delivered {} times; no earlier attempt ended with an answer (the server stopped, or the reply could not be sent)",
-                delivery.receive_count
-            );
-            // Boxed, as a rare path: inline, its state would enlarge the
-            // future of every delivery.
-            Box::pin(self.dead_letter(&delivery, &reason)).await;
-            return;
-        }
-        let mut decoded = decode(&delivery.message);
+        // The message as it was sent, out of any SNS envelope: what its
+        // signature covers and what identifies the request.
+        let unwrapped = wire::envelope::unwrap(&delivery.message);
+        let message = unwrapped.as_ref().unwrap_or(&delivery.message);
+        let body = inflight::body_digest(&message.body);
+        let mut decoded = decode(message);
         let headers = decoded.headers;
         let init_reply_to = decoded
             .message
@@ -83,7 +76,7 @@ impl<F: ServiceFactory> Shared<F> {
             .ok()
             .and_then(|inbound| inbound.init_reply_to.take());
         let route = self
-            .check_signature(&delivery)
+            .check_signature(message)
             .and_then(|()| self.route(&headers, init_reply_to));
         let route = match route {
             Ok(route) => route,
@@ -128,16 +121,24 @@ impl<F: ServiceFactory> Shared<F> {
                 // Boxed: a request's future is several kilobytes, and the
                 // task running this one is moved whole when it is spawned
                 // and again when it finishes.
-                Box::pin(self.handle_request(delivery, headers, route, request)).await
+                Box::pin(self.handle_request(delivery, headers, route, request, body)).await
             }
             ClientJsonRpcMessage::Notification(notification) => {
                 if let ClientNotification::CancelledNotification(cancelled) =
                     &notification.notification
                     && let Some(id) = &cancelled.params.request_id
                 {
-                    let key: RequestKey = (route.origin.clone(), wire::request_id_text(id));
-                    let found = self.inflight.cancel(&key);
-                    tracing::info!(request_id = %key.1, origin = %route.origin, found, "cancel requested");
+                    // Only the caller's own requests, at the address it
+                    // named: a cancel cannot reach another caller's call.
+                    let found = match &route.reply_to {
+                        Ok(reply_to) => self.inflight.cancel(&Caller {
+                            origin: route.origin.clone(),
+                            reply_to: reply_to.clone(),
+                            request_id: wire::request_id_text(id),
+                        }),
+                        Err(_) => false,
+                    };
+                    tracing::info!(request_id = %wire::request_id_text(id), origin = %short(&route.origin), found, "cancel requested");
                 }
                 self.ack(&delivery).await;
             }
@@ -157,6 +158,7 @@ impl<F: ServiceFactory> Shared<F> {
         headers: Headers,
         route: Route,
         request: JsonRpcRequest<ClientRequest>,
+        body: [u8; 16],
     ) {
         let request_id = wire::request_id_text(&request.id);
         // Fields are only evaluated when the span is enabled.
@@ -175,13 +177,27 @@ impl<F: ServiceFactory> Shared<F> {
                     return;
                 }
             };
-            let key: RequestKey = (route.origin.clone(), request_id.clone());
-            let Some(registration) = self.inflight.register(key.clone()) else {
-                // The same request is already running here: this is a
-                // redelivery. Leave it; it reappears after its visibility
-                // timeout, by when the first run has answered.
-                tracing::info!("duplicate of a running request; left on the queue");
-                return;
+            let key = RequestKey {
+                caller: Caller {
+                    origin: route.origin.clone(),
+                    reply_to: reply_to.clone(),
+                    request_id: request_id.clone(),
+                },
+                body,
+            };
+            let registration = loop {
+                match self.inflight.register(key.clone()) {
+                    Some(registration) => break registration,
+                    // The same request is running here: this is a
+                    // redelivery, or the caller sent it again. Hidden until
+                    // the first run ends, then answered from replay below.
+                    None => {
+                        tracing::info!("duplicate of a running request; held until it ends");
+                        if !self.hold_duplicate(&delivery, &key).await {
+                            return;
+                        }
+                    }
+                }
             };
             // Looked up once registered: a run keeps its response before it
             // unregisters, so a duplicate finds it running or answered.
@@ -201,6 +217,21 @@ impl<F: ServiceFactory> Shared<F> {
                     _ => self.ack(&delivery).await,
                 }
                 drop(registration);
+                return;
+            }
+            // Checked only now: a delivery of a request that is running or
+            // answered is not poison, however often it came.
+            if let Some(dead_letter) = &self.config.dead_letter
+                && delivery.receive_count > dead_letter.max_receive_count
+            {
+                let reason = format!(
+                    "delivered {} times; no earlier attempt ended with an answer (the server stopped, or the reply could not be sent)",
+                    delivery.receive_count
+                );
+                drop(registration);
+                // Boxed, as a rare path: inline, its state would enlarge the
+                // future of every delivery.
+                Box::pin(self.dead_letter(&delivery, &reason)).await;
                 return;
             }
             let is_initialize = matches!(request.request, ClientRequest::InitializeRequest(_));
@@ -279,6 +310,38 @@ impl<F: ServiceFactory> Shared<F> {
         .await
     }
 
+    /// Holds a duplicate of a request that is running here hidden
+    /// (extending its visibility as the heartbeat does) until that run
+    /// ends. Returns false when shutdown ran out of grace first; the
+    /// duplicate is then released for another replica.
+    async fn hold_duplicate(&self, delivery: &Delivery, key: &RequestKey) -> bool {
+        let visibility = self.inbox.info().visibility_timeout;
+        let every = (visibility / 2).max(std::time::Duration::from_millis(100));
+        loop {
+            // Armed before the check, so an end between the two is not missed.
+            let ended = self.inflight.ended();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            if !self.inflight.is_running(key) {
+                return true;
+            }
+            tokio::select! {
+                () = ended => {}
+                () = tokio::time::sleep(every), if !visibility.is_zero() => {
+                    if let Err(error) = self.inbox.extend(&delivery.receipt, visibility).await {
+                        tracing::warn!(%error, "could not extend a held duplicate; it may be delivered again");
+                    }
+                }
+                () = self.abandon.cancelled() => {
+                    if let Err(error) = self.inbox.release(&delivery.receipt).await {
+                        tracing::warn!(%error, "could not release a held duplicate");
+                    }
+                    return false;
+                }
+            }
+        }
+    }
+
     /// Works out and checks where replies go. `Err` means the message must
     /// not be trusted at all (its session id does not verify).
     fn route(&self, headers: &Headers, init_reply_to: Option<String>) -> Result<Route, String> {
@@ -319,9 +382,18 @@ impl<F: ServiceFactory> Shared<F> {
         })
     }
 
-    /// Answers a message that is refused outright, if the address it names
-    /// directly (`ReplyTo`) is allowed, or through the shared reply address;
-    /// never to an address from a session.
+    /// Answers a message that is refused outright (its signature or session
+    /// id does not verify), if the address it names directly (`ReplyTo`) is
+    /// allowed, or through the shared reply address; never to an address
+    /// from a session.
+    ///
+    /// Nothing such a message claims is trusted, so the answer is **not
+    /// signed and not correlated**: its `id` is `null` and it carries none
+    /// of the message's `ClientId`, `SessionId` or `RequestId`. Otherwise
+    /// anyone able to send to the request queue could make this (signing)
+    /// server fail another client's call by naming its id and reply queue.
+    /// The refused id is only shown in `error.data.requestId`, for people
+    /// reading the queue.
     async fn answer_refused(&self, headers: &Headers, id: Option<&RequestId>, text: &str) {
         let reply_to = match &self.config.shared_reply_address {
             Some(shared) => shared.clone(),
@@ -330,12 +402,12 @@ impl<F: ServiceFactory> Shared<F> {
                 Err(_) => return,
             },
         };
-        let headers = Headers {
-            session_id: None,
-            ..reply_headers(headers)
-        };
-        self.send_error(reply_to, headers, id, ErrorCode::INVALID_REQUEST, text)
-            .await;
+        let mut error = wire::error_reply(None, ErrorCode::INVALID_REQUEST, text);
+        if let Some(id) = id {
+            error["error"]["data"] = serde_json::json!({ "requestId": id });
+        }
+        let mut reply = Reply::new(self.outbox.clone(), reply_to, Headers::default(), None);
+        let _ = reply.send_value(&error).await;
     }
 
     /// Sends a JSON-RPC error; a failure is logged by [`Reply`] and not
@@ -422,13 +494,10 @@ impl<F: ServiceFactory> Shared<F> {
 
     /// Checks the request's signature as the configuration says. `Err` is
     /// the reason to refuse it.
-    fn check_signature(&self, delivery: &Delivery) -> Result<(), String> {
+    fn check_signature(&self, message: &QueueMessage) -> Result<(), String> {
         let Some(signing) = &self.config.signing else {
             return Ok(());
         };
-        // A signature covers the message as sent, out of any SNS envelope.
-        let unwrapped = wire::envelope::unwrap(&delivery.message);
-        let message = unwrapped.as_ref().unwrap_or(&delivery.message);
         signing
             .check(message)
             .map_err(|error| format!("message signature refused: {error}"))

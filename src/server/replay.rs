@@ -4,7 +4,8 @@
 //! Queues deliver at least once: SQS may hand the same message out twice,
 //! and a client that heard nothing may send a request again. When a request
 //! has been answered, its final response is kept here, keyed like the
-//! in-flight registry (origin and request id), for a window (default 5
+//! in-flight registry (caller, reply address, request id and a digest of
+//! the request's body: see [`inflight`](super::inflight)), for a window (default 5
 //! minutes) and within a memory budget (default 64 MiB, oldest evicted
 //! first). A delivery of a kept request is answered with the kept response
 //! and deleted; the tool does not run again.
@@ -341,8 +342,20 @@ mod tests {
     #[global_allocator]
     static ALLOCATOR: counting::Counting = counting::Counting;
 
+    use crate::server::inflight::Caller;
+
     fn key(id: &str) -> RequestKey {
-        ("client".into(), id.into())
+        key_of("client", id)
+    }
+
+    /// The key of a ping with `id` from `origin`, answered at one address.
+    fn key_of(origin: &str, id: &str) -> RequestKey {
+        let caller = Caller {
+            origin: origin.into(),
+            reply_to: "memory://replies".into(),
+            request_id: id.into(),
+        };
+        RequestKey::new(caller, &format!(r#"{{"id":{id},"method":"ping"}}"#))
     }
 
     /// An origin as long as a sealed session id.
@@ -403,16 +416,19 @@ mod tests {
     }
 
     #[test]
-    fn keys_are_told_apart_by_origin_and_id() {
+    fn keys_are_told_apart_by_origin_id_address_and_body() {
         let cache = ReplayCache::new(Duration::from_secs(60), 1 << 20);
         let now = Instant::now();
-        cache.keep(("a".into(), "1".into()), "a/1".to_owned(), now);
-        assert_eq!(cache.get(&("a1".into(), String::new()), now), None);
-        assert_eq!(cache.get(&("b".into(), "1".into()), now), None);
-        assert_eq!(
-            cache.get(&("a".into(), "1".into()), now),
-            Some("a/1".to_owned())
-        );
+        cache.keep(key_of("a", "1"), "a/1".to_owned(), now);
+        assert_eq!(cache.get(&key_of("a1", ""), now), None);
+        assert_eq!(cache.get(&key_of("b", "1"), now), None);
+        let mut elsewhere = key_of("a", "1");
+        elsewhere.caller.reply_to = "memory://elsewhere".into();
+        assert_eq!(cache.get(&elsewhere, now), None);
+        let other_body =
+            RequestKey::new(key_of("a", "1").caller, r#"{"id":1,"method":"tools/list"}"#);
+        assert_eq!(cache.get(&other_body, now), None);
+        assert_eq!(cache.get(&key_of("a", "1"), now), Some("a/1".to_owned()));
     }
 
     #[test]
@@ -425,7 +441,7 @@ mod tests {
         let before = counting::live();
         let cache = ReplayCache::new(Duration::from_secs(60), budget);
         for id in 0..20_000 {
-            cache.keep((origin.clone(), id.to_string()), echo_response(id), now);
+            cache.keep(key_of(&origin, &id.to_string()), echo_response(id), now);
         }
         let held = counting::live() - before;
         assert!(
@@ -448,11 +464,11 @@ mod tests {
         let before = counting::live();
         let cache = ReplayCache::new(Duration::from_secs(60), 64 << 20);
         for id in 0..20_000 {
-            cache.keep((origin.clone(), id.to_string()), echo_response(id), now);
+            cache.keep(key_of(&origin, &id.to_string()), echo_response(id), now);
         }
         assert_eq!(cache.len(), 20_000);
         let later = now + Duration::from_secs(60);
-        assert_eq!(cache.get(&(origin.clone(), "0".into()), later), None);
+        assert_eq!(cache.get(&key_of(&origin, "0"), later), None);
         assert_eq!((cache.len(), cache.bytes()), (0, 0));
         let held = counting::live() - before;
         assert!(

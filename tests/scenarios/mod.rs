@@ -12,8 +12,11 @@ mod support;
 pub use support::{call, text_of};
 
 mod guarantees;
+mod identity;
 #[allow(unused_imports)] // Not every test binary runs the scenarios.
 pub use guarantees::*;
+#[allow(unused_imports)] // Not every test binary runs the scenarios.
+pub use identity::*;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -237,6 +240,10 @@ macro_rules! all_scenarios {
             duplicates_run_once,
             poison_requests_are_dead_lettered_with_a_reason,
             signed_messages,
+            clients_from_one_config_get_their_own_answers,
+            spoofed_ids_get_their_own_answers,
+            refusals_cannot_fail_another_clients_call,
+            duplicates_of_running_requests_are_not_dead_lettered,
         );
     };
     (@each $broker:expr; $($scenario:ident),* $(,)?) => {
@@ -538,7 +545,9 @@ pub async fn bad_input(broker: &dyn TestBroker) {
     assert_eq!(reply["error"]["code"], -32600);
     assert_eq!(reply["id"], 41);
 
-    // A forged session id: refused with the request's id.
+    // A forged session id: refused, but not correlated to any call (the
+    // id it claims could be another client's): `id` null, the claimed id
+    // only shown in the error's data.
     let forged = json!({"jsonrpc":"2.0","id":42,"method":"tools/list","params":{}});
     fx.inject(
         QueueMessage::new(forged.to_string())
@@ -548,7 +557,8 @@ pub async fn bad_input(broker: &dyn TestBroker) {
     .await;
     let (reply, _) = next_reply(&*inbox, within).await.expect("session refusal");
     assert_eq!(reply["error"]["code"], -32600);
-    assert_eq!(reply["id"], 42, "the refusal carries the request's id");
+    assert_eq!(reply["id"], Value::Null, "a refusal is not correlated");
+    assert_eq!(reply["error"]["data"]["requestId"], 42);
     assert!(
         reply["error"]["message"]
             .as_str()
