@@ -14,6 +14,14 @@ pub use support::{call, text_of};
 mod guarantees;
 #[allow(unused_imports)] // Not every test binary runs the scenarios.
 pub use guarantees::*;
+mod faulty_outbox;
+pub use faulty_outbox::{Failure, FaultyOutbox};
+mod final_reply;
+#[allow(unused_imports)]
+pub use final_reply::*;
+mod client;
+#[allow(unused_imports)]
+pub use client::*;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -65,6 +73,8 @@ pub struct Fixture<'a> {
     pub broker: &'a dyn TestBroker,
     pub requests: String,
     pub stats: Arc<DemoStats>,
+    /// The outbox every server replica the fixture starts sends through.
+    server_outbox: Arc<dyn Outbox>,
     shutdown: CancellationToken,
     server: Option<tokio::task::JoinHandle<()>>,
     /// Shared by every replica the fixture starts, as in a deployment.
@@ -92,11 +102,23 @@ impl<'a> Fixture<'a> {
         spec: QueueSpec,
         customise: impl FnOnce(QueueServerBuilder) -> QueueServerBuilder,
     ) -> Fixture<'a> {
+        Self::start_with_outbox(broker, spec, broker.outbox(), customise).await
+    }
+
+    /// Starts a demo server on a request queue made to `spec`, sending
+    /// through `server_outbox` (e.g. a [`FaultyOutbox`]).
+    pub async fn start_with_outbox(
+        broker: &'a dyn TestBroker,
+        spec: QueueSpec,
+        server_outbox: Arc<dyn Outbox>,
+        customise: impl FnOnce(QueueServerBuilder) -> QueueServerBuilder,
+    ) -> Fixture<'a> {
         let requests = broker.create_queue_with("requests", spec).await;
         let mut fixture = Fixture {
             broker,
             requests: requests.clone(),
             stats: Arc::new(DemoStats::default()),
+            server_outbox,
             shutdown: CancellationToken::new(),
             server: None,
             session_keys: SessionKeys::random(),
@@ -114,7 +136,7 @@ impl<'a> Fixture<'a> {
         self.shutdown = CancellationToken::new();
         let builder = QueueServer::builder(
             self.broker.inbox(&self.requests).await,
-            self.broker.outbox(),
+            self.server_outbox.clone(),
         )
         .shutdown_grace(Duration::from_secs(2))
         // Short polls so that shutdown, which lets a poll finish, is quick.
@@ -236,7 +258,15 @@ macro_rules! all_scenarios {
             shared_reply_queue,
             duplicates_run_once,
             poison_requests_are_dead_lettered_with_a_reason,
+            final_reply_failing_once_is_replayed,
+            final_reply_refused_for_good_removes_the_request,
+            final_reply_failing_on_the_last_delivery_dead_letters,
             signed_messages,
+            signing_client_drops_bad_replies,
+            optional_signatures_excuse_only_a_missing_one,
+            signing_keys_rotate_step_by_step,
+            order_wait_releases_a_response_whose_notifications_were_lost,
+            a_duplicated_notification_counts_once,
         );
     };
     (@each $broker:expr; $($scenario:ident),* $(,)?) => {
