@@ -345,10 +345,9 @@ async fn oversize_messages_get_clear_errors() {
     match &error {
         ServiceError::TransportSend(inner) => {
             let text = inner.to_string();
-            assert!(
-                text.contains("exceeds") && text.contains("262144"),
-                "{text}"
-            );
+            let [size, limit] = sizes_in(&text);
+            assert!(size > 300 * 1024, "the request's size: {text}");
+            assert_eq!(limit, 262_144, "the topic's limit: {text}");
         }
         other => panic!("expected a transport send error, got {other:?}"),
     }
@@ -382,10 +381,10 @@ async fn oversize_messages_get_clear_errors() {
     assert_eq!(reply["id"], 45);
     assert_eq!(reply["error"]["code"], -32603);
     let message = reply["error"]["message"].as_str().unwrap_or_default();
-    assert!(
-        message.contains("exceeds") && message.contains("262144"),
-        "{reply}"
-    );
+    assert!(message.contains("exceeds"), "{reply}");
+    let [size, limit] = sizes_in(message);
+    assert!(size > 300 * 1024, "the response's size: {reply}");
+    assert_eq!(limit, 262_144, "the topic's limit: {reply}");
 
     replies.delete(&sqs_client, &sns_client).await;
     assert!(
@@ -393,6 +392,18 @@ async fn oversize_messages_get_clear_errors() {
         "the client removed its reply topic and queue"
     );
     server.stop().await;
+}
+
+/// The two numbers of a size error ("... of N bytes exceeds ... of M
+/// bytes"): the message's size and the destination's limit.
+fn sizes_in(text: &str) -> [usize; 2] {
+    let numbers: Vec<usize> = text
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|digits| digits.parse().ok())
+        .collect();
+    numbers
+        .try_into()
+        .unwrap_or_else(|numbers| panic!("expected two sizes, found {numbers:?} in {text:?}"))
 }
 
 /// Whether both the topic and the queue no longer exist.

@@ -543,7 +543,13 @@ pub async fn protocol_versions(broker: &dyn TestBroker) {
 /// Bad input: every case is answered when it can be, removed, and leaves
 /// the server serving.
 pub async fn bad_input(broker: &dyn TestBroker) {
-    let mut fx = Fixture::start(broker).await;
+    // Records every address the server tries to send to; the refused
+    // address is never forwarded, so it reaches nothing outside the test.
+    let evil = "https://evil.example/q/x";
+    let outbox = FaultyOutbox::new(broker.outbox());
+    outbox.refuse(evil);
+    let mut fx =
+        Fixture::start_with_outbox(broker, QueueSpec::default(), outbox.clone(), |b| b).await;
     let replies = fx.queue("raw-replies").await;
     let inbox = broker.inbox(&replies).await;
     let within = Duration::from_secs(10);
@@ -589,10 +595,8 @@ pub async fn bad_input(broker: &dyn TestBroker) {
     // A reply address outside the allow-list, and none at all: nothing is
     // sent, the messages are removed.
     let list = json!({"jsonrpc":"2.0","id":43,"method":"tools/list","params":{}});
-    fx.inject(
-        QueueMessage::new(list.to_string()).with_string("ReplyTo", "https://evil.example/q/x"),
-    )
-    .await;
+    fx.inject(QueueMessage::new(list.to_string()).with_string("ReplyTo", evil))
+        .await;
     fx.inject(QueueMessage::new(list.to_string())).await;
 
     // A reply larger than the reply queue accepts: an error saying so.
@@ -611,8 +615,17 @@ pub async fn bad_input(broker: &dyn TestBroker) {
         .await
         .expect("size error reply");
     assert_eq!(reply["id"], 44);
+    assert_eq!(reply["error"]["code"], -32603, "{reply}");
+    // Both sizes: the response's as the broker counted it (the first send
+    // to the small queue), and the queue's limit.
+    let size = outbox.finals(&small, &json!(44))[0].size;
+    assert!(size > 2000, "the response was {size} bytes");
     let message = reply["error"]["message"].as_str().unwrap_or_default();
-    assert!(message.contains("exceeds"), "{reply}");
+    assert!(
+        message.contains(&format!("response of {size} bytes")),
+        "{reply}"
+    );
+    assert!(message.contains("limit of 1024 bytes"), "{reply}");
 
     // Nothing more arrived (the refused ones were not answered anywhere we
     // can see) and the server still serves.
@@ -621,7 +634,9 @@ pub async fn bad_input(broker: &dyn TestBroker) {
             .await
             .is_none()
     );
-    let client = fx.client().await;
+    let transport = fx.transport().await;
+    let client_replies = transport.reply_address().to_owned();
+    let client = ().serve(transport).await.expect("client connects");
     let echoed = client
         .call_tool(call("echo", json!({"text": "healthy"})))
         .await
@@ -644,6 +659,22 @@ pub async fn bad_input(broker: &dyn TestBroker) {
         drained, 0,
         "every bad message was removed from the request queue"
     );
+    // With every message handled: the server tried no address but those
+    // the requests named and the allow-list admits, and sent nothing at
+    // all for the requests it refused (id 43).
+    let attempts = outbox.attempts();
+    for attempt in &attempts {
+        assert!(
+            [&replies, &small, &client_replies].contains(&&attempt.address),
+            "sent to a refused address: {}",
+            attempt.address
+        );
+        assert!(
+            !attempt.is_final_of(&json!(43)),
+            "a refused request was answered to {}",
+            attempt.address
+        );
+    }
     fx.stop().await;
 }
 
