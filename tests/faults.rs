@@ -30,6 +30,10 @@ mod outage;
 mod poison;
 #[path = "faults/process.rs"]
 mod process;
+#[path = "faults/send_retry.rs"]
+mod send_retry;
+#[path = "faults/sends.rs"]
+mod sends;
 #[path = "faults/shutdown.rs"]
 mod shutdown;
 
@@ -45,10 +49,11 @@ fn main() {
         runtime.block_on(process::serve(queue, effects));
         return;
     }
-    let scenarios: [(&str, Scenario); 6] = [
+    let scenarios: [(&str, Scenario); 7] = [
         ("crash", || Box::pin(crash::crash())),
         ("duplicates", || Box::pin(duplicates::duplicates())),
         ("outage", || Box::pin(outage::outage())),
+        ("send_retry", || Box::pin(send_retry::send_retry())),
         ("poison", || Box::pin(poison::poison())),
         ("shutdown", || Box::pin(shutdown::shutdown())),
         ("hostile", || Box::pin(hostile::hostile())),
