@@ -348,9 +348,17 @@ async fn create_is_idempotent_and_redrive_reaches_the_dlq() {
         let url = env.queue("redrive", &options).await?;
         let name = url.rsplit('/').next().unwrap_or_default();
         assert_eq!(create_queue(&env.client, name, &options).await?, url);
+        // Other attributes: SQS refuses with QueueAlreadyExists; the URL is
+        // returned all the same and the queue is left as it was.
+        let other = SqsQueueOptions {
+            visibility_timeout: Some(Duration::from_secs(31)),
+            ..options.clone()
+        };
+        assert_eq!(create_queue(&env.client, name, &other).await?, url);
 
         env.outbox().send(&url, QueueMessage::new("poison")).await?;
         let inbox = env.inbox(&url).await;
+        assert_eq!(inbox.info().visibility_timeout, Duration::from_secs(30));
         let first = receive(&inbox, 1).await.remove(0);
         inbox.release(&first.receipt).await?;
         let again = inbox.receive(10, Duration::from_secs(2)).await?;
