@@ -32,7 +32,7 @@ fn add_request(id: u64, replies: &str) -> QueueMessage {
 }
 
 /// Waits until the request queue is empty (nothing visible or in flight).
-async fn drained(broker: &dyn TestBroker, requests: &str) -> bool {
+pub(super) async fn drained(broker: &dyn TestBroker, requests: &str) -> bool {
     for _ in 0..150 {
         if broker.depth(requests).await == 0 {
             return true;

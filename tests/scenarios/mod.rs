@@ -414,6 +414,41 @@ pub async fn cancellation_stops_the_handler(broker: &dyn TestBroker) {
         .expect("echo after cancel");
     assert_eq!(text_of(&echoed), "still here");
     client.cancel().await.expect("close");
+
+    // The same by hand, on a reply queue only this test reads: rmcp's
+    // client drops an answer to a call it cancelled, so only here would
+    // one be seen.
+    let replies = fx.queue("cancel-replies").await;
+    let inbox = broker.inbox(&replies).await;
+    let raw = |body: Value| {
+        QueueMessage::new(body.to_string())
+            .with_string("ReplyTo", &replies)
+            .with_string("ClientId", "raw-cancelling-client")
+    };
+    let sleep = json!({"jsonrpc":"2.0","id":71,"method":"tools/call",
+        "params":{"name":"sleep","arguments":{"ms":60_000}}});
+    fx.inject(raw(sleep)).await;
+    let started = eventually(Duration::from_secs(10), || {
+        stats.calls.load(Ordering::Relaxed) == 3
+    })
+    .await;
+    assert!(started, "the raw call reached the server");
+    let cancel = json!({"jsonrpc":"2.0","method":"notifications/cancelled",
+        "params":{"requestId":71,"reason":"test"}});
+    fx.inject(raw(cancel)).await;
+    let stopped = eventually(Duration::from_secs(10), || {
+        stats.sleeps_cancelled.load(Ordering::Relaxed) == 2
+    })
+    .await;
+    assert!(stopped, "the raw call's handler saw the cancellation");
+    // The call asked for no progress, so nothing at all is due; an answer
+    // would be sent the moment the handler stopped.
+    let answer = next_reply(&*inbox, Duration::from_secs(3)).await;
+    assert!(answer.is_none(), "answered after cancelling: {answer:?}");
+    assert!(
+        final_reply::drained(broker, &fx.requests).await,
+        "the cancelled request was removed"
+    );
     fx.stop().await;
 }
 
@@ -434,6 +469,17 @@ pub async fn timeouts(broker: &dyn TestBroker) {
         Err(ServiceError::Timeout { .. }) => {}
         other => panic!("expected a client timeout, got {other:?}"),
     }
+    // Stopped by the cancellation the client sends on its timeout, or else
+    // by the server's deadline: counted before the second call, so that
+    // each call's stop is seen on its own.
+    let stats = fx.stats.clone();
+    let cancelled = |n: usize| {
+        let stats = stats.clone();
+        eventually(Duration::from_secs(10), move || {
+            stats.sleeps_cancelled.load(Ordering::Relaxed) == n
+        })
+    };
+    assert!(cancelled(1).await, "the first call's handler was stopped");
     let error = client
         .call_tool(call("sleep", json!({"ms": 30_000})))
         .await
@@ -445,15 +491,9 @@ pub async fn timeouts(broker: &dyn TestBroker) {
         }
         other => panic!("expected a JSON-RPC error, got {other:?}"),
     }
-    let stats = fx.stats.clone();
-    assert!(
-        eventually(Duration::from_secs(5), || stats
-            .sleeps_cancelled
-            .load(Ordering::Relaxed)
-            >= 1)
-        .await,
-        "the deadline cancelled the handler"
-    );
+    assert!(cancelled(2).await, "the deadline cancelled the handler");
+    assert_eq!(stats.calls.load(Ordering::Relaxed), 2, "each call ran once");
+    assert_eq!(stats.sleeps_completed.load(Ordering::Relaxed), 0);
     client.cancel().await.expect("close");
     fx.stop().await;
 }
