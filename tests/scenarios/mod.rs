@@ -726,7 +726,7 @@ pub async fn heartbeat_keeps_long_calls_hidden(broker: &dyn TestBroker) {
         visibility_timeout: Some(visibility),
         ..QueueSpec::default()
     };
-    let mut fx = Fixture::start_on(broker, spec, |b| b).await;
+    let (mut fx, deliveries) = Fixture::start_logged(broker, spec).await;
     let client = fx.client().await;
     let result = client
         .call_tool(call("sleep", json!({"ms": 5_000})))
@@ -736,6 +736,13 @@ pub async fn heartbeat_keeps_long_calls_hidden(broker: &dyn TestBroker) {
     // Wait past another visibility period: a request that was not kept
     // hidden would be redelivered and run again now.
     tokio::time::sleep(visibility + Duration::from_secs(1)).await;
+    // Counted per delivery: the replay cache would answer a redelivery
+    // without running the tool, hiding it from the counters below.
+    assert_eq!(
+        deliveries.deliveries_of("\"sleep\""),
+        [1],
+        "the long call's request was delivered exactly once"
+    );
     assert_eq!(
         fx.stats.calls.load(Ordering::Relaxed),
         1,
