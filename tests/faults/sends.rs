@@ -1,6 +1,7 @@
-//! [`RecordingOutbox`]: an outbox that records every send attempt a client
-//! makes and how it ended, so that a scenario can show which sends failed
-//! and were retried.
+//! [`RecordingOutbox`]: an outbox that records every send attempt made
+//! through it and how it ended, so that a scenario can show which sends
+//! failed and were retried, or that nothing was sent for a message at all
+//! (even to an address no test can watch).
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -12,6 +13,8 @@ use asyncmcp::queue::{Outbox, QueueError, QueueMessage};
 pub struct Attempt {
     /// When it began.
     pub at: tokio::time::Instant,
+    /// Where to.
+    pub address: String,
     /// The message's body.
     pub body: String,
     /// The error it ended with, or `None` when the broker accepted it.
@@ -59,6 +62,7 @@ impl<O: Outbox> Outbox for RecordingOutbox<O> {
             .unwrap_or_else(PoisonError::into_inner)
             .push(Attempt {
                 at,
+                address: address.to_owned(),
                 body,
                 error: result.as_ref().err().map(ToString::to_string),
             });
