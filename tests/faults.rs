@@ -1,6 +1,7 @@
 //! The fault suite, on LocalStack, with real processes. Each scenario ends
 //! with one summary line, e.g.
-//! `crash: 200 calls, 3 kills, 0 lost, 1 duplicated effects`.
+//! `crash: 200 calls, 3 kills with [20, 20, 20] calls in flight, 200
+//! answered, 0 lost, 7 duplicated effects`.
 //!
 //! A test of its own (`harness = false`): `cargo test --test faults [NAME]`
 //! runs the scenarios whose name contains NAME, one after another, and
