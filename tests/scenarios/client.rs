@@ -232,7 +232,7 @@ async fn assert_dropped(
     message: QueueMessage,
     what: &str,
 ) {
-    send_to(broker, &transport.reply_address().to_owned(), message).await;
+    send_to(broker, transport.reply_address(), message).await;
     log.wait_settled(settled).await;
     assert_nothing_handed_over(transport, what).await;
 }
@@ -280,7 +280,7 @@ pub async fn signing_client_drops_bad_replies(broker: &dyn TestBroker) {
 
     let mut genuine = result_reply(&transport, 7, "genuine");
     keys.sign(&mut genuine);
-    send_to(broker, &transport.reply_address().to_owned(), genuine).await;
+    send_to(broker, transport.reply_address(), genuine).await;
     let handed = tokio::time::timeout(Duration::from_secs(15), transport.receive())
         .await
         .expect("the genuine reply is handed over")
@@ -322,7 +322,7 @@ pub async fn optional_signatures_excuse_only_a_missing_one(broker: &dyn TestBrok
     let what = "a reply signed with another key";
     assert_dropped(broker, t, &log, 2, foreign_signed, what).await;
     let unsigned = result_reply(&transport, 8, "unsigned");
-    send_to(broker, &transport.reply_address().to_owned(), unsigned).await;
+    send_to(broker, transport.reply_address(), unsigned).await;
     let handed = tokio::time::timeout(Duration::from_secs(15), transport.receive())
         .await
         .expect("the unsigned reply is handed over")
@@ -486,7 +486,7 @@ pub async fn order_wait_releases_a_response_whose_notifications_were_lost(broker
         .await;
     // The third message of request 7; notifications 1 and 2 never come.
     let response = numbered(&transport, &response_7(), 3);
-    send_to(broker, &transport.reply_address().to_owned(), response).await;
+    send_to(broker, transport.reply_address(), response).await;
     let handed = tokio::time::timeout(Duration::from_secs(15), transport.receive())
         .await
         .expect("the response is handed over once order_wait ends")
