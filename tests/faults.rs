@@ -1,6 +1,7 @@
 //! The fault suite, on LocalStack, with real processes. Each scenario ends
 //! with one summary line, e.g.
-//! `crash: 200 calls, 3 kills, 0 lost, 1 duplicated effects`.
+//! `crash: 200 calls, 3 kills with [20, 20, 20] calls in flight, 200
+//! answered, 0 lost, 7 duplicated effects`.
 //!
 //! A test of its own (`harness = false`): `cargo test --test faults [NAME]`
 //! runs the scenarios whose name contains NAME, one after another, and
@@ -30,6 +31,10 @@ mod outage;
 mod poison;
 #[path = "faults/process.rs"]
 mod process;
+#[path = "faults/send_retry.rs"]
+mod send_retry;
+#[path = "faults/sends.rs"]
+mod sends;
 #[path = "faults/shutdown.rs"]
 mod shutdown;
 
@@ -45,10 +50,11 @@ fn main() {
         runtime.block_on(process::serve(queue, effects));
         return;
     }
-    let scenarios: [(&str, Scenario); 6] = [
+    let scenarios: [(&str, Scenario); 7] = [
         ("crash", || Box::pin(crash::crash())),
         ("duplicates", || Box::pin(duplicates::duplicates())),
         ("outage", || Box::pin(outage::outage())),
+        ("send_retry", || Box::pin(send_retry::send_retry())),
         ("poison", || Box::pin(poison::poison())),
         ("shutdown", || Box::pin(shutdown::shutdown())),
         ("hostile", || Box::pin(hostile::hostile())),

@@ -237,6 +237,18 @@ async fn clients_share_one_reply_topic_through_filter_policies() {
         assert_eq!(transport.reply_address(), topic);
         clients.push(transport);
     }
+    // Each client's queue is subscribed with raw delivery and a filter
+    // policy on its own ClientId.
+    let reply_queues: Vec<String> = clients.iter().map(|t| t.reply_queue().to_owned()).collect();
+    for transport in &clients {
+        let attributes =
+            subscription_of(&sqs_client, &sns_client, &topic, transport.reply_queue()).await;
+        let policy: serde_json::Value =
+            serde_json::from_str(attributes.get("FilterPolicy").map_or("", String::as_str))
+                .unwrap_or_else(|e| panic!("a filter policy: {e}: {attributes:?}"));
+        assert_eq!(policy, sns::filter_on("ClientId", &[transport.client_id()]));
+        assert_eq!(attributes["RawMessageDelivery"], "true");
+    }
     // A spy queue with the same filter as the first client sees exactly what
     // the first client is sent.
     let first_id = clients[0].client_id().to_owned();
@@ -272,6 +284,20 @@ async fn clients_share_one_reply_topic_through_filter_policies() {
         }
     });
     futures::future::join_all(runs).await;
+    // No client's queue holds another's replies: each took its own and
+    // nothing is left (one that got another's would hand it back, and it
+    // would stay).
+    for queue in &reply_queues {
+        let mut depth = usize::MAX;
+        for _ in 0..50 {
+            depth = common::queue_depth(&sqs_client, queue).await;
+            if depth == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(depth, 0, "messages left in the reply queue {queue}");
+    }
     for session in sessions {
         session.cancel().await.expect("close");
     }
@@ -293,6 +319,47 @@ async fn clients_share_one_reply_topic_through_filter_policies() {
     let _ = sqs::delete_queue(&sqs_client, &spy).await;
     server.stop().await;
     let _ = sns::delete_topic(&sns_client, &topic).await;
+}
+
+/// The attributes of the subscription of the queue at `queue_url` to `topic`.
+async fn subscription_of(
+    sqs_client: &sqs::Client,
+    sns_client: &sns::Client,
+    topic: &str,
+    queue_url: &str,
+) -> HashMap<String, String> {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let queue_arn = sqs_client
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("queue attributes")
+        .attributes
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .expect("queue ARN");
+    let subscriptions = sns_client
+        .list_subscriptions_by_topic()
+        .topic_arn(topic)
+        .send()
+        .await
+        .expect("subscriptions");
+    let subscription = subscriptions
+        .subscriptions()
+        .iter()
+        .find(|s| s.endpoint() == Some(queue_arn.as_str()))
+        .and_then(|s| s.subscription_arn())
+        .unwrap_or_else(|| panic!("no subscription of {queue_arn} to {topic}"))
+        .to_owned();
+    sns_client
+        .get_subscription_attributes()
+        .subscription_arn(subscription)
+        .send()
+        .await
+        .expect("subscription attributes")
+        .attributes
+        .unwrap_or_default()
 }
 
 /// With `SnsReplies::OwnTopic` the client creates its reply topic, queue and
@@ -345,10 +412,9 @@ async fn oversize_messages_get_clear_errors() {
     match &error {
         ServiceError::TransportSend(inner) => {
             let text = inner.to_string();
-            assert!(
-                text.contains("exceeds") && text.contains("262144"),
-                "{text}"
-            );
+            let [size, limit] = sizes_in(&text);
+            assert!(size > 300 * 1024, "the request's size: {text}");
+            assert_eq!(limit, 262_144, "the topic's limit: {text}");
         }
         other => panic!("expected a transport send error, got {other:?}"),
     }
@@ -382,10 +448,10 @@ async fn oversize_messages_get_clear_errors() {
     assert_eq!(reply["id"], 45);
     assert_eq!(reply["error"]["code"], -32603);
     let message = reply["error"]["message"].as_str().unwrap_or_default();
-    assert!(
-        message.contains("exceeds") && message.contains("262144"),
-        "{reply}"
-    );
+    assert!(message.contains("exceeds"), "{reply}");
+    let [size, limit] = sizes_in(message);
+    assert!(size > 300 * 1024, "the response's size: {reply}");
+    assert_eq!(limit, 262_144, "the topic's limit: {reply}");
 
     replies.delete(&sqs_client, &sns_client).await;
     assert!(
@@ -393,6 +459,18 @@ async fn oversize_messages_get_clear_errors() {
         "the client removed its reply topic and queue"
     );
     server.stop().await;
+}
+
+/// The two numbers of a size error ("... of N bytes exceeds ... of M
+/// bytes"): the message's size and the destination's limit.
+fn sizes_in(text: &str) -> [usize; 2] {
+    let numbers: Vec<usize> = text
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|digits| digits.parse().ok())
+        .collect();
+    numbers
+        .try_into()
+        .unwrap_or_else(|numbers| panic!("expected two sizes, found {numbers:?} in {text:?}"))
 }
 
 /// Whether both the topic and the queue no longer exist.

@@ -65,55 +65,5 @@ impl TestBroker for Sqs {
 
 scenarios::all_scenarios!(Sqs::new().await);
 
-/// FIFO request and reply queues: the client and the server set a message
-/// group and a deduplication id on every message (FIFO queues refuse a send
-/// without them), and calls work as on standard queues.
-#[tokio::test]
-async fn fifo_queues_work_end_to_end() {
-    use asyncmcp::{QueueClientConfig, QueueClientTransport, QueueServer};
-    use rmcp::ServiceExt;
-    use serde_json::json;
-
-    let broker = Sqs::new().await;
-    let fifo = SqsQueueOptions {
-        fifo: true,
-        ..SqsQueueOptions::default()
-    };
-    let name = |prefix: &str| format!("{}.fifo", common::unique_name(prefix).replace('-', "_"));
-    let requests = sqs::create_queue(&broker.client, &name("requests"), &fifo)
-        .await
-        .expect("FIFO request queue");
-    let replies = sqs::create_queue(&broker.client, &name("replies"), &fifo)
-        .await
-        .expect("FIFO reply queue");
-    let stats = Arc::new(scenarios::demo_tools::DemoStats::default());
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let server = QueueServer::builder(broker.inbox(&requests).await, broker.outbox())
-        .wait(std::time::Duration::from_secs(1))
-        .build(scenarios::demo_tools::DemoServer::factory(stats))
-        .spawn(shutdown.clone());
-    let transport = QueueClientTransport::new(
-        broker.inbox(&replies).await,
-        broker.outbox(),
-        QueueClientConfig {
-            wait: std::time::Duration::from_secs(1),
-            ..QueueClientConfig::new(&requests)
-        },
-    );
-    let client = ().serve(transport).await.expect("initialize");
-    let sum = client
-        .call_tool(scenarios::call("add", json!({"a": 2, "b": 3})))
-        .await
-        .expect("add");
-    assert_eq!(scenarios::text_of(&sum), "5");
-    let slept = client
-        .call_tool(scenarios::call("sleep", json!({"ms": 200})))
-        .await
-        .expect("sleep");
-    assert_eq!(scenarios::text_of(&slept), "slept 200 ms");
-    client.cancel().await.expect("close");
-    shutdown.cancel();
-    server.await.expect("server");
-    broker.delete_queue(&requests).await;
-    broker.delete_queue(&replies).await;
-}
+#[path = "fifo/mod.rs"]
+mod fifo;

@@ -147,21 +147,53 @@ async fn ack_removes_the_message() {
 }
 
 #[tokio::test]
-async fn release_and_extend_change_visibility() {
+async fn release_makes_the_message_visible_at_once() {
     run(async |env| {
+        // With 60 s of visibility, only the release can bring it back
+        // within `receive`'s 30 s.
         let url = env.queue("release", &visibility(60)).await?;
         env.outbox().send(&url, QueueMessage::new("x")).await?;
         let inbox = env.inbox(&url).await;
         let first = receive(&inbox, 1).await.remove(0);
         inbox.release(&first.receipt).await?;
-        let second = receive(&inbox, 1).await.remove(0);
-        assert_eq!(second.message_id, first.message_id);
-        assert_eq!(second.receive_count, 2);
-        inbox
-            .extend(&second.receipt, Duration::from_secs(120))
-            .await?;
-        assert!(inbox.receive(10, Duration::from_secs(1)).await?.is_empty());
-        inbox.ack(&second.receipt).await?;
+        let second = receive(&inbox, 1).await;
+        assert_eq!(second.len(), 1, "the released message did not come back");
+        assert_eq!(second[0].message_id, first.message_id);
+        assert_eq!(second[0].receive_count, 2);
+        inbox.ack(&second[0].receipt).await?;
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn extend_keeps_a_message_hidden_past_its_visibility() {
+    run(async |env| {
+        // Two messages with 2 s of visibility; only "kept" is extended. After
+        // 4 s "control" is back, which shows the wait was long enough for
+        // "kept" to be back too had the extension not held it.
+        let url = env.queue("extend", &visibility(2)).await?;
+        let outbox = env.outbox();
+        outbox.send(&url, QueueMessage::new("kept")).await?;
+        outbox.send(&url, QueueMessage::new("control")).await?;
+        let inbox = env.inbox(&url).await;
+        let first = receive(&inbox, 2).await;
+        assert_eq!(first.len(), 2, "{first:?}");
+        let kept = first.iter().find(|d| d.message.body == "kept").unwrap();
+        inbox.extend(&kept.receipt, Duration::from_secs(60)).await?;
+        tokio::time::sleep(Duration::from_secs(4)).await;
+
+        let mut again = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !again.iter().any(|d: &Delivery| d.message.body == "control")
+            && tokio::time::Instant::now() < deadline
+        {
+            again.extend(inbox.receive(10, Duration::from_secs(1)).await?);
+        }
+        let bodies: Vec<&str> = again.iter().map(|d| d.message.body.as_str()).collect();
+        assert_eq!(bodies, ["control"]);
+        assert_eq!(again[0].receive_count, 2);
+        inbox.ack(&kept.receipt).await?;
         Ok(())
     })
     .await;
@@ -316,9 +348,17 @@ async fn create_is_idempotent_and_redrive_reaches_the_dlq() {
         let url = env.queue("redrive", &options).await?;
         let name = url.rsplit('/').next().unwrap_or_default();
         assert_eq!(create_queue(&env.client, name, &options).await?, url);
+        // Other attributes: SQS refuses with QueueAlreadyExists; the URL is
+        // returned all the same and the queue is left as it was.
+        let other = SqsQueueOptions {
+            visibility_timeout: Some(Duration::from_secs(31)),
+            ..options.clone()
+        };
+        assert_eq!(create_queue(&env.client, name, &other).await?, url);
 
         env.outbox().send(&url, QueueMessage::new("poison")).await?;
         let inbox = env.inbox(&url).await;
+        assert_eq!(inbox.info().visibility_timeout, Duration::from_secs(30));
         let first = receive(&inbox, 1).await.remove(0);
         inbox.release(&first.receipt).await?;
         let again = inbox.receive(10, Duration::from_secs(2)).await?;

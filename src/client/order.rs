@@ -13,7 +13,7 @@
 //!
 //! [`QueueClientConfig::order_wait`]: super::QueueClientConfig::order_wait
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use rmcp::model::ServerJsonRpcMessage;
@@ -43,8 +43,9 @@ pub(super) struct Reorder {
 
 #[derive(Debug)]
 struct Track {
-    /// Notifications of the request handed over so far.
-    delivered: u64,
+    /// The `Sequence` numbers of the request's notifications handed over so
+    /// far: a notification the queue delivers twice counts once.
+    delivered: HashSet<u64>,
     /// A final response waiting for notifications.
     held: Option<Held>,
     touched: Instant,
@@ -82,20 +83,20 @@ impl Reorder {
             self.prune(now);
         }
         let track = self.tracks.entry(request_id.clone()).or_insert(Track {
-            delivered: 0,
+            delivered: HashSet::new(),
             held: None,
             touched: now,
         });
         track.touched = now;
         if is_final {
             let needed = sequence.saturating_sub(1);
-            if track.delivered >= needed {
+            if track.delivered.len() as u64 >= needed {
                 self.tracks.remove(&request_id);
                 self.ready.push_back(received.message);
             } else {
                 tracing::debug!(
                     request_id = %request_id,
-                    missing = needed - track.delivered,
+                    missing = needed.saturating_sub(track.delivered.len() as u64),
                     "response arrived before its notifications; holding it"
                 );
                 track.held = Some(Held {
@@ -106,12 +107,12 @@ impl Reorder {
             }
             return;
         }
-        track.delivered += 1;
+        track.delivered.insert(sequence);
         self.ready.push_back(received.message);
         if track
             .held
             .as_ref()
-            .is_some_and(|held| track.delivered >= held.needed)
+            .is_some_and(|held| track.delivered.len() as u64 >= held.needed)
             && let Some(track) = self.tracks.remove(&request_id)
             && let Some(held) = track.held
         {
@@ -210,6 +211,18 @@ mod tests {
         assert_eq!(drain(&mut reorder), ["progress", "response"]);
         assert_eq!(reorder.next_deadline(), None);
         assert!(reorder.tracks.is_empty());
+    }
+
+    #[test]
+    fn a_duplicated_notification_counts_once() {
+        let now = Instant::now();
+        let mut reorder = Reorder::new(Duration::from_secs(1));
+        reorder.push(numbered(progress(1), 1), now);
+        reorder.push(numbered(progress(1), 1), now);
+        reorder.push(numbered(response(), 3), now);
+        assert_eq!(drain(&mut reorder), ["progress", "progress"]);
+        reorder.push(numbered(progress(2), 2), now);
+        assert_eq!(drain(&mut reorder), ["progress", "response"]);
     }
 
     #[test]

@@ -305,6 +305,8 @@ mod tests {
     use std::sync::Mutex;
     use std::time::Duration;
 
+    use futures::FutureExt;
+
     use super::*;
 
     /// A flush function that records batch sizes and takes `delay`.
@@ -530,15 +532,35 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn dropping_the_batcher_drains_what_it_holds() {
-        let sizes = Arc::new(Mutex::new(Vec::new()));
-        let batcher = Batcher::new(
-            BatcherConfig::default(),
-            recording(sizes.clone(), Duration::from_millis(10)),
-        );
-        let clone = batcher.clone();
-        let pending = tokio::spawn(async move { clone.submit(5).await });
-        tokio::task::yield_now().await;
+        // The flush records each batch once its call has finished; it owns
+        // a clone of `alive`, so the count shows whether the task holding it
+        // has ended.
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let alive = Arc::new(());
+        let flush = {
+            let (sent, alive) = (sent.clone(), alive.clone());
+            move |items: Vec<u32>| {
+                let _owned = &alive;
+                let sent = sent.clone();
+                async move {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    sent.lock().unwrap().push(items.clone());
+                    Ok(items.into_iter().map(Ok).collect())
+                }
+            }
+        };
+        let batcher = Batcher::new(BatcherConfig::default(), flush);
+        // Polling a submission once hands its entry over; dropping it then
+        // abandons only the wait for the outcome.
+        assert!(batcher.submit(0).now_or_never().is_none());
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        // Entry 0's call is in flight; these wait for it, in the batcher.
+        for i in 1..=3 {
+            assert!(batcher.submit(i).now_or_never().is_none());
+        }
         drop(batcher);
-        assert_eq!(pending.await.unwrap().unwrap(), 10);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(*sent.lock().unwrap(), vec![vec![0], vec![1, 2, 3]]);
+        assert_eq!(Arc::strong_count(&alive), 1, "the task did not end");
     }
 }

@@ -42,9 +42,11 @@
 //! # Keys
 //!
 //! [`SigningKeys`] hold a current key, which signs, and optionally a previous
-//! one, which still verifies. To rotate, deploy `(new, Some(old))` on the
-//! receivers first, then on the senders; drop the old key once no message
-//! signed with it can still be in flight.
+//! one, which still verifies. Servers and clients each sign and verify, so to
+//! rotate from `old` to `new` deploy on every peer first `(old, Some(new))`
+//! (accepts the new key before anyone signs with it), then `(new, Some(old))`,
+//! then, once no message signed with `old` can still be in flight,
+//! `(new, None)`. Peers one step apart accept each other's messages.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -79,8 +81,9 @@ pub enum SigningError {
 /// The keys that sign and verify messages.
 ///
 /// Messages are signed with the current key; signatures made with the
-/// previous key still verify, so keys can be rotated: deploy
-/// `(new, Some(old))` on the receivers first, then on the senders.
+/// previous key still verify, so keys can be rotated (see the
+/// [module docs](self): `(old, Some(new))`, then `(new, Some(old))`, then
+/// `(new, None)`, each on every peer).
 #[derive(Clone)]
 pub struct SigningKeys {
     current: Vec<u8>,
@@ -371,6 +374,49 @@ mod tests {
         let mut fresh = message();
         rotated.sign(&mut fresh);
         assert_eq!(retired.verify(&fresh), Ok(()), "signs with the current key");
+    }
+
+    fn signing(required: bool) -> Signing {
+        Signing {
+            keys: keys(),
+            required,
+        }
+    }
+
+    /// A tampered message, one signed with another key and one with a
+    /// malformed signature: refused whether signatures are required or not.
+    fn bad_messages() -> [(QueueMessage, SigningError); 3] {
+        let mut tampered = signed();
+        tampered.body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#.to_owned();
+        let mut foreign = message();
+        SigningKeys::new(vec![7; 32], None)
+            .unwrap()
+            .sign(&mut foreign);
+        [
+            (tampered, SigningError::Mismatch),
+            (foreign, SigningError::Mismatch),
+            (with_signature("v1.AAAA"), SigningError::Malformed),
+        ]
+    }
+
+    #[test]
+    fn check_when_required_refuses_unsigned_and_bad_messages() {
+        let check = signing(true);
+        assert_eq!(check.check(&signed()), Ok(()));
+        assert_eq!(check.check(&message()), Err(SigningError::Missing));
+        for (message, error) in bad_messages() {
+            assert_eq!(check.check(&message), Err(error));
+        }
+    }
+
+    #[test]
+    fn check_when_not_required_excuses_only_a_missing_signature() {
+        let check = signing(false);
+        assert_eq!(check.check(&signed()), Ok(()));
+        assert_eq!(check.check(&message()), Ok(()), "unsigned is accepted");
+        for (message, error) in bad_messages() {
+            assert_eq!(check.check(&message), Err(error), "{message:?}");
+        }
     }
 
     #[test]

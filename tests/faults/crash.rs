@@ -8,8 +8,8 @@ use crate::common;
 use crate::process::{self, Effects};
 
 /// Kill -9 the server three times while 200 calls are in flight, 20 at a
-/// time, restarting it each time: every call gets its answer (late ack and
-/// visibility), none is lost. Effects that happened twice (the process died
+/// time, restarting it each time: each kill lands with calls in flight,
+/// every call gets its answer (late ack and visibility), none is lost. Effects that happened twice (the process died
 /// after the effect, before the answer went out) are counted and reported.
 pub async fn crash() {
     const CALLS: usize = 200;
@@ -30,9 +30,11 @@ pub async fn crash() {
 
     let session = process::connect(&client, &requests).await;
     let load = process::start_load(session.peer().clone(), CALLS, IN_FLIGHT, 200);
+    let mut kills = Vec::new();
     for _ in 0..KILLS {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         server.start_kill().expect("kill -9");
+        kills.push(tokio::time::Instant::now());
         let _ = server.wait().await;
         server = process::spawn_server(&ls.aws_env(), &requests, &effects).await;
     }
@@ -43,11 +45,19 @@ pub async fn crash() {
 
     let counts = effects.counts();
     let duplicated: usize = counts.values().map(|n| n - 1).sum();
+    // Calls made and not yet answered when each kill landed: a kill with
+    // none in flight would show nothing about crashes under load.
+    let in_flight: Vec<usize> = kills.iter().map(|at| load.in_flight_at(*at)).collect();
     eprintln!(
-        "crash: {CALLS} calls, {KILLS} kills, {} lost, {duplicated} duplicated effects",
+        "crash: {CALLS} calls, {KILLS} kills with {in_flight:?} calls in flight, {} answered, {} lost, {duplicated} duplicated effects",
+        load.answered,
         load.lost.len()
     );
-    assert_eq!(load.calls, CALLS);
+    assert!(
+        in_flight.iter().all(|n| *n > 0),
+        "a kill landed with no call in flight: {in_flight:?}"
+    );
+    assert_eq!(load.answered, CALLS, "every call got its own answer");
     assert!(
         load.lost.is_empty(),
         "calls without their answer: {:?}",

@@ -106,7 +106,7 @@ pub async fn poison() {
         .partition(|(_, text)| text.contains("dead-lettered"));
     eprintln!(
         "poison: 1 poison request, ran {runs} times, {crashes} crashes, dead-lettered with reason {reason:?}; {CALLS} calls meanwhile: {} answered, {} dead-lettered beside it (callers told), {} lost",
-        CALLS - outcome.lost.len(),
+        outcome.answered,
         told.len(),
         lost.len()
     );

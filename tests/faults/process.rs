@@ -247,13 +247,46 @@ impl Drop for Effects {
 
 /// What a load run saw.
 pub struct Load {
-    /// Calls made.
-    pub calls: usize,
+    /// Calls that got their own answer (the tool's result is the call's id).
+    pub answered: usize,
     /// Calls without their own answer (an error, a wrong result or no answer
     /// within 120 s), with what they got.
     pub lost: Vec<(String, String)>,
+    /// When each call was made, by id.
+    pub started: HashMap<String, tokio::time::Instant>,
     /// When each call ended (answered, failed or given up on), by id.
     pub ended: HashMap<String, tokio::time::Instant>,
+}
+
+impl Load {
+    /// How many calls had been made and had not ended at `at`: the calls in
+    /// flight then.
+    pub fn in_flight_at(&self, at: tokio::time::Instant) -> usize {
+        self.started
+            .iter()
+            .filter(|(id, started)| {
+                **started <= at && self.ended.get(*id).is_none_or(|ended| *ended > at)
+            })
+            .count()
+    }
+}
+
+/// Calls `work` once with `id`, `ms` long: what it answered (its result's
+/// text, `id` when all went well), or the error, or that no answer came
+/// within 120 s.
+pub async fn call_work(peer: &rmcp::service::Peer<RoleClient>, id: &str, ms: u64) -> String {
+    let arguments = serde_json::json!({"id": id, "ms": ms});
+    let request = CallToolRequestParams::new("work")
+        .with_arguments(arguments.as_object().cloned().unwrap_or_default());
+    match tokio::time::timeout(Duration::from_secs(120), peer.call_tool(request)).await {
+        Ok(Ok(result)) => result
+            .content
+            .iter()
+            .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+            .collect::<String>(),
+        Ok(Err(error)) => format!("error: {error}"),
+        Err(_) => "no answer within 120 s".to_owned(),
+    }
 }
 
 /// Makes `calls` calls of `work` (each `ms` long, with ids `call-<n>`), at
@@ -276,43 +309,32 @@ pub fn start_load(
                     return outcomes;
                 }
                 let id = format!("call-{i}");
-                let arguments = serde_json::json!({"id": id, "ms": ms});
-                let request = CallToolRequestParams::new("work")
-                    .with_arguments(arguments.as_object().cloned().unwrap_or_default());
-                let answer =
-                    tokio::time::timeout(Duration::from_secs(120), peer.call_tool(request)).await;
-                let text = match answer {
-                    Ok(Ok(result)) => result
-                        .content
-                        .iter()
-                        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
-                        .collect::<String>(),
-                    Ok(Err(error)) => format!("error: {error}"),
-                    Err(_) => "no answer within 120 s".to_owned(),
-                };
-                outcomes.push((id, text, tokio::time::Instant::now()));
+                let started = tokio::time::Instant::now();
+                let text = call_work(&peer, &id, ms).await;
+                outcomes.push((id, text, started, tokio::time::Instant::now()));
             }
         })
     });
     let workers: Vec<_> = workers.collect();
     tokio::spawn(async move {
-        let mut made = 0;
-        let mut lost = Vec::new();
-        let mut ended = HashMap::new();
+        let mut load = Load {
+            answered: 0,
+            lost: Vec::new(),
+            started: HashMap::new(),
+            ended: HashMap::new(),
+        };
         for worker in futures::future::join_all(workers).await {
-            for (id, text, at) in worker.expect("load worker") {
-                made += 1;
-                ended.insert(id.clone(), at);
-                if id != text {
-                    lost.push((id, text));
+            for (id, text, started, ended) in worker.expect("load worker") {
+                load.started.insert(id.clone(), started);
+                load.ended.insert(id.clone(), ended);
+                if id == text {
+                    load.answered += 1;
+                } else {
+                    load.lost.push((id, text));
                 }
             }
         }
-        Load {
-            calls: made,
-            lost,
-            ended,
-        }
+        load
     })
 }
 

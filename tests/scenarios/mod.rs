@@ -17,6 +17,14 @@ mod identity;
 pub use guarantees::*;
 #[allow(unused_imports)] // Not every test binary runs the scenarios.
 pub use identity::*;
+mod faulty_outbox;
+pub use faulty_outbox::{Failure, FaultyOutbox};
+mod final_reply;
+#[allow(unused_imports)]
+pub use final_reply::*;
+mod client;
+#[allow(unused_imports)]
+pub use client::*;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -68,6 +76,8 @@ pub struct Fixture<'a> {
     pub broker: &'a dyn TestBroker,
     pub requests: String,
     pub stats: Arc<DemoStats>,
+    /// The outbox every server replica the fixture starts sends through.
+    server_outbox: Arc<dyn Outbox>,
     shutdown: CancellationToken,
     server: Option<tokio::task::JoinHandle<()>>,
     /// Shared by every replica the fixture starts, as in a deployment.
@@ -95,11 +105,23 @@ impl<'a> Fixture<'a> {
         spec: QueueSpec,
         customise: impl FnOnce(QueueServerBuilder) -> QueueServerBuilder,
     ) -> Fixture<'a> {
+        Self::start_with_outbox(broker, spec, broker.outbox(), customise).await
+    }
+
+    /// Starts a demo server on a request queue made to `spec`, sending
+    /// through `server_outbox` (e.g. a [`FaultyOutbox`]).
+    pub async fn start_with_outbox(
+        broker: &'a dyn TestBroker,
+        spec: QueueSpec,
+        server_outbox: Arc<dyn Outbox>,
+        customise: impl FnOnce(QueueServerBuilder) -> QueueServerBuilder,
+    ) -> Fixture<'a> {
         let requests = broker.create_queue_with("requests", spec).await;
         let mut fixture = Fixture {
             broker,
             requests: requests.clone(),
             stats: Arc::new(DemoStats::default()),
+            server_outbox,
             shutdown: CancellationToken::new(),
             server: None,
             session_keys: SessionKeys::random(),
@@ -117,7 +139,7 @@ impl<'a> Fixture<'a> {
         self.shutdown = CancellationToken::new();
         let builder = QueueServer::builder(
             self.broker.inbox(&self.requests).await,
-            self.broker.outbox(),
+            self.server_outbox.clone(),
         )
         .shutdown_grace(Duration::from_secs(2))
         // Short polls so that shutdown, which lets a poll finish, is quick.
@@ -239,11 +261,19 @@ macro_rules! all_scenarios {
             shared_reply_queue,
             duplicates_run_once,
             poison_requests_are_dead_lettered_with_a_reason,
+            final_reply_failing_once_is_replayed,
+            final_reply_refused_for_good_removes_the_request,
+            final_reply_failing_on_the_last_delivery_dead_letters,
             signed_messages,
             clients_from_one_config_get_their_own_answers,
             spoofed_ids_get_their_own_answers,
             refusals_cannot_fail_another_clients_call,
             duplicates_of_running_requests_are_not_dead_lettered,
+            signing_client_drops_bad_replies,
+            optional_signatures_excuse_only_a_missing_one,
+            signing_keys_rotate_step_by_step,
+            order_wait_releases_a_response_whose_notifications_were_lost,
+            a_duplicated_notification_counts_once,
         );
     };
     (@each $broker:expr; $($scenario:ident),* $(,)?) => {
@@ -391,6 +421,41 @@ pub async fn cancellation_stops_the_handler(broker: &dyn TestBroker) {
         .expect("echo after cancel");
     assert_eq!(text_of(&echoed), "still here");
     client.cancel().await.expect("close");
+
+    // The same by hand, on a reply queue only this test reads: rmcp's
+    // client drops an answer to a call it cancelled, so only here would
+    // one be seen.
+    let replies = fx.queue("cancel-replies").await;
+    let inbox = broker.inbox(&replies).await;
+    let raw = |body: Value| {
+        QueueMessage::new(body.to_string())
+            .with_string("ReplyTo", &replies)
+            .with_string("ClientId", "raw-cancelling-client")
+    };
+    let sleep = json!({"jsonrpc":"2.0","id":71,"method":"tools/call",
+        "params":{"name":"sleep","arguments":{"ms":60_000}}});
+    fx.inject(raw(sleep)).await;
+    let started = eventually(Duration::from_secs(10), || {
+        stats.calls.load(Ordering::Relaxed) == 3
+    })
+    .await;
+    assert!(started, "the raw call reached the server");
+    let cancel = json!({"jsonrpc":"2.0","method":"notifications/cancelled",
+        "params":{"requestId":71,"reason":"test"}});
+    fx.inject(raw(cancel)).await;
+    let stopped = eventually(Duration::from_secs(10), || {
+        stats.sleeps_cancelled.load(Ordering::Relaxed) == 2
+    })
+    .await;
+    assert!(stopped, "the raw call's handler saw the cancellation");
+    // The call asked for no progress, so nothing at all is due; an answer
+    // would be sent the moment the handler stopped.
+    let answer = next_reply(&*inbox, Duration::from_secs(3)).await;
+    assert!(answer.is_none(), "answered after cancelling: {answer:?}");
+    assert!(
+        final_reply::drained(broker, &fx.requests).await,
+        "the cancelled request was removed"
+    );
     fx.stop().await;
 }
 
@@ -411,6 +476,17 @@ pub async fn timeouts(broker: &dyn TestBroker) {
         Err(ServiceError::Timeout { .. }) => {}
         other => panic!("expected a client timeout, got {other:?}"),
     }
+    // Stopped by the cancellation the client sends on its timeout, or else
+    // by the server's deadline: counted before the second call, so that
+    // each call's stop is seen on its own.
+    let stats = fx.stats.clone();
+    let cancelled = |n: usize| {
+        let stats = stats.clone();
+        eventually(Duration::from_secs(10), move || {
+            stats.sleeps_cancelled.load(Ordering::Relaxed) == n
+        })
+    };
+    assert!(cancelled(1).await, "the first call's handler was stopped");
     let error = client
         .call_tool(call("sleep", json!({"ms": 30_000})))
         .await
@@ -422,15 +498,9 @@ pub async fn timeouts(broker: &dyn TestBroker) {
         }
         other => panic!("expected a JSON-RPC error, got {other:?}"),
     }
-    let stats = fx.stats.clone();
-    assert!(
-        eventually(Duration::from_secs(5), || stats
-            .sleeps_cancelled
-            .load(Ordering::Relaxed)
-            >= 1)
-        .await,
-        "the deadline cancelled the handler"
-    );
+    assert!(cancelled(2).await, "the deadline cancelled the handler");
+    assert_eq!(stats.calls.load(Ordering::Relaxed), 2, "each call ran once");
+    assert_eq!(stats.sleeps_completed.load(Ordering::Relaxed), 0);
     client.cancel().await.expect("close");
     fx.stop().await;
 }
@@ -520,7 +590,13 @@ pub async fn protocol_versions(broker: &dyn TestBroker) {
 /// Bad input: every case is answered when it can be, removed, and leaves
 /// the server serving.
 pub async fn bad_input(broker: &dyn TestBroker) {
-    let mut fx = Fixture::start(broker).await;
+    // Records every address the server tries to send to; the refused
+    // address is never forwarded, so it reaches nothing outside the test.
+    let evil = "https://evil.example/q/x";
+    let outbox = FaultyOutbox::new(broker.outbox());
+    outbox.refuse(evil);
+    let mut fx =
+        Fixture::start_with_outbox(broker, QueueSpec::default(), outbox.clone(), |b| b).await;
     let replies = fx.queue("raw-replies").await;
     let inbox = broker.inbox(&replies).await;
     let within = Duration::from_secs(10);
@@ -569,10 +645,8 @@ pub async fn bad_input(broker: &dyn TestBroker) {
     // A reply address outside the allow-list, and none at all: nothing is
     // sent, the messages are removed.
     let list = json!({"jsonrpc":"2.0","id":43,"method":"tools/list","params":{}});
-    fx.inject(
-        QueueMessage::new(list.to_string()).with_string("ReplyTo", "https://evil.example/q/x"),
-    )
-    .await;
+    fx.inject(QueueMessage::new(list.to_string()).with_string("ReplyTo", evil))
+        .await;
     fx.inject(QueueMessage::new(list.to_string())).await;
 
     // A reply larger than the reply queue accepts: an error saying so.
@@ -591,8 +665,17 @@ pub async fn bad_input(broker: &dyn TestBroker) {
         .await
         .expect("size error reply");
     assert_eq!(reply["id"], 44);
+    assert_eq!(reply["error"]["code"], -32603, "{reply}");
+    // Both sizes: the response's as the broker counted it (the first send
+    // to the small queue), and the queue's limit.
+    let size = outbox.finals(&small, &json!(44))[0].size;
+    assert!(size > 2000, "the response was {size} bytes");
     let message = reply["error"]["message"].as_str().unwrap_or_default();
-    assert!(message.contains("exceeds"), "{reply}");
+    assert!(
+        message.contains(&format!("response of {size} bytes")),
+        "{reply}"
+    );
+    assert!(message.contains("limit of 1024 bytes"), "{reply}");
 
     // Nothing more arrived (the refused ones were not answered anywhere we
     // can see) and the server still serves.
@@ -601,7 +684,9 @@ pub async fn bad_input(broker: &dyn TestBroker) {
             .await
             .is_none()
     );
-    let client = fx.client().await;
+    let transport = fx.transport().await;
+    let client_replies = transport.reply_address().to_owned();
+    let client = ().serve(transport).await.expect("client connects");
     let echoed = client
         .call_tool(call("echo", json!({"text": "healthy"})))
         .await
@@ -624,6 +709,22 @@ pub async fn bad_input(broker: &dyn TestBroker) {
         drained, 0,
         "every bad message was removed from the request queue"
     );
+    // With every message handled: the server tried no address but those
+    // the requests named and the allow-list admits, and sent nothing at
+    // all for the requests it refused (id 43).
+    let attempts = outbox.attempts();
+    for attempt in &attempts {
+        assert!(
+            [&replies, &small, &client_replies].contains(&&attempt.address),
+            "sent to a refused address: {}",
+            attempt.address
+        );
+        assert!(
+            !attempt.is_final_of(&json!(43)),
+            "a refused request was answered to {}",
+            attempt.address
+        );
+    }
     fx.stop().await;
 }
 
@@ -635,7 +736,7 @@ pub async fn heartbeat_keeps_long_calls_hidden(broker: &dyn TestBroker) {
         visibility_timeout: Some(visibility),
         ..QueueSpec::default()
     };
-    let mut fx = Fixture::start_on(broker, spec, |b| b).await;
+    let (mut fx, deliveries) = Fixture::start_logged(broker, spec).await;
     let client = fx.client().await;
     let result = client
         .call_tool(call("sleep", json!({"ms": 5_000})))
@@ -645,6 +746,13 @@ pub async fn heartbeat_keeps_long_calls_hidden(broker: &dyn TestBroker) {
     // Wait past another visibility period: a request that was not kept
     // hidden would be redelivered and run again now.
     tokio::time::sleep(visibility + Duration::from_secs(1)).await;
+    // Counted per delivery: the replay cache would answer a redelivery
+    // without running the tool, hiding it from the counters below.
+    assert_eq!(
+        deliveries.deliveries_of("\"sleep\""),
+        [1],
+        "the long call's request was delivered exactly once"
+    );
     assert_eq!(
         fx.stats.calls.load(Ordering::Relaxed),
         1,
