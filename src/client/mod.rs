@@ -192,8 +192,11 @@ impl Shared {
         } else {
             wire::encode_message(message, &headers)?
         };
-        // On a FIFO queue, one group per client keeps its messages in order.
-        let mut encoded = encoded.for_destination(&self.server_address, &self.client_id);
+        // On a FIFO queue: a group per request, so that a running call, which
+        // holds its group until it is answered (late ack), blocks neither the
+        // client's other calls nor a cancellation of itself.
+        let mut encoded =
+            encoded.for_destination(&self.server_address, &fifo_group(&self.client_id, message));
         if let Some(signing) = &self.signing {
             signing.keys.sign(&mut encoded);
         }
@@ -381,6 +384,32 @@ impl Drop for QueueClientTransport {
     }
 }
 
+/// The FIFO message group of `message` sent by connection `client_id`:
+/// `<client_id>.<request id>` for a request (a resend of it keeps its
+/// group), a group of its own for anything else (a cancellation must not
+/// wait behind the call it cancels). Group ids are at most 128 printable
+/// ASCII characters: a request id that would not fit is hashed.
+fn fifo_group(client_id: &str, message: &ClientJsonRpcMessage) -> String {
+    const MAX: usize = 128;
+    let ClientJsonRpcMessage::Request(request) = message else {
+        return format!("{client_id}.{}", uuid::Uuid::new_v4().simple());
+    };
+    let id = wire::request_id_text(&request.id);
+    let group = format!("{client_id}.{id}");
+    if group.len() <= MAX && group.bytes().all(|b| b.is_ascii_graphic()) {
+        return group;
+    }
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(id.as_bytes());
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let prefix: String = client_id
+        .chars()
+        .filter(char::is_ascii_graphic)
+        .take(MAX - hex.len() - 2)
+        .collect();
+    format!("{prefix}.#{hex}")
+}
+
 /// The `ClientId` of a new connection of the client named `name`.
 fn connection_id(name: &str) -> String {
     let nonce = uuid::Uuid::new_v4().simple().to_string();
@@ -424,6 +453,33 @@ mod tests {
         }
     }
 
+    #[test]
+    fn fifo_groups_are_per_request_and_always_valid() {
+        let message = |body: &str| -> ClientJsonRpcMessage { serde_json::from_str(body).unwrap() };
+        let call = message(r#"{"jsonrpc":"2.0","id":7,"method":"ping"}"#);
+        assert_eq!(fifo_group("c-1", &call), "c-1.7");
+        assert_eq!(
+            fifo_group("c-1", &call),
+            fifo_group("c-1", &call),
+            "a resend keeps it"
+        );
+        let cancel = message(
+            r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":7}}"#,
+        );
+        let (first, second) = (fifo_group("c-1", &cancel), fifo_group("c-1", &cancel));
+        assert_ne!(first, "c-1.7", "a cancel is not behind its call");
+        assert_ne!(first, second);
+        let odd = message(&format!(
+            r#"{{"jsonrpc":"2.0","id":"{} ü","method":"ping"}}"#,
+            "x".repeat(200)
+        ));
+        let group = fifo_group(&"c".repeat(200), &odd);
+        assert!(
+            group.len() <= 128 && group.bytes().all(|b| b.is_ascii_graphic()),
+            "{group}"
+        );
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_retried_request_is_the_same_message_to_a_fifo_queue() {
         let outbox = Arc::new(FlakyOutbox::default());
@@ -445,7 +501,7 @@ mod tests {
         let (first, retry) = (&attempts[0], &attempts[1]);
         assert!(first.deduplication_id.is_some());
         assert_eq!(retry.deduplication_id, first.deduplication_id);
-        assert_eq!(retry.group_id.as_deref(), Some("c-1"));
+        assert_eq!(retry.group_id.as_deref(), Some("c-1.1"));
         assert_eq!(retry.body, first.body);
         assert_eq!(retry.attribute(wire::attr::METHOD), Some("ping"));
         assert_eq!(retry.attribute(wire::attr::REQUEST_ID), Some("1"));

@@ -66,12 +66,15 @@ pub(super) fn body_digest(body: &str) -> [u8; 16] {
     truncated
 }
 
+/// A request running for a caller: its body digest and cancellation token.
+type Running = ([u8; 16], CancellationToken);
+
 /// The registry of one server.
 #[derive(Default)]
 pub(super) struct InFlight {
     /// Per caller and id, the bodies running with their cancellation tokens.
     /// Almost always one; several only when a caller reuses an id.
-    running: Mutex<HashMap<Caller, Vec<([u8; 16], CancellationToken)>>>,
+    running: Mutex<HashMap<Caller, Vec<Running>>>,
     /// Notified whenever a request ends, for duplicates held until then.
     ended: Notify,
 }

@@ -1,10 +1,12 @@
 //! FIFO request and reply queues on SQS (LocalStack), included by
-//! `tests/sqs.rs`. Each message carries a group (a client's messages: its
-//! `ClientId`; a server's replies: the request's `ClientId`) and a fresh
+//! `tests/sqs.rs`. Each message carries a group (a client's request: its
+//! `ClientId` and the request's id; anything else a client sends: a group of
+//! its own; a server's replies: the request's `ClientId`) and a fresh
 //! deduplication id, so that a deliberate resend reaches the server and is
 //! answered from its replay cache. A request holds its group until it is
-//! answered (late ack, heartbeat): what a client sends after it, including a
-//! cancellation of it, waits behind it.
+//! answered (late ack, heartbeat), which with a group per request blocks
+//! nothing else: a client's calls run side by side and a cancellation
+//! reaches the call it cancels.
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
@@ -100,8 +102,8 @@ impl FifoServer {
     }
 }
 
-/// A client sends in the group of its `ClientId` with a fresh deduplication
-/// id per send, so its deliberate resend of a request reaches the server,
+/// A client sends a request in the group `<ClientId>.<id>` with a fresh
+/// deduplication id per send, so its deliberate resend of a request reaches the server,
 /// which answers it from the replay cache (the tool runs once). A server's
 /// reply goes in the group of the request's `ClientId`.
 #[tokio::test]
@@ -129,7 +131,8 @@ async fn fifo_queues_work_end_to_end() {
     let sent = receive_raw(&broker, &requests, 2).await;
     let mut deduplication_ids = HashSet::new();
     for message in &sent {
-        assert_eq!(group(message), Some(client_id.as_str()), "{message:?}");
+        let expected = format!("{client_id}.1");
+        assert_eq!(group(message), Some(expected.as_str()), "{message:?}");
         let id = system_attribute(message, MessageSystemAttributeName::MessageDeduplicationId);
         deduplication_ids.insert(id.expect("a deduplication id").to_owned());
     }
@@ -192,13 +195,11 @@ async fn fifo_queues_work_end_to_end() {
     }
 }
 
-/// Concurrent calls of one client on FIFO queues are all answered. A cancel
-/// is sent in the client's group, behind the call it cancels, which holds
-/// the group until it is answered: the cancel reaches the server only after
-/// the call has ended, so the handler runs to completion. (What the client
-/// does is unchanged: it stops waiting and discards the result.)
+/// Calls of one client on FIFO queues run side by side (each request is in
+/// a group of its own, which its late ack holds), and a cancel, in a group
+/// of its own, reaches the call it cancels while it runs.
 #[tokio::test]
-async fn fifo_a_cancel_waits_behind_the_call_it_cancels() {
+async fn fifo_calls_run_side_by_side_and_a_cancel_lands() {
     let broker = Sqs::new().await;
     let requests = fifo_queue(&broker, "requests").await;
     let replies = fifo_queue(&broker, "replies").await;
@@ -213,45 +214,55 @@ async fn fifo_a_cancel_waits_behind_the_call_it_cancels() {
         },
     );
     let client = ().serve(transport).await.expect("initialize");
-
-    let calls = (0..10).map(|i| {
-        let client = client.clone();
-        async move {
-            let text = format!("call-{i}");
-            let result = client
-                .call_tool(call("echo", json!({"text": text})))
-                .await
-                .expect("echo");
-            assert_eq!(text_of(&result), text);
-        }
-    });
-    futures::future::join_all(calls).await;
-
     let stats = server.stats.clone();
+
+    // Three 6 s calls, each sent once the one before has started: each
+    // starts while the others run. (In one group per client, a call would
+    // wait in the queue until the one before it is answered; sent together
+    // they could still arrive in one receive, hence one at a time.)
+    let mut running = Vec::new();
+    for started in 1..=3 {
+        let client = client.clone();
+        running.push(tokio::spawn(async move {
+            client
+                .call_tool(call("sleep", json!({"ms": 6_000})))
+                .await
+                .expect("sleep")
+        }));
+        let ok = eventually(Duration::from_secs(5), || {
+            stats.calls.load(Ordering::Relaxed) == started
+        })
+        .await;
+        assert!(ok, "call {started} started while the others ran");
+    }
+    assert_eq!(stats.sleeps_completed.load(Ordering::Relaxed), 0);
+    for call in running {
+        tokio::time::timeout(Duration::from_secs(30), call)
+            .await
+            .expect("answered in time")
+            .expect("joined");
+    }
+
     let handle = client
         .send_cancellable_request(
-            ClientRequest::CallToolRequest(Request::new(call("sleep", json!({"ms": 3_000})))),
+            ClientRequest::CallToolRequest(Request::new(call("sleep", json!({"ms": 10_000})))),
             PeerRequestOptions::no_options(),
         )
         .await
         .expect("send");
     let started = eventually(Duration::from_secs(20), || {
-        stats.calls.load(Ordering::Relaxed) == 11
+        stats.calls.load(Ordering::Relaxed) == 4
     })
     .await;
     assert!(started, "the long call started");
     handle.cancel(Some("test".into())).await.expect("cancel");
-    let cancel_delivered = eventually(Duration::from_secs(20), || {
-        deliveries.received_at("notifications/cancelled").is_some()
+    let cancelled = eventually(Duration::from_secs(8), || {
+        stats.sleeps_cancelled.load(Ordering::Relaxed) == 1
     })
     .await;
-    assert!(cancel_delivered, "the cancel reached the server");
-    assert_eq!(
-        stats.sleeps_completed.load(Ordering::Relaxed),
-        1,
-        "the call had ended when its cancel arrived"
-    );
-    assert_eq!(stats.sleeps_cancelled.load(Ordering::Relaxed), 0);
+    assert!(cancelled, "the cancel stopped the running call");
+    assert!(deliveries.received_at("notifications/cancelled").is_some());
+    assert_eq!(stats.sleeps_completed.load(Ordering::Relaxed), 3);
 
     let echoed = client
         .call_tool(call("echo", json!({"text": "after"})))
