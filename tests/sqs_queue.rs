@@ -16,6 +16,9 @@ use asyncmcp::queue::sqs::{
 use asyncmcp::queue::{AttributeValue, Delivery, Inbox, Outbox, QueueError, QueueMessage, Receipt};
 use tokio::task::JoinSet;
 
+#[path = "common/deny.rs"]
+mod deny;
+
 /// A client against LocalStack, its call counter, and the queues to delete.
 struct Env {
     client: Client,
@@ -288,6 +291,50 @@ async fn an_oversize_message_fails_before_any_call() {
         outbox
             .send(&url, QueueMessage::new("x".repeat(1024)))
             .await?;
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_refused_size_lookup_falls_back_to_the_sqs_limit() {
+    // A role allowed only sqs:SendMessage on a reply queue: its
+    // GetQueueAttributes is refused, and sends must go out all the same.
+    run(async |env| {
+        let url = env.queue("least-privilege", &visibility(30)).await?;
+        let deny = deny::DenyOperation::new("GetQueueAttributes", deny::Protocol::SqsJson);
+        let config = env
+            .client
+            .config()
+            .to_builder()
+            .interceptor(deny.clone())
+            .build();
+        let outbox = SqsOutbox::new(Client::from_conf(config));
+        assert_eq!(outbox.max_message_size(&url).await?, 1_048_576);
+        outbox.send(&url, QueueMessage::new("one")).await?;
+        outbox.send(&url, QueueMessage::new("two")).await?;
+        // The refusal is kept like an answer: one lookup for all sends.
+        assert_eq!(deny.denied(), 1);
+        let too_large = outbox
+            .send(&url, QueueMessage::new("x".repeat(1_048_577)))
+            .await;
+        assert!(
+            matches!(
+                too_large,
+                Err(QueueError::TooLarge {
+                    size: 1_048_577,
+                    limit: 1_048_576
+                })
+            ),
+            "{too_large:?}"
+        );
+        let inbox = env.inbox(&url).await;
+        let bodies: BTreeSet<String> = receive(&inbox, 2)
+            .await
+            .into_iter()
+            .map(|d| d.message.body)
+            .collect();
+        assert_eq!(bodies, BTreeSet::from(["one".to_owned(), "two".to_owned()]));
         Ok(())
     })
     .await;
