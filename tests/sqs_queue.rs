@@ -341,6 +341,31 @@ async fn a_refused_size_lookup_falls_back_to_the_sqs_limit() {
 }
 
 #[tokio::test]
+async fn a_region_less_queue_url_allows_topics_of_the_configured_region() {
+    // LocalStack's `http://localhost:4566/<account>/<name>` names no region:
+    // the default reply policy takes it from the client the inbox was opened
+    // with, so SNS reply topics of that account and region are allowed.
+    run(async |env| {
+        let url = env.queue("region-less", &visibility(30)).await?;
+        let endpoint = std::env::var("AWS_ENDPOINT_URL")?;
+        let mut tail = url.rsplit('/');
+        let (name, account) = (tail.next().unwrap(), tail.next().unwrap());
+        let region_less = format!("{}/{account}/{name}", endpoint.trim_end_matches('/'));
+        let inbox = env.inbox(&region_less).await;
+        let builder = asyncmcp::QueueServer::builder(inbox, env.outbox());
+        let policy = &builder.config().reply_policy;
+        let topic = format!("arn:aws:sns:us-east-1:{account}:replies");
+        assert_eq!(policy.check(Some(&topic)), Ok(topic.clone()));
+        let queue = format!("{}/{account}/replies", endpoint.trim_end_matches('/'));
+        assert_eq!(policy.check(Some(&queue)), Ok(queue.clone()));
+        let elsewhere = format!("arn:aws:sns:eu-west-1:{account}:replies");
+        assert!(policy.check(Some(&elsewhere)).is_err(), "{elsewhere}");
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_missing_queue_is_no_such_queue() {
     run(async |env| {
         let url = env.queue("exists", &visibility(30)).await?;
