@@ -24,6 +24,9 @@ use asyncmcp::queue::{
 use common::unique_name;
 use tokio::task::JoinSet;
 
+#[path = "common/deny.rs"]
+mod deny;
+
 /// Clients against LocalStack, the SNS call counter, and what to delete.
 struct Env {
     ls: &'static common::LocalStack,
@@ -148,6 +151,52 @@ async fn raw_delivery_carries_the_exact_body_and_attributes() {
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].message, message);
         assert_eq!(env.counter.get("PublishBatch"), 1);
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_refused_size_lookup_falls_back_to_the_sns_limit() {
+    // A role allowed only sns:Publish on a reply topic: its
+    // GetTopicAttributes is refused, and publishes must go out all the same.
+    run(async |env| {
+        let topic = env
+            .topic("least-privilege", &SnsTopicOptions::default())
+            .await?;
+        let (url, _) = env.subscribed("least-privilege", &topic, &raw()).await?;
+        let deny = deny::DenyOperation::new("GetTopicAttributes", deny::Protocol::SnsQuery);
+        let config = env
+            .sns
+            .config()
+            .to_builder()
+            .interceptor(deny.clone())
+            .build();
+        let outbox = SnsOutbox::new(sns::Client::from_conf(config));
+        assert_eq!(outbox.max_message_size(&topic).await?, 262_144);
+        outbox.send(&topic, QueueMessage::new("one")).await?;
+        outbox.send(&topic, QueueMessage::new("two")).await?;
+        // The refusal is kept like an answer: one lookup for all publishes.
+        assert_eq!(deny.denied(), 1);
+        let too_large = outbox
+            .send(&topic, QueueMessage::new("x".repeat(262_145)))
+            .await;
+        assert!(
+            matches!(
+                too_large,
+                Err(QueueError::TooLarge {
+                    size: 262_145,
+                    limit: 262_144
+                })
+            ),
+            "{too_large:?}"
+        );
+        let bodies: BTreeSet<String> = receive(&env.inbox(&url).await, 2)
+            .await
+            .into_iter()
+            .map(|d| d.message.body)
+            .collect();
+        assert_eq!(bodies, BTreeSet::from(["one".to_owned(), "two".to_owned()]));
         Ok(())
     })
     .await;

@@ -16,6 +16,9 @@ use asyncmcp::queue::sqs::{
 use asyncmcp::queue::{AttributeValue, Delivery, Inbox, Outbox, QueueError, QueueMessage, Receipt};
 use tokio::task::JoinSet;
 
+#[path = "common/deny.rs"]
+mod deny;
+
 /// A client against LocalStack, its call counter, and the queues to delete.
 struct Env {
     client: Client,
@@ -288,6 +291,75 @@ async fn an_oversize_message_fails_before_any_call() {
         outbox
             .send(&url, QueueMessage::new("x".repeat(1024)))
             .await?;
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_refused_size_lookup_falls_back_to_the_sqs_limit() {
+    // A role allowed only sqs:SendMessage on a reply queue: its
+    // GetQueueAttributes is refused, and sends must go out all the same.
+    run(async |env| {
+        let url = env.queue("least-privilege", &visibility(30)).await?;
+        let deny = deny::DenyOperation::new("GetQueueAttributes", deny::Protocol::SqsJson);
+        let config = env
+            .client
+            .config()
+            .to_builder()
+            .interceptor(deny.clone())
+            .build();
+        let outbox = SqsOutbox::new(Client::from_conf(config));
+        assert_eq!(outbox.max_message_size(&url).await?, 1_048_576);
+        outbox.send(&url, QueueMessage::new("one")).await?;
+        outbox.send(&url, QueueMessage::new("two")).await?;
+        // The refusal is kept like an answer: one lookup for all sends.
+        assert_eq!(deny.denied(), 1);
+        let too_large = outbox
+            .send(&url, QueueMessage::new("x".repeat(1_048_577)))
+            .await;
+        assert!(
+            matches!(
+                too_large,
+                Err(QueueError::TooLarge {
+                    size: 1_048_577,
+                    limit: 1_048_576
+                })
+            ),
+            "{too_large:?}"
+        );
+        let inbox = env.inbox(&url).await;
+        let bodies: BTreeSet<String> = receive(&inbox, 2)
+            .await
+            .into_iter()
+            .map(|d| d.message.body)
+            .collect();
+        assert_eq!(bodies, BTreeSet::from(["one".to_owned(), "two".to_owned()]));
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_region_less_queue_url_allows_topics_of_the_configured_region() {
+    // LocalStack's `http://localhost:4566/<account>/<name>` names no region:
+    // the default reply policy takes it from the client the inbox was opened
+    // with, so SNS reply topics of that account and region are allowed.
+    run(async |env| {
+        let url = env.queue("region-less", &visibility(30)).await?;
+        let endpoint = std::env::var("AWS_ENDPOINT_URL")?;
+        let mut tail = url.rsplit('/');
+        let (name, account) = (tail.next().unwrap(), tail.next().unwrap());
+        let region_less = format!("{}/{account}/{name}", endpoint.trim_end_matches('/'));
+        let inbox = env.inbox(&region_less).await;
+        let builder = asyncmcp::QueueServer::builder(inbox, env.outbox());
+        let policy = &builder.config().reply_policy;
+        let topic = format!("arn:aws:sns:us-east-1:{account}:replies");
+        assert_eq!(policy.check(Some(&topic)), Ok(topic.clone()));
+        let queue = format!("{}/{account}/replies", endpoint.trim_end_matches('/'));
+        assert_eq!(policy.check(Some(&queue)), Ok(queue.clone()));
+        let elsewhere = format!("arn:aws:sns:eu-west-1:{account}:replies");
+        assert!(policy.check(Some(&elsewhere)).is_err(), "{elsewhere}");
         Ok(())
     })
     .await;

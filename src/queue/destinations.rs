@@ -4,9 +4,14 @@
 //! A server replies to many short-lived client queues and topics, so both
 //! caches are bounded: past [`MAX_DESTINATIONS`] entries they are cleared
 //! (sends in progress hold their own handles and are not affected).
+//!
+//! A least-privilege role may send to a destination without being allowed
+//! to read its attributes; the size lookup then falls back to the service's
+//! limit ([`Destinations::size_refused`]), so that such a role can still send.
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::OnceCell;
@@ -23,6 +28,8 @@ pub(crate) const MAX_DESTINATIONS: usize = 1024;
 pub(crate) struct Destinations {
     batchers: Mutex<HashMap<String, Batcher<QueueMessage, ()>>>,
     sizes: Mutex<HashMap<String, Arc<OnceCell<usize>>>>,
+    /// Whether a refused size lookup has been logged at `warn` already.
+    refusal_logged: AtomicBool,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -68,6 +75,32 @@ impl Destinations {
             sizes.entry(address.to_owned()).or_default().clone()
         };
         cell.get_or_try_init(fetch).await.copied()
+    }
+
+    /// The size to use for `address` when its size lookup was refused
+    /// (`error`): the service's `limit`, which a fetch returns so that it is
+    /// kept like an answer (asking again would be refused again). Logged at
+    /// `warn` the first time, then at `debug`: a server replying to many
+    /// client queues with a send-only role would otherwise warn per client.
+    pub(crate) fn size_refused(
+        &self,
+        address: &str,
+        limit: usize,
+        error: &dyn std::fmt::Display,
+    ) -> usize {
+        if self.refusal_logged.swap(true, Ordering::Relaxed) {
+            tracing::debug!(destination = address, limit, %error, "size lookup refused; using the service limit");
+        } else {
+            tracing::warn!(
+                destination = address,
+                limit,
+                %error,
+                "not allowed to read the destination's attributes; assuming the service's \
+                 message size limit (grant GetQueueAttributes / GetTopicAttributes to use \
+                 the destination's own; logged once)"
+            );
+        }
+        limit
     }
 }
 

@@ -181,6 +181,7 @@ impl MemoryBroker {
                 visibility_timeout: options.visibility_timeout.min(MAX_VISIBILITY),
                 max_message_size: options.max_message_size,
                 fifo: false,
+                region: None,
             },
             redrive: options.redrive,
             state: Mutex::new(State::default()),

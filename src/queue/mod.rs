@@ -187,6 +187,10 @@ pub struct QueueInfo {
     pub max_message_size: usize,
     /// Whether the queue is FIFO (needs a message group on send).
     pub fifo: bool,
+    /// The AWS region of the client the queue was opened with, if any. The
+    /// server's default reply policy takes it when the queue's address shows
+    /// none (LocalStack's `http://localhost:4566/<account>/<name>`).
+    pub region: Option<String>,
 }
 
 /// Errors from a broker.

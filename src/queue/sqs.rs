@@ -94,6 +94,31 @@ fn is_bad_receipt(code: &str, message: &str) -> bool {
         || (code == "InvalidParameterValue" && message.contains("ReceiptHandle"))
 }
 
+/// Whether an error code means the caller is not allowed the call (IAM):
+/// `AccessDenied` from SQS (`AccessDeniedException` in its JSON protocol's
+/// body), `AuthorizationError` from SNS.
+fn is_access_denied(code: &str) -> bool {
+    matches!(
+        code,
+        "AccessDenied" | "AccessDeniedException" | "AuthorizationError"
+    )
+}
+
+/// Whether `error` means the caller's role may not make the call, as when a
+/// role allowed only to send asks for a destination's attributes: one of the
+/// [`is_access_denied`] codes, or a 403 that names no code.
+pub(crate) fn is_refused<E>(error: &SdkError<E, HttpResponse>) -> bool
+where
+    E: ProvideErrorMetadata,
+{
+    match error.code() {
+        Some(code) => is_access_denied(code),
+        None => error
+            .raw_response()
+            .is_some_and(|response| response.status().as_u16() == 403),
+    }
+}
+
 /// Maps an SDK error from a call on `queue` to a [`QueueError`].
 pub(crate) fn map_sdk_error<E>(error: SdkError<E, HttpResponse>, queue: &str) -> QueueError
 where
@@ -199,6 +224,11 @@ mod tests {
         assert!(is_missing_queue("AWS.SimpleQueueService.NonExistentQueue"));
         assert!(is_missing_queue("QueueDoesNotExist"));
         assert!(!is_missing_queue("AccessDenied"));
+        assert!(is_access_denied("AccessDenied"));
+        assert!(is_access_denied("AccessDeniedException"));
+        assert!(is_access_denied("AuthorizationError"));
+        assert!(!is_access_denied("QueueDoesNotExist"));
+        assert!(!is_access_denied("InvalidClientTokenId"));
         assert!(is_bad_receipt(
             "AWS.SimpleQueueService.MessageNotInflight",
             ""

@@ -42,7 +42,7 @@ use tokio_util::task::TaskTracker;
 
 pub use policy::{Refusal, ReplyPolicy};
 
-use crate::queue::{Inbox, Outbox};
+use crate::queue::{Inbox, Outbox, QueueInfo};
 use crate::wire::session::SessionKeys;
 use crate::wire::signing::{Signing, SigningKeys};
 
@@ -92,7 +92,9 @@ pub struct ServerConfig {
     /// shared keys when running several replicas).
     pub session_keys: SessionKeys,
     /// Allowed reply addresses. Default: queues beside the request queue
-    /// and SNS topics of its account and region.
+    /// and SNS topics of its account and region (the inbox's
+    /// [`QueueInfo::region`] when the queue URL shows none); see
+    /// [`ReplyPolicy::same_account_as_in`].
     pub reply_policy: ReplyPolicy,
     /// Where every reply goes, whatever address a request names: typically
     /// one SNS topic shared by all clients, each of which subscribes its
@@ -139,7 +141,7 @@ pub struct DeadLetter {
 }
 
 impl ServerConfig {
-    fn new(request_queue: &str) -> Self {
+    fn new(request_queue: &QueueInfo) -> Self {
         Self {
             pollers: 4,
             max_in_flight: 64,
@@ -147,7 +149,10 @@ impl ServerConfig {
             request_timeout: None,
             shutdown_grace: Duration::from_secs(30),
             session_keys: SessionKeys::random(),
-            reply_policy: ReplyPolicy::same_account_as(request_queue),
+            reply_policy: ReplyPolicy::same_account_as_in(
+                &request_queue.address,
+                request_queue.region.as_deref(),
+            ),
             shared_reply_address: None,
             replay_window: Duration::from_secs(300),
             replay_budget: 64 << 20,
@@ -192,7 +197,7 @@ impl QueueServer<()> {
         inbox: impl Inbox + 'static,
         outbox: impl Outbox + 'static,
     ) -> QueueServerBuilder {
-        let config = ServerConfig::new(&inbox.info().address);
+        let config = ServerConfig::new(inbox.info());
         QueueServerBuilder {
             inbox: Arc::new(inbox),
             outbox: Arc::new(outbox),

@@ -16,7 +16,10 @@ pub enum Refusal {
     #[error("reply address {0:?} is malformed")]
     Malformed(String),
     /// The address is outside the allow-list.
-    #[error("reply address {0:?} is not allowed")]
+    #[error(
+        "reply address {0:?} is not allowed: allow it with \
+         QueueServerBuilder::allow_reply_prefix (`--allow-reply-prefix` in the example servers)"
+    )]
     NotAllowed(String),
 }
 
@@ -38,20 +41,29 @@ impl ReplyPolicy {
         }
     }
 
-    /// The default: queues beside `request_queue`, i.e. in the same account
-    /// and on the same endpoint (the queue URL up to and including its last
-    /// `/`), and SNS topics of the same account and region. For
-    /// `http://host/queue/us-east-1/000000000000/requests` that is
+    /// Queues beside `request_queue`, i.e. in the same account and on the
+    /// same endpoint (the queue URL up to and including its last `/`), and
+    /// SNS topics of the same account and region, when the URL shows both.
+    /// For `http://host/queue/us-east-1/000000000000/requests` that is
     /// `http://host/queue/us-east-1/000000000000/` and
     /// `arn:aws:sns:us-east-1:000000000000:`; for `memory://requests`,
-    /// `memory://`.
+    /// `memory://`. A URL without a region (LocalStack's
+    /// `http://localhost:4566/000000000000/requests`) allows no topic: see
+    /// [`same_account_as_in`](Self::same_account_as_in).
     pub fn same_account_as(request_queue: &str) -> Self {
+        Self::same_account_as_in(request_queue, None)
+    }
+
+    /// The server's default: as [`same_account_as`](Self::same_account_as),
+    /// with `region` (the region the request queue was opened in) for the
+    /// topics when the queue URL shows none. A region the URL shows wins.
+    pub fn same_account_as_in(request_queue: &str, region: Option<&str>) -> Self {
         let prefix = match request_queue.rfind('/') {
             Some(slash) => request_queue[..=slash].to_owned(),
             None => request_queue.to_owned(),
         };
         let mut prefixes = vec![prefix];
-        prefixes.extend(topic_prefix_of(request_queue));
+        prefixes.extend(topic_prefix_of(request_queue, region));
         Self::prefixes(prefixes)
     }
 
@@ -94,30 +106,35 @@ impl ReplyPolicy {
 }
 
 /// The ARN prefix of SNS topics in the account and region of the SQS queue at
-/// `queue_url`, when the URL shows both: AWS's
+/// `queue_url`: the region as the URL shows it (AWS's
 /// `https://sqs.<region>.amazonaws.com/<account>/<name>`, LocalStack's
 /// `http://host/queue/<region>/<account>/<name>` or
-/// `http://sqs.<region>.localhost.localstack.cloud:4566/<account>/<name>`.
-fn topic_prefix_of(queue_url: &str) -> Option<String> {
+/// `http://sqs.<region>.localhost.localstack.cloud:4566/<account>/<name>`),
+/// else `fallback_region` (for `http://host/<account>/<name>`). `None` when
+/// the URL shows no account or neither gives a region.
+fn topic_prefix_of(queue_url: &str, fallback_region: Option<&str>) -> Option<String> {
     let rest = queue_url
         .strip_prefix("https://")
         .or_else(|| queue_url.strip_prefix("http://"))?;
     let (host, path) = rest.split_once('/')?;
     let host = host.split(':').next()?;
     let segments: Vec<&str> = path.split('/').collect();
-    let (region, account) = match segments.as_slice() {
-        ["queue", region, account, _name] => (*region, *account),
-        [account, _name] => (host.strip_prefix("sqs.")?.split('.').next()?, *account),
+    let (shown, account) = match segments.as_slice() {
+        ["queue", region, account, _name] => (Some(*region), *account),
+        [account, _name] => (
+            host.strip_prefix("sqs.")
+                .and_then(|rest| rest.split('.').next()),
+            *account,
+        ),
         _ => return None,
     };
-    let valid_region = !region.is_empty()
-        && region
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) || !valid_region {
+    let region = shown
+        .filter(|region| is_region(region))
+        .or(fallback_region.filter(|region| is_region(region)))?;
+    if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let partition = if host.ends_with(".amazonaws.com.cn") {
+    let partition = if host.ends_with(".amazonaws.com.cn") || region.starts_with("cn-") {
         "aws-cn"
     } else if region.starts_with("us-gov-") {
         "aws-us-gov"
@@ -125,6 +142,18 @@ fn topic_prefix_of(queue_url: &str) -> Option<String> {
         "aws"
     };
     Some(format!("arn:{partition}:sns:{region}:{account}:"))
+}
+
+/// Whether `text` has the form of a region name (`us-east-1`): lowercase
+/// letters, digits and dashes, with a dash, ending in a digit. Keeps a host
+/// part such as `sqs.localhost.localstack.cloud`'s `localhost` from being
+/// taken for one.
+fn is_region(text: &str) -> bool {
+    text.contains('-')
+        && text.ends_with(|c: char| c.is_ascii_digit())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 /// Keeps logged attacker-controlled text short.
@@ -205,8 +234,85 @@ mod tests {
             ("http://localhost:4566/queue/us-east-1/12345/q", None),
             ("memory://requests", None),
         ] {
-            assert_eq!(topic_prefix_of(url).as_deref(), prefix, "{url}");
+            assert_eq!(topic_prefix_of(url, None).as_deref(), prefix, "{url}");
         }
+    }
+
+    #[test]
+    fn region_less_queue_urls_take_the_configured_region() {
+        let policy = ReplyPolicy::same_account_as_in(
+            "http://localhost:4566/000000000000/requests",
+            Some("us-east-1"),
+        );
+        for ok in [
+            "http://localhost:4566/000000000000/replies",
+            "arn:aws:sns:us-east-1:000000000000:replies",
+        ] {
+            assert_eq!(policy.check(Some(ok)), Ok(ok.to_owned()), "{ok}");
+        }
+        for bad in [
+            "arn:aws:sns:eu-west-1:000000000000:replies",
+            "arn:aws:sns:us-east-1:111111111111:replies",
+            "http://localhost:4566/111111111111/replies",
+        ] {
+            assert!(
+                matches!(policy.check(Some(bad)), Err(Refusal::NotAllowed(_))),
+                "{bad}"
+            );
+        }
+        let topic = |url, region| topic_prefix_of(url, region);
+        let local = Some("arn:aws:sns:us-east-1:000000000000:");
+        for url in [
+            "http://localhost:4566/000000000000/q",
+            "http://localhost:4566/queue/us-east-1/000000000000/q",
+            "http://sqs.localhost.localstack.cloud:4566/000000000000/q",
+        ] {
+            assert_eq!(topic(url, Some("us-east-1")).as_deref(), local, "{url}");
+        }
+        // A region the URL shows wins over the configured one.
+        assert_eq!(
+            topic(
+                "http://localhost:4566/queue/us-east-1/000000000000/q",
+                Some("eu-west-1")
+            )
+            .as_deref(),
+            local
+        );
+        assert_eq!(
+            topic(
+                "https://sqs.us-east-1.amazonaws.com/123456789012/q",
+                Some("eu-west-1")
+            )
+            .as_deref(),
+            Some("arn:aws:sns:us-east-1:123456789012:")
+        );
+        assert_eq!(
+            topic("http://localhost:4566/000000000000/q", Some("cn-north-1")).as_deref(),
+            Some("arn:aws-cn:sns:cn-north-1:000000000000:")
+        );
+        // Without a region from anywhere, or one of no region's form: no topics.
+        assert_eq!(topic("http://localhost:4566/000000000000/q", None), None);
+        assert_eq!(
+            topic("http://localhost:4566/000000000000/q", Some("x:y")),
+            None
+        );
+        assert_eq!(topic("memory://requests", Some("us-east-1")), None);
+    }
+
+    #[test]
+    fn refusals_name_the_setting_that_allows_the_address() {
+        let policy = ReplyPolicy::same_account_as(REQUESTS);
+        let refusal = policy.check(Some("arn:aws:sns:eu-west-1:000000000000:replies"));
+        let text = refusal.unwrap_err().to_string();
+        assert!(
+            text.contains("arn:aws:sns:eu-west-1:000000000000:replies"),
+            "{text}"
+        );
+        assert!(
+            text.contains("QueueServerBuilder::allow_reply_prefix"),
+            "{text}"
+        );
+        assert!(text.contains("--allow-reply-prefix"), "{text}");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
 use super::{DEFAULT_MAX_MESSAGE_SIZE, entry_results, is_too_long, is_topic_arn, map_sdk_error};
 use crate::queue::batch::{Batcher, BatcherConfig, FlushResult};
 use crate::queue::destinations::Destinations;
+use crate::queue::sqs::is_refused;
 use crate::queue::{AttributeValue, MAX_ATTRIBUTES, Outbox, QueueError, QueueMessage};
 
 /// The topic attribute read by [`SnsOutbox::max_message_size`].
@@ -83,14 +84,27 @@ impl SnsOutbox {
     }
 
     async fn fetch_max_message_size(&self, address: &str) -> Result<usize, QueueError> {
-        let output = self
+        let sent = self
             .inner
             .client
             .get_topic_attributes()
             .topic_arn(address)
             .send()
-            .await
-            .map_err(|e| map_sdk_error(e, address))?;
+            .await;
+        let output = match sent {
+            Ok(output) => output,
+            // A role allowed only sns:Publish on a reply topic: publish all
+            // the same, within the largest message SNS accepts at all.
+            Err(error) if is_refused(&error) => {
+                let error = map_sdk_error(error, address);
+                return Ok(self.inner.destinations.size_refused(
+                    address,
+                    DEFAULT_MAX_MESSAGE_SIZE,
+                    &error,
+                ));
+            }
+            Err(error) => return Err(map_sdk_error(error, address)),
+        };
         let size = output
             .attributes
             .unwrap_or_default()
@@ -248,7 +262,9 @@ impl Outbox for SnsOutbox {
     /// share one `GetTopicAttributes` call) and caches it; failures are not
     /// cached. AWS reports no such attribute, so this is in practice
     /// [`DEFAULT_MAX_MESSAGE_SIZE`], once the topic is known to exist: a
-    /// missing topic is [`QueueError::NoSuchTopic`].
+    /// missing topic is [`QueueError::NoSuchTopic`]. When the caller is not
+    /// allowed `GetTopicAttributes` on the topic, it is that limit too
+    /// (cached), and a missing topic shows on the publish instead.
     async fn max_message_size(&self, address: &str) -> Result<usize, QueueError> {
         self.inner
             .destinations

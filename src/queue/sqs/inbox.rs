@@ -40,7 +40,8 @@ impl std::fmt::Debug for SqsInbox {
 
 impl SqsInbox {
     /// Opens the queue at `queue_url`, reading its visibility timeout,
-    /// maximum message size and FIFO flag (`GetQueueAttributes`).
+    /// maximum message size and FIFO flag (`GetQueueAttributes`); the
+    /// [`QueueInfo::region`] is `client`'s.
     pub async fn open(client: Client, queue_url: &str) -> Result<Self, QueueError> {
         let output = client
             .get_queue_attributes()
@@ -68,6 +69,7 @@ impl SqsInbox {
             visibility_timeout: Duration::from_secs(visibility_secs),
             max_message_size,
             fifo,
+            region: client.config().region().map(ToString::to_string),
         };
         let deletes = {
             let client = client.clone();

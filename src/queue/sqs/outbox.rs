@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName, SendMessageBatchRequestEntry};
 
-use super::{entry_results, map_sdk_error};
+use super::{entry_results, is_refused, map_sdk_error};
 use crate::queue::batch::{Batcher, BatcherConfig, FlushResult};
 use crate::queue::destinations::Destinations;
 use crate::queue::{AttributeValue, DEFAULT_MAX_MESSAGE_SIZE, Outbox, QueueError, QueueMessage};
@@ -74,15 +74,28 @@ impl SqsOutbox {
     }
 
     async fn fetch_max_message_size(&self, address: &str) -> Result<usize, QueueError> {
-        let output = self
+        let sent = self
             .inner
             .client
             .get_queue_attributes()
             .queue_url(address)
             .attribute_names(QueueAttributeName::MaximumMessageSize)
             .send()
-            .await
-            .map_err(|e| map_sdk_error(e, address))?;
+            .await;
+        let output = match sent {
+            Ok(output) => output,
+            // A role allowed only sqs:SendMessage on a reply queue: send all
+            // the same, within the largest message SQS accepts at all.
+            Err(error) if is_refused(&error) => {
+                let error = map_sdk_error(error, address);
+                return Ok(self.inner.destinations.size_refused(
+                    address,
+                    DEFAULT_MAX_MESSAGE_SIZE,
+                    &error,
+                ));
+            }
+            Err(error) => return Err(map_sdk_error(error, address)),
+        };
         let size = output
             .attributes
             .unwrap_or_default()
@@ -160,7 +173,9 @@ impl Outbox for SqsOutbox {
     }
 
     /// Reads the queue's `MaximumMessageSize` once (concurrent first callers
-    /// share one call) and caches it; failures are not cached.
+    /// share one call) and caches it; failures are not cached. When the
+    /// caller is not allowed `GetQueueAttributes` on the queue, this is
+    /// [`DEFAULT_MAX_MESSAGE_SIZE`] (1 MiB, the SQS maximum), cached too.
     async fn max_message_size(&self, address: &str) -> Result<usize, QueueError> {
         self.inner
             .destinations
