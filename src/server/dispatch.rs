@@ -500,7 +500,16 @@ impl<F: ServiceFactory> Shared<F> {
         };
         signing
             .check(message)
-            .map_err(|error| format!("message signature refused: {error}"))
+            .map_err(|error| format!("message signature refused: {error}"))?;
+        // A signed message is also checked for age: its signature proves
+        // who sent it, not that it is not an old one sent again.
+        if let Some(max_age) = self.config.signature_max_age
+            && message.attribute(wire::attr::SIGNATURE).is_some()
+        {
+            wire::signing::check_fresh(message, std::time::SystemTime::now(), max_age)
+                .map_err(|error| format!("message refused: {error}"))?;
+        }
+        Ok(())
     }
 
     async fn ack(&self, delivery: &Delivery) {

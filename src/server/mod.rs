@@ -120,6 +120,14 @@ pub struct ServerConfig {
     /// signed, requests checked. Default none: nothing is signed, and a
     /// signature on a request is not checked.
     pub signing: Option<Signing>,
+    /// With signing on, how long ago a signed request may have been sent
+    /// (its signed `Timestamp`); older ones are refused, so a captured
+    /// request cannot be run again later. Default 15 minutes; `None` takes
+    /// any age. Set it above the longest a request may wait in the queue
+    /// (a backlog), and keep [`replay_window`](Self::replay_window) at
+    /// least as long to answer a re-sent copy within it from the replay
+    /// cache rather than run it again (per process).
+    pub signature_max_age: Option<Duration>,
 }
 
 /// The server's own dead-lettering: a request delivered more than
@@ -158,6 +166,7 @@ impl ServerConfig {
             replay_budget: 64 << 20,
             dead_letter: None,
             signing: None,
+            signature_max_age: Some(Duration::from_secs(15 * 60)),
         }
     }
 }
@@ -280,6 +289,14 @@ impl QueueServerBuilder {
         self.config.signing = Some(Signing { keys, required });
         self
     }
+
+    /// How long ago a signed request may have been sent; see
+    /// [`ServerConfig::signature_max_age`].
+    pub fn signature_max_age(mut self, max_age: Option<Duration>) -> Self {
+        self.config.signature_max_age = max_age;
+        self
+    }
+
     /// The configuration so far.
     pub fn config(&self) -> &ServerConfig {
         &self.config
@@ -294,6 +311,22 @@ impl QueueServerBuilder {
                 self.config,
             )),
         }
+    }
+}
+
+/// Waits for the handlers `tracker` holds to finish by `deadline`; past it,
+/// abandons them (they release their requests) and waits for that.
+async fn drain(tracker: &TaskTracker, deadline: tokio::time::Instant, abandon: &CancellationToken) {
+    if tokio::time::timeout_at(deadline, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            remaining = tracker.len(),
+            "grace period over: releasing unfinished requests"
+        );
+        abandon.cancel();
+        tracker.wait().await;
     }
 }
 
@@ -337,21 +370,13 @@ impl<F: ServiceFactory> QueueServer<F> {
             in_flight = tracker.len(),
             "shutting down: stopped receiving, draining"
         );
-        let drain = async {
-            if tokio::time::timeout_at(deadline, tracker.wait())
-                .await
-                .is_err()
-            {
-                tracing::warn!(
-                    remaining = tracker.len(),
-                    "grace period over: releasing unfinished requests"
-                );
-                shared.abandon.cancel();
-                tracker.wait().await;
-            }
-        };
+        let handlers_done = drain(&tracker, deadline, &shared.abandon);
         let pollers_done = async { while pollers.join_next().await.is_some() {} };
-        tokio::join!(drain, pollers_done);
+        tokio::join!(handlers_done, pollers_done);
+        // A poller past its stop check when the signal came may have started
+        // a handler after the drain above saw none running: drain again, now
+        // that no poller is left to start one.
+        drain(&tracker, deadline, &shared.abandon).await;
         tracing::info!("queue server stopped");
     }
 

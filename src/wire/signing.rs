@@ -47,6 +47,14 @@
 //! (accepts the new key before anyone signs with it), then `(new, Some(old))`,
 //! then, once no message signed with `old` can still be in flight,
 //! `(new, None)`. Peers one step apart accept each other's messages.
+//!
+//! # Freshness
+//!
+//! A signature proves who sent a message, not when: a captured signed
+//! request could be sent again later. Its `Timestamp` is signed too, so a
+//! receiver can refuse signed messages sent too long ago ([`check_fresh`]);
+//! servers do, by default for messages older than 15 minutes (see
+//! `QueueServerBuilder::signature_max_age`).
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -199,9 +207,107 @@ impl Signing {
     }
 }
 
+/// Why a signed message is refused as not fresh.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum StaleMessage {
+    /// The message has no readable `Timestamp` (a signed message must say
+    /// when it was sent).
+    #[error("signed message has no readable Timestamp")]
+    NoTimestamp,
+    /// It was sent longer ago than allowed.
+    #[error("signed message was sent {age_seconds:.0} s ago, over the {max_age_seconds} s allowed")]
+    TooOld {
+        /// How long ago it was sent, in seconds.
+        age_seconds: f64,
+        /// The most allowed, in seconds.
+        max_age_seconds: u64,
+    },
+    /// It claims to be sent later than the allowed clock skew from now.
+    #[error("signed message claims to be sent {ahead_seconds:.0} s in the future")]
+    FromTheFuture {
+        /// How far ahead of this clock its `Timestamp` is, in seconds.
+        ahead_seconds: f64,
+    },
+}
+
+/// How far ahead of the receiver's clock a sender's clock may be.
+pub const MAX_CLOCK_SKEW: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Checks that `message` (whose signature has verified, so its `Timestamp`
+/// is the sender's) was sent at most `max_age` before `now`, and not more
+/// than [`MAX_CLOCK_SKEW`] after it.
+pub fn check_fresh(
+    message: &QueueMessage,
+    now: std::time::SystemTime,
+    max_age: std::time::Duration,
+) -> Result<(), StaleMessage> {
+    let sent = message
+        .attribute(attr::TIMESTAMP)
+        .and_then(|text| text.parse::<f64>().ok())
+        .filter(|seconds| seconds.is_finite())
+        .ok_or(StaleMessage::NoTimestamp)?;
+    let now = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    let age = now - sent;
+    if age > max_age.as_secs_f64() {
+        return Err(StaleMessage::TooOld {
+            age_seconds: age,
+            max_age_seconds: max_age.as_secs(),
+        });
+    }
+    if -age > MAX_CLOCK_SKEW.as_secs_f64() {
+        return Err(StaleMessage::FromTheFuture {
+            ahead_seconds: -age,
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn freshness_is_read_off_the_timestamp() {
+        let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        let at = |text: &str| {
+            let mut message = QueueMessage::new("{}");
+            message.attributes.insert(
+                attr::TIMESTAMP.to_owned(),
+                AttributeValue::Number(text.to_owned()),
+            );
+            message
+        };
+        let max = std::time::Duration::from_secs(60);
+        assert_eq!(check_fresh(&at("1000000.000"), now, max), Ok(()));
+        assert_eq!(check_fresh(&at("999940.5"), now, max), Ok(()));
+        assert!(matches!(
+            check_fresh(&at("999939"), now, max),
+            Err(StaleMessage::TooOld { .. })
+        ));
+        assert_eq!(
+            check_fresh(&at("1000299"), now, max),
+            Ok(()),
+            "skew allowed"
+        );
+        assert!(matches!(
+            check_fresh(&at("1000301"), now, max),
+            Err(StaleMessage::FromTheFuture { .. })
+        ));
+        for bad in ["", "soon", "NaN", "inf"] {
+            assert_eq!(
+                check_fresh(&at(bad), now, max),
+                Err(StaleMessage::NoTimestamp),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            check_fresh(&QueueMessage::new("{}"), now, max),
+            Err(StaleMessage::NoTimestamp)
+        );
+    }
 
     const KEY: &[u8; 32] = b"0123456789abcdef0123456789abcdef";
 

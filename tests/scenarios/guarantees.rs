@@ -307,3 +307,64 @@ pub async fn signed_messages(broker: &dyn TestBroker) {
     );
     fx.stop().await;
 }
+
+/// A signed request sent longer ago than the server's
+/// `signature_max_age`, or claiming a time far ahead, is refused and not
+/// run: a captured request cannot be sent again later.
+pub async fn stale_signed_requests_are_refused(broker: &dyn TestBroker) {
+    use asyncmcp::queue::AttributeValue;
+    use asyncmcp::wire::signing::SigningKeys;
+    use asyncmcp::wire::{self, Headers};
+
+    let keys = SigningKeys::new(vec![5u8; 32], None).expect("keys");
+    let server_keys = keys.clone();
+    let mut fx = Fixture::start_with(broker, move |b| {
+        b.signing(server_keys, true)
+            .signature_max_age(Some(Duration::from_secs(60)))
+    })
+    .await;
+    let replies = fx.queue("fresh-replies").await;
+    let inbox = broker.inbox(&replies).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
+    let signed_at = |id: u32, sent: f64| {
+        let body = json!({"jsonrpc":"2.0","id":id,"method":"tools/call",
+            "params":{"name":"add","arguments":{"a":1,"b":1}}});
+        let headers = Headers {
+            reply_to: Some(replies.clone()),
+            client_id: Some("freshness-test".into()),
+            ..Headers::default()
+        };
+        let mut message = wire::encode(&body, &headers).expect("encode");
+        message.attributes.insert(
+            wire::attr::TIMESTAMP.to_owned(),
+            AttributeValue::Number(format!("{sent:.3}")),
+        );
+        keys.sign(&mut message);
+        message
+    };
+    fx.inject(signed_at(61, now - 5.0)).await;
+    let (fresh, _) = next_reply(&*inbox, Duration::from_secs(10))
+        .await
+        .expect("a fresh request is answered");
+    assert_eq!(fresh["id"], 61, "{fresh}");
+    assert_eq!(fresh["result"]["content"][0]["text"], "2", "{fresh}");
+    for (id, sent, why) in [(62, now - 120.0, "ago"), (63, now + 600.0, "future")] {
+        fx.inject(signed_at(id, sent)).await;
+        let (refusal, _) = next_reply(&*inbox, Duration::from_secs(10))
+            .await
+            .expect("a refusal");
+        assert_eq!(refusal["error"]["code"], -32600, "{refusal}");
+        assert_eq!(refusal["error"]["data"]["requestId"], id, "{refusal}");
+        let text = refusal["error"]["message"].as_str().unwrap_or_default();
+        assert!(text.contains(why), "{text}");
+    }
+    assert_eq!(
+        fx.stats.calls.load(Ordering::Relaxed),
+        1,
+        "stale ones never ran"
+    );
+    fx.stop().await;
+}

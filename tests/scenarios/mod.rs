@@ -265,6 +265,7 @@ macro_rules! all_scenarios {
             final_reply_refused_for_good_removes_the_request,
             final_reply_failing_on_the_last_delivery_dead_letters,
             signed_messages,
+            stale_signed_requests_are_refused,
             clients_from_one_config_get_their_own_answers,
             spoofed_ids_get_their_own_answers,
             refusals_cannot_fail_another_clients_call,
