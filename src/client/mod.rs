@@ -105,6 +105,18 @@ pub struct QueueClientConfig {
     /// replay cache. Errors that retrying cannot mend (a message too large,
     /// a missing queue) fail at once.
     pub send_retry: Duration,
+    /// On a shared reply queue: how many times (the broker's receive count)
+    /// a message stamped with another connection's `ClientId` or session
+    /// may have been received before it is taken for an orphan, a reply
+    /// whose client is gone, and deleted with a warning rather than released
+    /// once more. Default 1000. A live client is in danger of losing a reply
+    /// only if the other clients receive it this many times before it does
+    /// itself: with `k` clients polling alike, about `(1 - 1/k)^n`, so keep
+    /// `n` at least 20 times the number of clients sharing the queue (1000
+    /// suits up to 50). To keep orphans rather than delete them, give the
+    /// queue a redrive policy with a lower `maxReceiveCount` (see
+    /// docs/wire.md). Values below 1 count as 1.
+    pub orphan_after: u32,
 }
 
 impl QueueClientConfig {
@@ -119,6 +131,7 @@ impl QueueClientConfig {
             order_wait: Duration::from_secs(1),
             signing: None,
             send_retry: Duration::from_secs(60),
+            orphan_after: 1000,
         }
     }
 }
@@ -256,7 +269,10 @@ impl QueueClientTransport {
                     inbox.clone(),
                     shared.clone(),
                     sender.clone(),
-                    config.wait,
+                    poller::PollSettings {
+                        wait: config.wait,
+                        orphan_after: config.orphan_after,
+                    },
                     stop.clone(),
                 ))
             })
@@ -373,8 +389,16 @@ impl Transport<RoleClient> for QueueClientTransport {
 impl Drop for QueueClientTransport {
     fn drop(&mut self) {
         self.stop.cancel();
-        for poller in &self.pollers {
-            poller.abort();
+        // A poller stops once its poll in progress ends (at most `wait`) and
+        // releases what that poll returned; it runs on detached meanwhile, so
+        // dropping does not block. Aborted instead, it would leave whatever
+        // the abandoned receive took (perhaps other clients' replies on a
+        // shared queue) hidden for the visibility timeout. A reply queue
+        // deleted on close is ours alone: nothing to give back.
+        if self.on_close.is_some() {
+            for poller in &self.pollers {
+                poller.abort();
+            }
         }
         if let Some(cleanup) = self.on_close.take()
             && let Ok(runtime) = tokio::runtime::Handle::try_current()

@@ -8,7 +8,14 @@
 //! Ours are handed to rmcp and then deleted; deletes go out together so the
 //! batching outbox can coalesce them.
 //!
-//! On close, a poll in progress is let finish and what it returns is
+//! A message of another client that has been received
+//! [`orphan_after`](super::QueueClientConfig::orphan_after) times is taken
+//! for an orphan (its client is gone) and deleted, with a warning: without
+//! that, every client on the queue would receive and release it until the
+//! queue's retention ends. The receive count is the broker's, which no
+//! sender can forge.
+//!
+//! On close or drop, a poll in progress is let finish and what it returns is
 //! released, so that messages of other clients sharing the queue are not
 //! hidden for a visibility timeout by an abandoned call.
 
@@ -30,21 +37,36 @@ use crate::wire;
 /// 10 ms, doubling up to 500 ms.
 const STEP_ASIDE: Backoff = Backoff::new(Duration::from_millis(10), Duration::from_millis(500));
 
+/// How much of an id (attacker-controlled text) a log line shows.
+const LOGGED_ID_CHARS: usize = 64;
+
+/// What a poller needs besides its inbox and channel.
+pub(super) struct PollSettings {
+    /// The long-poll wait.
+    pub(super) wait: Duration,
+    /// Receives after which another client's message is an orphan.
+    pub(super) orphan_after: u32,
+}
+
 pub(super) async fn run(
     inbox: Arc<dyn Inbox>,
     shared: Arc<Shared>,
     sender: mpsc::Sender<Received>,
-    wait: Duration,
+    settings: PollSettings,
     stop: CancellationToken,
 ) {
     let mut backoff = Backoff::after_errors();
     let mut step_aside = STEP_ASIDE;
-    loop {
-        let received = inbox.receive(MAX_RECEIVE_BATCH, wait).await;
+    // At least one delivery, or every message of another client would be
+    // deleted on sight.
+    let orphan_after = settings.orphan_after.max(1);
+    while !stop.is_cancelled() {
+        // Never cancelled half-way: a receive abandoned in flight may have
+        // taken messages (on SQS the call completes without us), which would
+        // then stay hidden from their owners for the visibility timeout.
+        let received = inbox.receive(MAX_RECEIVE_BATCH, settings.wait).await;
         if stop.is_cancelled() {
-            for delivery in received.unwrap_or_default() {
-                let _ = inbox.release(&delivery.receipt).await;
-            }
+            release_all(&*inbox, received.unwrap_or_default()).await;
             return;
         }
         let deliveries = match received {
@@ -61,20 +83,40 @@ pub(super) async fn run(
             }
         };
         let received = deliveries.len();
-        let mut released = 0;
+        let mut others = 0;
         let mut done = Vec::with_capacity(deliveries.len());
-        for delivery in deliveries {
+        let mut deliveries = deliveries.into_iter();
+        let mut gone = false;
+        while let Some(delivery) = deliveries.next() {
             match accept(&shared, &delivery) {
                 Accept::Ours(message) => {
                     if sender.send(*message).await.is_err() {
-                        // The transport is gone; leave the message for
-                        // redelivery rather than lose it.
-                        return;
+                        // The transport is gone: give this message and the
+                        // rest of the batch back at once rather than leave
+                        // them hidden (some may be other clients').
+                        release_all(
+                            &*inbox,
+                            std::iter::once(delivery).chain(deliveries.by_ref()),
+                        )
+                        .await;
+                        gone = true;
+                        break;
                     }
                     done.push(delivery);
                 }
-                Accept::NotOurs => {
-                    released += 1;
+                Accept::NotOurs { owner } if delivery.receive_count >= orphan_after => {
+                    others += 1;
+                    tracing::warn!(
+                        message_id = %clip(&delivery.message_id),
+                        owner = %clip(&owner),
+                        receive_count = delivery.receive_count,
+                        orphan_after,
+                        "deleting an orphan reply: received this often, its client is taken to be gone"
+                    );
+                    done.push(delivery);
+                }
+                Accept::NotOurs { .. } => {
+                    others += 1;
                     if let Err(error) = inbox.release(&delivery.receipt).await {
                         tracing::debug!(%error, "could not release another client's message");
                     }
@@ -94,7 +136,10 @@ pub(super) async fn run(
                 }
             });
         }
-        if received > 0 && released == received {
+        if gone {
+            return;
+        }
+        if received > 0 && others == received {
             // Everything was another client's: step aside before polling
             // again, or this poller would take the same messages straight
             // back and starve their owners.
@@ -107,9 +152,32 @@ pub(super) async fn run(
     }
 }
 
+/// Makes `deliveries` visible again at once.
+async fn release_all(inbox: &dyn Inbox, deliveries: impl IntoIterator<Item = Delivery>) {
+    let deliveries: Vec<Delivery> = deliveries.into_iter().collect();
+    let releases = deliveries
+        .iter()
+        .map(|delivery| inbox.release(&delivery.receipt));
+    for result in join_all(releases).await {
+        if let Err(error) = result {
+            tracing::debug!(%error, "could not release a reply on stopping");
+        }
+    }
+}
+
+/// `id` cut to [`LOGGED_ID_CHARS`] characters.
+fn clip(id: &str) -> &str {
+    id.char_indices()
+        .nth(LOGGED_ID_CHARS)
+        .map_or(id, |(end, _)| &id[..end])
+}
+
 enum Accept {
     Ours(Box<Received>),
-    NotOurs,
+    /// Another client's or session's: `owner` is the id it is stamped with.
+    NotOurs {
+        owner: String,
+    },
     Garbage,
 }
 
@@ -120,13 +188,12 @@ fn accept(shared: &Shared, delivery: &Delivery) -> Accept {
         // A client has no use for a reply address in `initialize` parameters.
         |_, _| false,
     );
-    if decoded
-        .headers
-        .client_id
-        .as_deref()
-        .is_some_and(|id| id != shared.client_id)
+    if let Some(theirs) = decoded.headers.client_id.as_deref()
+        && theirs != shared.client_id
     {
-        return Accept::NotOurs;
+        return Accept::NotOurs {
+            owner: theirs.to_owned(),
+        };
     }
     let mut session = shared
         .session_id
@@ -135,7 +202,9 @@ fn accept(shared: &Shared, delivery: &Delivery) -> Accept {
     if let (Some(ours), Some(theirs)) = (session.as_deref(), decoded.headers.session_id.as_deref())
         && ours != theirs
     {
-        return Accept::NotOurs;
+        return Accept::NotOurs {
+            owner: theirs.to_owned(),
+        };
     }
     // Checked once the reply is known to be ours: another client's, signed
     // with another key, is released for its owner, not dropped.

@@ -25,6 +25,9 @@ pub use final_reply::*;
 mod client;
 #[allow(unused_imports)]
 pub use client::*;
+mod orphans;
+#[allow(unused_imports)]
+pub use orphans::*;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -275,6 +278,8 @@ macro_rules! all_scenarios {
             signing_keys_rotate_step_by_step,
             order_wait_releases_a_response_whose_notifications_were_lost,
             a_duplicated_notification_counts_once,
+            orphan_replies_are_removed_after_the_threshold,
+            dropping_a_client_gives_back_what_its_poll_took,
         );
     };
     (@each $broker:expr; $($scenario:ident),* $(,)?) => {
