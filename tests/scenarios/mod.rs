@@ -25,6 +25,9 @@ pub use final_reply::*;
 mod client;
 #[allow(unused_imports)]
 pub use client::*;
+mod settling;
+#[allow(unused_imports)]
+pub use settling::*;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -274,6 +277,7 @@ macro_rules! all_scenarios {
             signing_keys_rotate_step_by_step,
             order_wait_releases_a_response_whose_notifications_were_lost,
             a_duplicated_notification_counts_once,
+            dead_letters_keep_within_ten_attributes, dead_letters_too_large_are_settled, dead_letters_drop_fifo_ids_for_standard_queues, dead_letter_notice_failing_once_is_replayed, error_reply_failing_once_is_sent_again, failed_reply_comes_back_soon,
         );
     };
     (@each $broker:expr; $($scenario:ident),* $(,)?) => {
