@@ -12,11 +12,13 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::clip::clip;
+use super::dead_letter;
 use super::inflight::{self, Caller, InFlight, RequestKey};
-use super::replay::ReplayCache;
+use super::replay::{self, ReplayCache};
 use super::request::{self, Outcome, Reply};
 use super::{ServerConfig, ServiceFactory};
-use crate::queue::{AttributeValue, Delivery, Inbox, Outbox, QueueMessage};
+use crate::queue::{Delivery, Inbox, Outbox, QueueError, QueueMessage};
 use crate::wire::session::SessionState;
 use crate::wire::{self, Headers};
 
@@ -50,11 +52,13 @@ impl<F: ServiceFactory> Shared<F> {
         outbox: Arc<dyn Outbox>,
         config: ServerConfig,
     ) -> Self {
+        // Kept at least as long as a redelivery can take (see replay.rs).
+        let lifetime = replay::lifetime(config.replay_window, inbox.info().visibility_timeout);
         Self {
             factory,
             inbox,
             outbox,
-            replay: ReplayCache::new(config.replay_window, config.replay_budget),
+            replay: ReplayCache::new(lifetime, config.replay_budget),
             config,
             inflight: Arc::default(),
             abandon: CancellationToken::new(),
@@ -89,30 +93,33 @@ impl<F: ServiceFactory> Shared<F> {
                     Ok(inbound) => request_id_of(&inbound.message),
                     Err(error) => error.request_id().cloned(),
                 };
-                self.answer_refused(&headers, id.as_ref(), &reason).await;
-                self.ack(&delivery).await;
+                let sent = self.answer_refused(&headers, id.as_ref(), &reason).await;
+                self.settle_error_reply(&delivery, sent).await;
                 return;
             }
         };
         let inbound = match decoded.message {
             Ok(inbound) => inbound,
             Err(error) => {
-                tracing::warn!(message_id = %delivery.message_id, origin = %route.origin, %error, "unservable message");
-                match route.reply_to {
+                tracing::warn!(message_id = %delivery.message_id, origin = %clip(short(&route.origin)), error = %clip(&error.to_string()), "unservable message");
+                let sent = match route.reply_to {
                     Ok(reply_to) => {
                         let text = match error {
                             wire::WireError::NotJson(_) => "Parse error: body is not valid JSON",
                             _ => "Invalid request: not a valid JSON-RPC request",
                         };
                         let id = error.request_id();
-                        self.send_error(reply_to, reply_headers(&headers), id, error.code(), text)
-                            .await;
+                        let mut reply = self.reply(reply_to, reply_headers(&headers));
+                        reply
+                            .send_value(&wire::error_reply(id, error.code(), text))
+                            .await
                     }
                     Err(reason) => {
-                        tracing::warn!(message_id = %delivery.message_id, %reason, "cannot answer: no usable reply address");
+                        tracing::warn!(message_id = %delivery.message_id, reason = %clip(&reason), "cannot answer: no usable reply address");
+                        Ok(())
                     }
-                }
-                self.ack(&delivery).await;
+                };
+                self.settle_error_reply(&delivery, sent).await;
                 return;
             }
         };
@@ -138,13 +145,13 @@ impl<F: ServiceFactory> Shared<F> {
                         }),
                         Err(_) => false,
                     };
-                    tracing::info!(request_id = %wire::request_id_text(id), origin = %short(&route.origin), found, "cancel requested");
+                    tracing::info!(request_id = %clip(&wire::request_id_text(id)), origin = %clip(short(&route.origin)), found, "cancel requested");
                 }
                 self.ack(&delivery).await;
             }
             ClientJsonRpcMessage::Response(_) | ClientJsonRpcMessage::Error(_) => {
                 tracing::warn!(
-                    origin = %route.origin,
+                    origin = %clip(short(&route.origin)),
                     "dropping a client response: server-to-client requests are not supported over queues"
                 );
                 self.ack(&delivery).await;
@@ -164,15 +171,15 @@ impl<F: ServiceFactory> Shared<F> {
         // Fields are only evaluated when the span is enabled.
         let span = tracing::info_span!(
             "mcp_request",
-            request_id = %request_id,
-            method = %request.request.method(),
-            session = %short(&route.origin),
+            request_id = %clip(&request_id),
+            method = %clip(request.request.method()),
+            session = %clip(short(&route.origin)),
         );
         async move {
             let reply_to = match route.reply_to {
                 Ok(reply_to) => reply_to,
                 Err(reason) => {
-                    tracing::warn!(%reason, "request dropped: no usable reply address");
+                    tracing::warn!(reason = %clip(&reason), "request dropped: no usable reply address");
                     self.ack(&delivery).await;
                     return;
                 }
@@ -211,9 +218,8 @@ impl<F: ServiceFactory> Shared<F> {
                     .reply(reply_to, reply_headers(&headers))
                     .numbered(request_id.clone());
                 match reply.send_value(&response).await {
-                    Err(error) if !error.is_permanent() => {
-                        // Left for redelivery, to be replayed then.
-                    }
+                    // Left for redelivery, to be replayed then.
+                    Err(error) if !error.is_permanent() => self.retry_soon(&delivery).await,
                     _ => self.ack(&delivery).await,
                 }
                 drop(registration);
@@ -228,12 +234,24 @@ impl<F: ServiceFactory> Shared<F> {
                     "delivered {} times; no earlier attempt ended with an answer (the server stopped, or the reply could not be sent)",
                     delivery.receive_count
                 );
-                drop(registration);
                 // Boxed, as a rare path: inline, its state would enlarge the
-                // future of every delivery.
-                Box::pin(self.dead_letter(&delivery, &reason)).await;
+                // future of every delivery. Registered until it is settled,
+                // so that a duplicate waits and then finds the notice kept.
+                Box::pin(self.dead_letter(
+                    dead_letter::Request {
+                        delivery: &delivery,
+                        key: &key,
+                        id: &request.id,
+                        reply_to: &reply_to,
+                        headers: &headers,
+                    },
+                    &reason,
+                ))
+                .await;
+                drop(registration);
                 return;
             }
+            let id = request.id.clone();
             let is_initialize = matches!(request.request, ClientRequest::InitializeRequest(_));
             let peer_info = (!is_initialize).then(|| peer_info(&request, route.session.as_ref()));
             let mut reply = self
@@ -249,7 +267,7 @@ impl<F: ServiceFactory> Shared<F> {
                 reply.seal_session_with(
                     self.config.session_keys.clone(),
                     SessionState {
-                        reply_to,
+                        reply_to: reply_to.clone(),
                         protocol_version: String::new(),
                         client_id: headers.client_id.clone(),
                     },
@@ -276,7 +294,8 @@ impl<F: ServiceFactory> Shared<F> {
             if matches!(finished.outcome, Outcome::Answered | Outcome::ReplyFailed)
                 && let Some(response) = finished.response
             {
-                self.replay.keep(key, response, tokio::time::Instant::now());
+                self.replay
+                    .keep(key.clone(), response, tokio::time::Instant::now());
             }
             drop(registration);
             match finished.outcome {
@@ -299,10 +318,19 @@ impl<F: ServiceFactory> Shared<F> {
                             "the final response could not be sent on delivery {}",
                             delivery.receive_count
                         );
-                        Box::pin(self.dead_letter(&delivery, &reason)).await;
+                        let request = dead_letter::Request {
+                            delivery: &delivery,
+                            key: &key,
+                            id: &id,
+                            reply_to: &reply_to,
+                            headers: &headers,
+                        };
+                        Box::pin(self.dead_letter(request, &reason)).await;
+                    } else {
+                        // Not acked: the request is redelivered soon and
+                        // answered then, from the replay cache.
+                        self.retry_soon(&delivery).await;
                     }
-                    // Otherwise not acked: the request is redelivered after
-                    // its visibility timeout and answered then.
                 }
             }
         }
@@ -394,12 +422,19 @@ impl<F: ServiceFactory> Shared<F> {
     /// server fail another client's call by naming its id and reply queue.
     /// The refused id is only shown in `error.data.requestId`, for people
     /// reading the queue.
-    async fn answer_refused(&self, headers: &Headers, id: Option<&RequestId>, text: &str) {
+    ///
+    /// Returns how the send went (`Ok` when there is nowhere to send).
+    async fn answer_refused(
+        &self,
+        headers: &Headers,
+        id: Option<&RequestId>,
+        text: &str,
+    ) -> Result<(), QueueError> {
         let reply_to = match &self.config.shared_reply_address {
             Some(shared) => shared.clone(),
             None => match self.config.reply_policy.check(headers.reply_to.as_deref()) {
                 Ok(reply_to) => reply_to,
-                Err(_) => return,
+                Err(_) => return Ok(()),
             },
         };
         let mut error = wire::error_reply(None, ErrorCode::INVALID_REQUEST, text);
@@ -407,87 +442,58 @@ impl<F: ServiceFactory> Shared<F> {
             error["error"]["data"] = serde_json::json!({ "requestId": id });
         }
         let mut reply = Reply::new(self.outbox.clone(), reply_to, Headers::default(), None);
-        let _ = reply.send_value(&error).await;
+        reply.send_value(&error).await
     }
 
-    /// Sends a JSON-RPC error; a failure is logged by [`Reply`] and not
-    /// retried (the message it answers is removed either way).
-    async fn send_error(
-        &self,
-        reply_to: String,
-        headers: Headers,
-        id: Option<&RequestId>,
-        code: ErrorCode,
-        text: &str,
-    ) {
-        let mut reply = self.reply(reply_to, headers);
-        let _ = reply.send_value(&wire::error_reply(id, code, text)).await;
-    }
-
-    /// Moves a delivery to the dead-letter address with `reason`, then
-    /// removes it; if the move fails, leaves it (the queue's own redrive
-    /// policy, if any, is the backstop).
-    async fn dead_letter(&self, delivery: &Delivery, reason: &str) {
-        let Some(dead_letter) = &self.config.dead_letter else {
-            return;
-        };
-        // The request as it was sent, out of any SNS envelope.
-        let mut message =
-            wire::envelope::unwrap(&delivery.message).unwrap_or_else(|| delivery.message.clone());
-        message.attributes.insert(
-            wire::attr::DEAD_LETTER_REASON.to_owned(),
-            AttributeValue::String(reason.to_owned()),
-        );
-        message.attributes.insert(
-            wire::attr::RECEIVE_COUNT.to_owned(),
-            AttributeValue::Number(delivery.receive_count.to_string()),
-        );
-        let mut message = message.for_destination(&dead_letter.address, "asyncmcp-dead-letters");
-        if let Some(signing) = &self.config.signing {
-            // The reason attributes are the server's: it vouches for them.
-            signing.keys.sign(&mut message);
-        }
-        match self.outbox.send(&dead_letter.address, message).await {
-            Ok(()) => {
-                tracing::warn!(message_id = %delivery.message_id, receive_count = delivery.receive_count, %reason, "request dead-lettered");
+    /// Settles a message whose answer (a result, or an error in its place)
+    /// was sent as `sent` says, by the late-ack rule: removed once the
+    /// answer is sent, or when it can never be (logged); left for a
+    /// redelivery soon when it failed for a passing reason.
+    pub(super) async fn settle_answered(&self, delivery: &Delivery, sent: Result<(), QueueError>) {
+        match sent {
+            Ok(()) => self.ack(delivery).await,
+            Err(error) if error.is_permanent() => {
+                tracing::error!(message_id = %delivery.message_id, %error, "the answer can never be sent; message removed");
                 self.ack(delivery).await;
-                self.tell_dead_lettered(delivery, reason).await;
             }
-            Err(error) => {
-                tracing::error!(message_id = %delivery.message_id, %error, %reason, "could not dead-letter the request; left on the queue");
-            }
+            Err(_) => self.retry_soon(delivery).await,
         }
     }
 
-    /// Tells the caller of a dead-lettered request, if it can be answered,
-    /// that it will get no result: a `-32603` error with the reason.
-    async fn tell_dead_lettered(&self, delivery: &Delivery, reason: &str) {
-        let decoded = decode(&delivery.message);
-        let Ok(inbound) = &decoded.message else {
-            return;
-        };
-        let Some(id) = request_id_of(&inbound.message) else {
-            return;
-        };
-        let Ok(route) = self.route(&decoded.headers, inbound.init_reply_to.clone()) else {
-            return;
-        };
-        if let Ok(reply_to) = route.reply_to {
-            let text = format!("Request dead-lettered: {reason}");
-            let headers = reply_headers(&decoded.headers);
-            self.send_error(
-                reply_to,
-                headers,
-                Some(&id),
-                ErrorCode::INTERNAL_ERROR,
-                &text,
-            )
-            .await;
+    /// [`settle_answered`](Self::settle_answered) for the error reply to a
+    /// message that is never run (invalid or refused): its redelivery only
+    /// tries the reply again, so with `dead_letter(_, n)` configured, a
+    /// reply that could not be sent on any of `n` deliveries gives up
+    /// (logged) rather than retrying for ever.
+    async fn settle_error_reply(&self, delivery: &Delivery, sent: Result<(), QueueError>) {
+        let exhausted = self
+            .config
+            .dead_letter
+            .as_ref()
+            .is_some_and(|dead_letter| delivery.receive_count >= dead_letter.max_receive_count);
+        match sent {
+            Err(error) if exhausted && !error.is_permanent() => {
+                tracing::error!(message_id = %delivery.message_id, receive_count = delivery.receive_count, %error, "the error reply could not be sent on any allowed delivery; message removed");
+                self.ack(delivery).await;
+            }
+            sent => self.settle_answered(delivery, sent).await,
+        }
+    }
+
+    /// Leaves a message whose answer could not be sent for a passing reason
+    /// to be delivered again after a short backoff (see
+    /// [`replay::retry_backoff`]) rather than its whole visibility timeout.
+    pub(super) async fn retry_soon(&self, delivery: &Delivery) {
+        let backoff =
+            replay::retry_backoff(delivery.receive_count, self.inbox.info().visibility_timeout);
+        tracing::info!(message_id = %delivery.message_id, ?backoff, "left for redelivery");
+        if let Err(error) = self.inbox.extend(&delivery.receipt, backoff).await {
+            tracing::warn!(message_id = %delivery.message_id, %error, "could not shorten the visibility; redelivered after the visibility timeout");
         }
     }
 
     /// A reply to `address`, signed when the server signs.
-    fn reply(&self, address: String, headers: Headers) -> Reply {
+    pub(super) fn reply(&self, address: String, headers: Headers) -> Reply {
         let signing = self.config.signing.as_ref().map(|s| s.keys.clone());
         Reply::new(self.outbox.clone(), address, headers, signing)
     }
@@ -591,7 +597,7 @@ fn request_id_of(message: &ClientJsonRpcMessage) -> Option<RequestId> {
 }
 
 /// The attributes replies carry: the request's session and client ids.
-fn reply_headers(request: &Headers) -> Headers {
+pub(super) fn reply_headers(request: &Headers) -> Headers {
     Headers {
         session_id: request.session_id.clone(),
         client_id: request.client_id.clone(),

@@ -26,6 +26,8 @@
 //! Server-to-client requests (sampling, elicitation, roots on legacy
 //! versions) cannot be carried by a stateless server and are not supported.
 
+mod clip;
+mod dead_letter;
 mod dispatch;
 mod inflight;
 pub mod policy;

@@ -20,6 +20,14 @@
 //! The cache is per process: a duplicate that reaches another replica, or
 //! arrives after a restart, runs again. Effects that must happen at most once
 //! across replicas need an idempotency key of the tool's own.
+//!
+//! A response that could not be sent is kept too, and its request made
+//! visible again after a short backoff ([`retry_backoff`]) rather than its
+//! whole visibility timeout, so the redelivery replays it soon. Should
+//! that change of visibility fail, the redelivery comes only after the
+//! visibility timeout: so every entry is kept for at least that long and a
+//! margin ([`lifetime`]), whatever the window, and the answer outlives any
+//! redelivery that comes on time.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
@@ -79,6 +87,43 @@ const MIN_LOG: usize = 64 << 10;
 /// Tables of fewer entries than this are not shrunk: not worth a
 /// reallocation.
 const SHRINK_ABOVE: usize = 1024;
+
+/// The first backoff before a request whose answer could not be sent is
+/// delivered again; it doubles with each delivery, up to [`RETRY_CAP`].
+pub(super) const RETRY_FIRST: Duration = Duration::from_secs(1);
+
+/// The longest backoff before a request is delivered again.
+pub(super) const RETRY_CAP: Duration = Duration::from_secs(20);
+
+/// How long a due redelivery may take beyond its visibility timeout to be
+/// received and reach its replay lookup: a long poll (up to 20 s) and a
+/// wait for a free in-flight slot.
+pub(super) const REDELIVERY_MARGIN: Duration = Duration::from_secs(60);
+
+/// How long a request whose answer (or error reply) could not be sent stays
+/// hidden before it is delivered again, on its `receive_count`th delivery:
+/// [`RETRY_FIRST`], doubled with each delivery, at most [`RETRY_CAP`] and
+/// never longer than the queue's `visibility` timeout (it would have come
+/// back then anyway).
+pub(super) fn retry_backoff(receive_count: u32, visibility: Duration) -> Duration {
+    let doublings = receive_count.saturating_sub(1).min(16);
+    RETRY_FIRST
+        .saturating_mul(1 << doublings)
+        .min(RETRY_CAP)
+        .min(visibility)
+}
+
+/// How long the cache keeps each response: the configured `window`, but at
+/// least the request queue's `visibility` timeout and a margin, so that a
+/// request whose answer could not be sent finds it when it is delivered
+/// again, even when its visibility could not be shortened. A zero window
+/// (replay off) stays zero.
+pub(super) fn lifetime(window: Duration, visibility: Duration) -> Duration {
+    if window.is_zero() {
+        return Duration::ZERO;
+    }
+    window.max(visibility.saturating_add(REDELIVERY_MARGIN))
+}
 
 /// The replay cache of one server.
 pub(super) struct ReplayCache {
@@ -367,6 +412,46 @@ mod tests {
         format!(
             r#"{{"jsonrpc":"2.0","id":{id},"result":{{"content":[{{"type":"text","text":"ping"}}],"isError":false}}}}"#
         )
+    }
+
+    #[test]
+    fn entries_outlive_a_redelivery_after_the_visibility_timeout() {
+        let minute = Duration::from_secs(60);
+        // A 5 min window on a queue with a 15 min visibility: kept for the
+        // visibility and the margin.
+        assert_eq!(
+            lifetime(5 * minute, 15 * minute),
+            15 * minute + REDELIVERY_MARGIN
+        );
+        // A window longer than that is kept as it is.
+        assert_eq!(lifetime(60 * minute, 30 * minute / 60), 60 * minute);
+        assert_eq!(lifetime(5 * minute, Duration::ZERO), 5 * minute);
+        // Replay off stays off.
+        assert_eq!(lifetime(Duration::ZERO, 15 * minute), Duration::ZERO);
+        // And the cache built with that lifetime still has the response
+        // when the redelivery comes after the whole visibility timeout.
+        let cache = ReplayCache::new(lifetime(5 * minute, 15 * minute), 1 << 20);
+        let start = Instant::now();
+        cache.keep(key("1"), "{}".to_owned(), start);
+        let redelivered = start + 15 * minute + Duration::from_secs(30);
+        assert_eq!(cache.get(&key("1"), redelivered).as_deref(), Some("{}"));
+    }
+
+    #[test]
+    fn the_retry_backoff_grows_within_the_cap_and_the_visibility() {
+        let long = Duration::from_secs(15 * 60);
+        let backoffs: Vec<u64> = (1..=7)
+            .map(|count| retry_backoff(count, long).as_secs())
+            .collect();
+        assert_eq!(backoffs, [1, 2, 4, 8, 16, 20, 20]);
+        assert_eq!(retry_backoff(u32::MAX, long), RETRY_CAP);
+        assert_eq!(retry_backoff(0, long), RETRY_FIRST);
+        // Never later than the queue would redeliver anyway.
+        assert_eq!(
+            retry_backoff(5, Duration::from_secs(3)),
+            Duration::from_secs(3)
+        );
+        assert_eq!(retry_backoff(1, Duration::ZERO), Duration::ZERO);
     }
 
     #[test]

@@ -28,6 +28,9 @@ pub use client::*;
 mod orphans;
 #[allow(unused_imports)]
 pub use orphans::*;
+mod settling;
+#[allow(unused_imports)]
+pub use settling::*;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -280,6 +283,12 @@ macro_rules! all_scenarios {
             a_duplicated_notification_counts_once,
             orphan_replies_are_removed_after_the_threshold,
             dropping_a_client_gives_back_what_its_poll_took,
+            dead_letters_keep_within_ten_attributes,
+            dead_letters_too_large_are_settled,
+            dead_letters_drop_fifo_ids_for_standard_queues,
+            dead_letter_notice_failing_once_is_replayed,
+            error_reply_failing_once_is_sent_again,
+            failed_reply_comes_back_soon,
         );
     };
     (@each $broker:expr; $($scenario:ident),* $(,)?) => {
