@@ -57,6 +57,13 @@ pub async fn orphan_replies_are_removed_after_the_threshold(broker: &dyn TestBro
     // The reply of a connection that no longer exists.
     let orphan = reply_for("departed.0123456789abcdef", 5, "orphaned");
     broker.outbox().send(&shared, orphan).await.expect("send");
+    // Through a topic the message reaches the queue a moment later: wait
+    // until the client has seen it before waiting for the queue to empty.
+    let seen = super::eventually(Duration::from_secs(30), || {
+        !log.deliveries_of("orphaned").is_empty()
+    })
+    .await;
+    assert!(seen, "the orphan reached the shared queue");
     assert!(
         wait_empty(broker, &shared, Duration::from_secs(30)).await,
         "the orphan is still on the queue after {:?} deliveries",
