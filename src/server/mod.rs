@@ -27,11 +27,13 @@
 //! versions) cannot be carried by a stateless server and are not supported.
 
 mod dispatch;
+mod heartbeat;
 mod inflight;
 pub mod policy;
 mod poller;
 mod replay;
 mod request;
+mod transport;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -118,7 +120,18 @@ pub struct ServerConfig {
     /// signed, requests checked. Default none: nothing is signed, and a
     /// signature on a request is not checked.
     pub signing: Option<Signing>,
+    /// The longest a received request can be kept hidden, counted from its
+    /// receipt: SQS caps a message's total visibility at 12 h, after which
+    /// every extension fails and the request reappears for another run.
+    /// Extensions never reach past it, and a call still running near it is
+    /// cancelled and answered with a timeout error (`-32001`) naming it.
+    /// Default 12 h; lower it only for a broker with a shorter cap, or in
+    /// tests.
+    pub visibility_ceiling: Duration,
 }
+
+/// SQS's cap on a message's total visibility, from its receipt.
+pub const DEFAULT_VISIBILITY_CEILING: Duration = Duration::from_secs(12 * 60 * 60);
 
 /// The server's own dead-lettering: a request delivered more than
 /// `max_receive_count` times (every earlier attempt ended without an answer:
@@ -153,6 +166,7 @@ impl ServerConfig {
             replay_budget: 64 << 20,
             dead_letter: None,
             signing: None,
+            visibility_ceiling: DEFAULT_VISIBILITY_CEILING,
         }
     }
 }
@@ -273,6 +287,12 @@ impl QueueServerBuilder {
     /// does not verify; with `required`, also those without one.
     pub fn signing(mut self, keys: SigningKeys, required: bool) -> Self {
         self.config.signing = Some(Signing { keys, required });
+        self
+    }
+    /// Sets the longest a request is kept hidden from its receipt (default
+    /// 12 h, the SQS cap); see [`ServerConfig::visibility_ceiling`].
+    pub fn visibility_ceiling(mut self, ceiling: Duration) -> Self {
+        self.config.visibility_ceiling = ceiling;
         self
     }
     /// The configuration so far.

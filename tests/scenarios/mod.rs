@@ -25,6 +25,9 @@ pub use final_reply::*;
 mod client;
 #[allow(unused_imports)]
 pub use client::*;
+mod lifetime;
+#[allow(unused_imports)]
+pub use lifetime::*;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -274,6 +277,9 @@ macro_rules! all_scenarios {
             signing_keys_rotate_step_by_step,
             order_wait_releases_a_response_whose_notifications_were_lost,
             a_duplicated_notification_counts_once,
+            heartbeat_runs_through_a_stalled_reply,
+            visibility_ceiling_ends_the_call_in_time,
+            server_to_client_requests_fail_at_once,
         );
     };
     (@each $broker:expr; $($scenario:ident),* $(,)?) => {
@@ -299,7 +305,7 @@ pub async fn list_and_call(broker: &dyn TestBroker) {
     let tools = client.list_all_tools().await.expect("list tools");
     let mut names: Vec<String> = tools.iter().map(|t| t.name.to_string()).collect();
     names.sort();
-    assert_eq!(names, ["add", "echo", "fail", "hash", "sleep"]);
+    assert_eq!(names, ["add", "echo", "fail", "hash", "roots", "sleep"]);
     let echoed = client
         .call_tool(call("echo", json!({"text": "hi there"})))
         .await
