@@ -15,12 +15,14 @@ use tokio::time::Instant;
 
 /// An outbox that holds the first send whose body contains `needle` for
 /// `stall` before forwarding it: a broker that accepts the connection and
-/// does not answer for a while.
+/// does not answer for a while. Every later such send is held too when
+/// made [`again`](StallingOutbox::again).
 pub struct StallingOutbox {
     inner: Arc<dyn Outbox>,
     needle: String,
     stall: Duration,
     stalled: AtomicUsize,
+    again: bool,
 }
 
 impl StallingOutbox {
@@ -30,10 +32,22 @@ impl StallingOutbox {
             needle: needle.to_owned(),
             stall,
             stalled: AtomicUsize::new(0),
+            again: false,
         })
     }
 
-    /// Sends held so far (at most one).
+    /// Holds every send whose body contains `needle`, not only the first.
+    pub fn again(inner: Arc<dyn Outbox>, needle: &str, stall: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            inner,
+            needle: needle.to_owned(),
+            stall,
+            stalled: AtomicUsize::new(0),
+            again: true,
+        })
+    }
+
+    /// Sends held so far.
     pub fn stalled(&self) -> usize {
         self.stalled.load(Ordering::SeqCst)
     }
@@ -46,10 +60,7 @@ impl Outbox for StallingOutbox {
     }
     async fn send(&self, address: &str, message: QueueMessage) -> Result<(), QueueError> {
         if message.body.contains(&self.needle)
-            && self
-                .stalled
-                .compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst)
-                .is_ok()
+            && (self.stalled.fetch_add(1, Ordering::SeqCst) == 0 || self.again)
         {
             tokio::time::sleep(self.stall).await;
         }
@@ -353,5 +364,59 @@ pub async fn server_to_client_requests_fail_at_once(broker: &dyn TestBroker) {
         "request removed"
     );
     client.cancel().await.expect("close");
+    fx.stop().await;
+}
+
+/// A final response the broker holds up for a minute does not hold up the
+/// run: the server's deadline still answers the call with its timeout
+/// error, and shutdown still releases a call whose reply is held, within
+/// its grace period.
+pub async fn a_stalled_reply_keeps_deadline_and_shutdown(broker: &dyn TestBroker) {
+    let stall = Duration::from_secs(60);
+    // The deadline: the tool result is held, the timeout error is not.
+    let outbox = StallingOutbox::again(broker.outbox(), "\"content\"", stall);
+    let mut fx = Fixture::start_with_outbox(broker, QueueSpec::default(), outbox.clone(), |b| {
+        b.request_timeout(Duration::from_secs(2))
+    })
+    .await;
+    let client = fx.client().await;
+    let error = tokio::time::timeout(
+        Duration::from_secs(15),
+        client.call_tool(call("add", json!({"a": 2, "b": 3}))),
+    )
+    .await
+    .expect("the deadline ended the call within 15 s")
+    .expect_err("a timeout error");
+    match error {
+        ServiceError::McpError(error) => assert_eq!(error.code.0, -32001, "{error:?}"),
+        other => panic!("expected a JSON-RPC error, got {other:?}"),
+    }
+    assert_eq!(outbox.stalled(), 1, "the result was held");
+    assert!(
+        final_reply::drained(broker, &fx.requests).await,
+        "request answered and removed"
+    );
+
+    // Shutdown: the run is released within the grace period (2 s).
+    fx.stop_server().await;
+    fx.start_server(|b| b).await;
+    let pending = {
+        let client = client.clone();
+        tokio::spawn(async move { client.call_tool(call("add", json!({"a": 1, "b": 1}))).await })
+    };
+    assert!(
+        eventually(Duration::from_secs(15), || outbox.stalled() == 2).await,
+        "the second result was held"
+    );
+    tokio::time::timeout(Duration::from_secs(10), fx.stop_server())
+        .await
+        .expect("shutdown ended within 10 s, not held up by the send");
+    assert_eq!(
+        broker.depth(&fx.requests).await,
+        1,
+        "the request was released, not removed"
+    );
+    pending.abort();
+    let _ = client.cancel().await;
     fx.stop().await;
 }

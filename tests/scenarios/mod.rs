@@ -280,6 +280,7 @@ macro_rules! all_scenarios {
             heartbeat_runs_through_a_stalled_reply,
             visibility_ceiling_ends_the_call_in_time,
             server_to_client_requests_fail_at_once,
+            a_stalled_reply_keeps_deadline_and_shutdown,
         );
     };
     (@each $broker:expr; $($scenario:ident),* $(,)?) => {
