@@ -37,6 +37,8 @@ mod send_retry;
 mod sends;
 #[path = "faults/shutdown.rs"]
 mod shutdown;
+#[path = "faults/stall.rs"]
+mod stall;
 
 /// One scenario of the suite.
 type Scenario = fn() -> futures::future::BoxFuture<'static, ()>;
@@ -50,11 +52,12 @@ fn main() {
         runtime.block_on(process::serve(queue, effects));
         return;
     }
-    let scenarios: [(&str, Scenario); 7] = [
+    let scenarios: [(&str, Scenario); 8] = [
         ("crash", || Box::pin(crash::crash())),
         ("duplicates", || Box::pin(duplicates::duplicates())),
         ("outage", || Box::pin(outage::outage())),
         ("send_retry", || Box::pin(send_retry::send_retry())),
+        ("stall", || Box::pin(stall::stall())),
         ("poison", || Box::pin(poison::poison())),
         ("shutdown", || Box::pin(shutdown::shutdown())),
         ("hostile", || Box::pin(hostile::hostile())),

@@ -68,7 +68,7 @@ fn assert_python_client_succeeded(lines: &[serde_json::Value]) {
     };
     assert_eq!(
         find("tools"),
-        json!(["add", "echo", "fail", "hash", "sleep"])
+        json!(["add", "echo", "fail", "hash", "roots", "sleep"])
     );
     assert_eq!(find("echo"), json!("hello from python"));
     assert_eq!(find("add"), json!("5"));

@@ -2,8 +2,9 @@
 //! `ServerHandler` that knows nothing of queues.
 //!
 //! Tools: `echo(text)`, `add(a, b)`, `sleep(ms)` (reports progress, stops
-//! when cancelled), `fail(message)` (an `isError` result) and
-//! `hash(data, rounds)` (CPU work, run off the async runtime).
+//! when cancelled), `fail(message)` (an `isError` result),
+//! `hash(data, rounds)` (CPU work, run off the async runtime) and `roots`
+//! (a server-to-client request, which queues do not carry).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -177,12 +178,31 @@ impl DemoServer {
         .await
         .map_err(|_| ErrorData::internal_error("hash worker failed", None))
     }
+
+    #[tool(
+        description = "Asks the client for its roots (a server-to-client request); returns how many, or the error as an isError result"
+    )]
+    async fn roots(&self, peer: Peer<RoleServer>) -> CallToolResult {
+        self.stats.calls.fetch_add(1, Ordering::Relaxed);
+        // Roots are deprecated after the 2025 protocol versions, whose
+        // sessions this tool exercises.
+        #[allow(deprecated)]
+        let listed = peer.list_roots().await.map(|listed| listed.roots.len());
+        match listed {
+            Ok(count) => {
+                CallToolResult::success(vec![ContentBlock::text(format!("{count} roots"))])
+            }
+            // Over queues the request is refused at once: a tool must
+            // handle that as it would a client without the capability.
+            Err(error) => CallToolResult::error(vec![ContentBlock::text(error.to_string())]),
+        }
+    }
 }
 
 #[tool_handler]
 impl ServerHandler for DemoServer {
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-            .with_instructions("asyncmcp demo server: echo, add, sleep, fail, hash")
+            .with_instructions("asyncmcp demo server: echo, add, sleep, fail, hash, roots")
     }
 }

@@ -67,6 +67,9 @@ impl<F: ServiceFactory> Shared<F> {
 
     /// Handles one delivery to the end and settles it.
     pub(super) async fn handle(self: Arc<Self>, delivery: Delivery) {
+        // As near to the broker's receipt as this process knows: the
+        // visibility ceiling counts from there.
+        let received = tokio::time::Instant::now();
         // The message as it was sent, out of any SNS envelope: what its
         // signature covers and what identifies the request.
         let unwrapped = wire::envelope::unwrap(&delivery.message);
@@ -128,7 +131,8 @@ impl<F: ServiceFactory> Shared<F> {
                 // Boxed: a request's future is several kilobytes, and the
                 // task running this one is moved whole when it is spawned
                 // and again when it finishes.
-                Box::pin(self.handle_request(delivery, headers, route, request, body)).await
+                Box::pin(self.handle_request(delivery, received, headers, route, request, body))
+                    .await
             }
             ClientJsonRpcMessage::Notification(notification) => {
                 if let ClientNotification::CancelledNotification(cancelled) =
@@ -162,6 +166,7 @@ impl<F: ServiceFactory> Shared<F> {
     async fn handle_request(
         self: Arc<Self>,
         delivery: Delivery,
+        received: tokio::time::Instant,
         headers: Headers,
         route: Route,
         request: JsonRpcRequest<ClientRequest>,
@@ -281,6 +286,8 @@ impl<F: ServiceFactory> Shared<F> {
                     reply,
                     inbox: self.inbox.clone(),
                     receipt: delivery.receipt.clone(),
+                    received,
+                    visibility_ceiling: self.config.visibility_ceiling,
                     timeout: self.config.request_timeout,
                     cancelled: registration.token().clone(),
                     abandon: self.abandon.clone(),

@@ -29,11 +29,13 @@
 mod clip;
 mod dead_letter;
 mod dispatch;
+mod heartbeat;
 mod inflight;
 pub mod policy;
 mod poller;
 mod replay;
 mod request;
+mod transport;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -130,7 +132,18 @@ pub struct ServerConfig {
     /// least as long to answer a re-sent copy within it from the replay
     /// cache rather than run it again (per process).
     pub signature_max_age: Option<Duration>,
+    /// The longest a received request can be kept hidden, counted from its
+    /// receipt: SQS caps a message's total visibility at 12 h, after which
+    /// every extension fails and the request reappears for another run.
+    /// Extensions never reach past it, and a call still running near it is
+    /// cancelled and answered with a timeout error (`-32001`) naming it.
+    /// Default 12 h; lower it only for a broker with a shorter cap, or in
+    /// tests.
+    pub visibility_ceiling: Duration,
 }
+
+/// SQS's cap on a message's total visibility, from its receipt.
+pub const DEFAULT_VISIBILITY_CEILING: Duration = Duration::from_secs(12 * 60 * 60);
 
 /// The server's own dead-lettering: a request delivered more than
 /// `max_receive_count` times (every earlier attempt ended without an answer:
@@ -169,6 +182,7 @@ impl ServerConfig {
             dead_letter: None,
             signing: None,
             signature_max_age: Some(Duration::from_secs(15 * 60)),
+            visibility_ceiling: DEFAULT_VISIBILITY_CEILING,
         }
     }
 }
@@ -299,6 +313,12 @@ impl QueueServerBuilder {
         self
     }
 
+    /// Sets the longest a request is kept hidden from its receipt (default
+    /// 12 h, the SQS cap); see [`ServerConfig::visibility_ceiling`].
+    pub fn visibility_ceiling(mut self, ceiling: Duration) -> Self {
+        self.config.visibility_ceiling = ceiling;
+        self
+    }
     /// The configuration so far.
     pub fn config(&self) -> &ServerConfig {
         &self.config

@@ -1,25 +1,31 @@
 //! Runs one request through a fresh rmcp service and relays what it emits.
 //!
-//! The service is driven by rmcp's `OneshotTransport`, exactly as rmcp's
-//! stateless Streamable HTTP server does: the request goes in, and every
-//! message the service emits (progress and log notifications, then the final
-//! response) comes out of a channel, which this module forwards to the reply
-//! address one at a time, in order. While the request runs, its visibility is
-//! extended every half visibility timeout (a heartbeat), so a long handler is
-//! not redelivered to another replica.
+//! The service is driven by a one-request transport (`transport.rs`), as
+//! rmcp's stateless Streamable HTTP server does: the request goes in, and
+//! every message the service emits (progress and log notifications, then the
+//! final response) comes out of a channel, which this module forwards to the
+//! reply address one at a time, in order; a request the service makes of the
+//! client is refused at once. For the whole run, sends included, its
+//! visibility is extended every half visibility timeout (a heartbeat,
+//! `heartbeat.rs`), within the broker's visibility ceiling, so a long handler
+//! or a stalled send does not let it reappear for another replica.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use rmcp::model::{
     ClientJsonRpcMessage, ClientRequest, ErrorCode, InitializeRequestParams, JsonRpcRequest,
-    ServerJsonRpcMessage, ServerResult,
+    RequestId, ServerJsonRpcMessage, ServerResult,
 };
 use rmcp::service::serve_directly_with_ct;
-use rmcp::transport::OneshotTransport;
 use rmcp::{RoleServer, Service};
 use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+use super::heartbeat::{self, Heartbeat};
+use super::transport::RequestTransport;
 
 use crate::queue::{Inbox, Outbox, QueueError, QueueMessage, Receipt};
 use crate::wire::session::{SessionKeys, SessionState};
@@ -216,6 +222,10 @@ pub(super) struct Run {
     pub(super) reply: Reply,
     pub(super) inbox: Arc<dyn Inbox>,
     pub(super) receipt: Receipt,
+    /// When the request was received (before any wait as a duplicate).
+    pub(super) received: Instant,
+    /// The broker's cap on its total visibility, from `received`.
+    pub(super) visibility_ceiling: Duration,
     pub(super) timeout: Option<Duration>,
     /// Cancelled by `notifications/cancelled` from the client.
     pub(super) cancelled: CancellationToken,
@@ -224,15 +234,29 @@ pub(super) struct Run {
 }
 
 /// Runs `request` through `service` and relays everything it emits.
+///
+/// The heartbeat, the deadline, cancellation and shutdown are watched for
+/// the whole run, sends included: a send the broker holds up (it accepts
+/// the call and does not answer) neither lets the request reappear for
+/// another replica nor keeps the run from ending.
 pub(super) async fn run<S: Service<RoleServer>>(
     service: S,
     request: JsonRpcRequest<ClientRequest>,
     peer_info: Option<InitializeRequestParams>,
-    mut run: Run,
+    run: Run,
 ) -> Finished {
+    let Run {
+        mut reply,
+        inbox,
+        receipt,
+        received,
+        visibility_ceiling,
+        timeout,
+        cancelled,
+        abandon,
+    } = run;
     let id = request.id.clone();
-    let (transport, mut emitted) =
-        OneshotTransport::<RoleServer>::new(ClientJsonRpcMessage::Request(request));
+    let (transport, mut emitted) = RequestTransport::new(ClientJsonRpcMessage::Request(request));
     let service_ct = CancellationToken::new();
     // Kept, not awaited: the service runs on its own task, and dropping this
     // handle cancels it, as `_stop_service` does anyway (a task to await it
@@ -243,66 +267,80 @@ pub(super) async fn run<S: Service<RoleServer>>(
     // is cancelled by the time its handle goes.
     let _stop_service = service_ct.clone().drop_guard();
 
-    let visibility = run.inbox.info().visibility_timeout;
-    let heartbeat_every = (visibility / 2).max(Duration::from_millis(100));
-    let mut heartbeat = tokio::time::interval_at(
-        tokio::time::Instant::now() + heartbeat_every,
-        heartbeat_every,
-    );
-    let deadline = async {
-        match run.timeout {
-            Some(timeout) => tokio::time::sleep(timeout).await,
-            None => std::future::pending().await,
+    let heartbeat = Heartbeat::new(inbox, receipt, received, visibility_ceiling);
+    // Whichever comes first: the server's own timeout, or the time the call
+    // must end to be answered before the visibility ceiling.
+    let ceiling_at = heartbeat.ends_at();
+    let limit = match timeout {
+        Some(timeout) if Instant::now() + timeout < ceiling_at => {
+            let text = format!("Request timed out after {} ms", timeout.as_millis());
+            (Instant::now() + timeout, text)
+        }
+        _ => {
+            let text = format!(
+                "Request timed out: it neared the {} visibility ceiling (how long the broker keeps a received request hidden) and was ended before it",
+                heartbeat::human(heartbeat.ceiling())
+            );
+            (ceiling_at, text)
         }
     };
-    tokio::pin!(deadline);
-
-    let outcome = loop {
+    let work = async {
         tokio::select! {
-            message = emitted.recv() => {
-                let Some(message) = message else {
-                    // The service stopped without a final response.
-                    tracing::error!("service ended without a response");
-                    let error = wire::error_reply(Some(&id), ErrorCode::INTERNAL_ERROR, "Internal error: the handler ended without a response");
-                    break settle_final(run.reply.send_value(&error).await);
-                };
-                let terminal = matches!(
-                    message,
-                    ServerJsonRpcMessage::Response(_) | ServerJsonRpcMessage::Error(_)
-                );
-                let sent = run.reply.send(&message).await;
-                if terminal {
-                    break settle_final(sent);
-                }
-            }
-            _ = heartbeat.tick(), if !visibility.is_zero() => {
-                if let Err(error) = run.inbox.extend(&run.receipt, visibility).await {
-                    tracing::warn!(%error, "could not extend visibility; the request may be redelivered");
-                }
-            }
-            _ = &mut deadline => {
+            outcome = relay(&mut reply, &mut emitted, &id) => outcome,
+            () = tokio::time::sleep_until(limit.0) => {
                 service_ct.cancel();
-                let timeout = run.timeout.unwrap_or_default();
-                tracing::warn!(?timeout, "request timed out; handler cancelled");
-                let text = format!("Request timed out after {} ms", timeout.as_millis());
-                let error = wire::error_reply(Some(&id), REQUEST_TIMEOUT, &text);
-                break settle_final(run.reply.send_value(&error).await);
+                tracing::warn!(?timeout, ceiling = ?visibility_ceiling, "request timed out; handler cancelled");
+                let error = wire::error_reply(Some(&id), REQUEST_TIMEOUT, &limit.1);
+                settle_final(reply.send_value(&error).await)
             }
-            _ = run.cancelled.cancelled() => {
-                service_ct.cancel();
-                tracing::info!("request cancelled by the client");
-                break Outcome::Cancelled;
-            }
-            _ = run.abandon.cancelled() => {
-                service_ct.cancel();
-                tracing::info!("request abandoned at shutdown; releasing it");
-                break Outcome::Abandoned;
-            }
+        }
+    };
+    let outcome = tokio::select! {
+        outcome = work => outcome,
+        () = heartbeat.keep_hidden() => unreachable!("the heartbeat runs until dropped"),
+        () = cancelled.cancelled() => {
+            service_ct.cancel();
+            tracing::info!("request cancelled by the client");
+            Outcome::Cancelled
+        }
+        () = abandon.cancelled() => {
+            service_ct.cancel();
+            tracing::info!("request abandoned at shutdown; releasing it");
+            Outcome::Abandoned
         }
     };
     Finished {
         outcome,
-        response: run.reply.kept_final.take(),
+        response: reply.kept_final.take(),
+    }
+}
+
+/// Relays what the service emits, in order, until its final response is
+/// sent (or could not be).
+async fn relay(
+    reply: &mut Reply,
+    emitted: &mut mpsc::Receiver<ServerJsonRpcMessage>,
+    id: &RequestId,
+) -> Outcome {
+    loop {
+        let Some(message) = emitted.recv().await else {
+            // The service stopped without a final response.
+            tracing::error!("service ended without a response");
+            let error = wire::error_reply(
+                Some(id),
+                ErrorCode::INTERNAL_ERROR,
+                "Internal error: the handler ended without a response",
+            );
+            return settle_final(reply.send_value(&error).await);
+        };
+        let terminal = matches!(
+            message,
+            ServerJsonRpcMessage::Response(_) | ServerJsonRpcMessage::Error(_)
+        );
+        let sent = reply.send(&message).await;
+        if terminal {
+            return settle_final(sent);
+        }
     }
 }
 

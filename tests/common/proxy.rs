@@ -4,7 +4,9 @@
 //! LocalStack in host mode loses every queue when it restarts, so an outage
 //! of the broker is simulated between the processes and LocalStack instead:
 //! point a client (or a child process, through `AWS_ENDPOINT_URL`) at
-//! [`FaultProxy::endpoint`], then [`cut`](FaultProxy::cut) and
+//! [`FaultProxy::endpoint`], then [`cut`](FaultProxy::cut) (connections are
+//! closed: calls fail at once) or [`stall`](FaultProxy::stall) (connections
+//! are accepted and never answered: calls hang) and
 //! [`restore`](FaultProxy::restore) the line.
 
 use std::fmt::Display;
@@ -23,6 +25,9 @@ struct Line {
     generation: u64,
     /// Whether the line is down (new connections are dropped at once).
     cut: bool,
+    /// Whether the line is blackholed: connections are accepted and kept
+    /// open, but nothing is passed on either way until it is restored.
+    stalled: bool,
 }
 
 /// A TCP proxy on `127.0.0.1` to one upstream address, whose line can be cut
@@ -75,9 +80,21 @@ impl FaultProxy {
         });
     }
 
-    /// Restores the line: new connections are proxied again.
+    /// Stalls the line, as a blackholed network: new connections are
+    /// accepted and never answered, and open ones pass nothing on either
+    /// way (what is sent is held, not lost), until [`restore`](Self::restore).
+    /// Unlike a cut, nothing fails: calls hang until their own timeouts.
+    pub fn stall(&self) {
+        self.line.send_modify(|line| line.stalled = true);
+    }
+
+    /// Restores the line: new connections are proxied again, and what a
+    /// stall held goes on its way.
     pub fn restore(&self) {
-        self.line.send_modify(|line| line.cut = false);
+        self.line.send_modify(|line| {
+            line.cut = false;
+            line.stalled = false;
+        });
     }
 }
 
@@ -149,32 +166,71 @@ async fn accept_loop(
 /// either side closes it, the line is cut, or the proxy stops; then closes
 /// both sides.
 async fn proxy_connection(
-    mut downstream: TcpStream,
+    downstream: TcpStream,
     upstream: String,
     generation: u64,
     mut line: watch::Receiver<Line>,
     stop: CancellationToken,
 ) {
+    let flowing = line.clone();
     // Resolves once the line has been cut since this connection was accepted
     // (checking the current state first), or the proxy is gone.
     let cut = async {
         let _ = line.wait_for(|line| line.generation != generation).await;
     };
     let session = async {
-        let mut upstream = match TcpStream::connect(&upstream).await {
+        // Accepted during a stall: not answered until it ends.
+        let mut waiting = flowing.clone();
+        if waiting.wait_for(|line| !line.stalled).await.is_err() {
+            return;
+        }
+        let upstream = match TcpStream::connect(&upstream).await {
             Ok(upstream) => upstream,
             Err(error) => {
                 eprintln!("fault proxy: cannot reach {upstream}: {error}");
                 return;
             }
         };
+        let (down_read, down_write) = downstream.into_split();
+        let (up_read, up_write) = upstream.into_split();
         // Either side closing, or an I/O error, ends the connection; both
         // are what a client of a real network sees, so neither is reported.
-        let _ = tokio::io::copy_bidirectional(&mut downstream, &mut upstream).await;
+        tokio::select! {
+            () = pump(down_read, up_write, flowing.clone()) => {}
+            () = pump(up_read, down_write, flowing) => {}
+        }
     };
     tokio::select! {
         () = session => {}
         () = cut => {}
         () = stop.cancelled() => {}
     }
+}
+
+/// Copies `from` to `to` until either ends, holding what it reads while the
+/// line is stalled.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut line: watch::Receiver<Line>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buffer = vec![0u8; 16 * 1024];
+    loop {
+        if line.wait_for(|line| !line.stalled).await.is_err() {
+            return;
+        }
+        let read = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(read) => read,
+        };
+        // Read before the stall began, passed on only after it ends.
+        if line.wait_for(|line| !line.stalled).await.is_err() {
+            return;
+        }
+        if to.write_all(&buffer[..read]).await.is_err() {
+            return;
+        }
+    }
+    let _ = to.shutdown().await;
 }

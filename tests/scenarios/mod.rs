@@ -31,6 +31,9 @@ pub use orphans::*;
 mod settling;
 #[allow(unused_imports)]
 pub use settling::*;
+mod lifetime;
+#[allow(unused_imports)]
+pub use lifetime::*;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -289,6 +292,10 @@ macro_rules! all_scenarios {
             dead_letter_notice_failing_once_is_replayed,
             error_reply_failing_once_is_sent_again,
             failed_reply_comes_back_soon,
+            heartbeat_runs_through_a_stalled_reply,
+            visibility_ceiling_ends_the_call_in_time,
+            server_to_client_requests_fail_at_once,
+            a_stalled_reply_keeps_deadline_and_shutdown,
         );
     };
     (@each $broker:expr; $($scenario:ident),* $(,)?) => {
@@ -314,7 +321,7 @@ pub async fn list_and_call(broker: &dyn TestBroker) {
     let tools = client.list_all_tools().await.expect("list tools");
     let mut names: Vec<String> = tools.iter().map(|t| t.name.to_string()).collect();
     names.sort();
-    assert_eq!(names, ["add", "echo", "fail", "hash", "sleep"]);
+    assert_eq!(names, ["add", "echo", "fail", "hash", "roots", "sleep"]);
     let echoed = client
         .call_tool(call("echo", json!({"text": "hi there"})))
         .await
