@@ -14,6 +14,7 @@ use tracing::Instrument;
 
 use super::clip::clip;
 use super::dead_letter;
+use super::heartbeat::Heartbeat;
 use super::inflight::{self, Caller, InFlight, RequestKey};
 use super::replay::{self, ReplayCache};
 use super::request::{self, Outcome, Reply};
@@ -205,7 +206,7 @@ impl<F: ServiceFactory> Shared<F> {
                     // the first run ends, then answered from replay below.
                     None => {
                         tracing::info!("duplicate of a running request; held until it ends");
-                        if !self.hold_duplicate(&delivery, &key).await {
+                        if !self.hold_duplicate(&delivery, received, &key).await {
                             return;
                         }
                     }
@@ -345,13 +346,24 @@ impl<F: ServiceFactory> Shared<F> {
         .await
     }
 
-    /// Holds a duplicate of a request that is running here hidden
-    /// (extending its visibility as the heartbeat does) until that run
-    /// ends. Returns false when shutdown ran out of grace first; the
-    /// duplicate is then released for another replica.
-    async fn hold_duplicate(&self, delivery: &Delivery, key: &RequestKey) -> bool {
-        let visibility = self.inbox.info().visibility_timeout;
-        let every = (visibility / 2).max(std::time::Duration::from_millis(100));
+    /// Holds a duplicate of a request that is running here hidden (its own
+    /// heartbeat, bounded like the run's) until that run ends. Returns false
+    /// when shutdown ran out of grace first; the duplicate is then released
+    /// for another replica.
+    async fn hold_duplicate(
+        &self,
+        delivery: &Delivery,
+        received: tokio::time::Instant,
+        key: &RequestKey,
+    ) -> bool {
+        let heartbeat = Heartbeat::new(
+            self.inbox.clone(),
+            delivery.receipt.clone(),
+            received,
+            self.config.visibility_ceiling,
+        );
+        let keep_hidden = heartbeat.keep_hidden();
+        tokio::pin!(keep_hidden);
         loop {
             // Armed before the check, so an end between the two is not missed.
             let ended = self.inflight.ended();
@@ -362,11 +374,7 @@ impl<F: ServiceFactory> Shared<F> {
             }
             tokio::select! {
                 () = ended => {}
-                () = tokio::time::sleep(every), if !visibility.is_zero() => {
-                    if let Err(error) = self.inbox.extend(&delivery.receipt, visibility).await {
-                        tracing::warn!(%error, "could not extend a held duplicate; it may be delivered again");
-                    }
-                }
+                () = &mut keep_hidden => {}
                 () = self.abandon.cancelled() => {
                     if let Err(error) = self.inbox.release(&delivery.receipt).await {
                         tracing::warn!(%error, "could not release a held duplicate");
