@@ -207,9 +207,13 @@ impl Shared {
         };
         // On a FIFO queue: a group per request, so that a running call, which
         // holds its group until it is answered (late ack), blocks neither the
-        // client's other calls nor a cancellation of itself.
-        let mut encoded =
-            encoded.for_destination(&self.server_address, &fifo_group(&self.client_id, message));
+        // client's other calls nor a cancellation of itself. Made only for a
+        // FIFO queue: other destinations take no group.
+        let mut encoded = if crate::queue::is_fifo(&self.server_address) {
+            encoded.for_destination(&self.server_address, &fifo_group(&self.client_id, message))
+        } else {
+            encoded
+        };
         if let Some(signing) = &self.signing {
             signing.keys.sign(&mut encoded);
         }

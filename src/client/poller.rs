@@ -182,8 +182,12 @@ enum Accept {
 }
 
 fn accept(shared: &Shared, delivery: &Delivery) -> Accept {
+    // The reply as sent, out of any SNS envelope: what is decoded and what
+    // its signature covers.
+    let unwrapped = wire::envelope::unwrap(&delivery.message);
+    let message = unwrapped.as_ref().unwrap_or(&delivery.message);
     let decoded = wire::decode_with::<ServerJsonRpcMessage>(
-        &delivery.message,
+        message,
         |body| serde_json::from_str(body).ok(),
         // A client has no use for a reply address in `initialize` parameters.
         |_, _| false,
@@ -208,13 +212,11 @@ fn accept(shared: &Shared, delivery: &Delivery) -> Accept {
     }
     // Checked once the reply is known to be ours: another client's, signed
     // with another key, is released for its owner, not dropped.
-    if let Some(signing) = &shared.signing {
-        let unwrapped = wire::envelope::unwrap(&delivery.message);
-        let message = unwrapped.as_ref().unwrap_or(&delivery.message);
-        if let Err(error) = signing.check(message) {
-            tracing::warn!(message_id = %delivery.message_id, %error, "dropping a reply whose signature is refused");
-            return Accept::Garbage;
-        }
+    if let Some(signing) = &shared.signing
+        && let Err(error) = signing.check(message)
+    {
+        tracing::warn!(message_id = %delivery.message_id, %error, "dropping a reply whose signature is refused");
+        return Accept::Garbage;
     }
     let message = match decoded.message {
         Ok(inbound) => inbound.message,

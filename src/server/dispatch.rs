@@ -71,11 +71,10 @@ impl<F: ServiceFactory> Shared<F> {
         // As near to the broker's receipt as this process knows: the
         // visibility ceiling counts from there.
         let received = tokio::time::Instant::now();
-        // The message as it was sent, out of any SNS envelope: what its
-        // signature covers and what identifies the request.
+        // The message as it was sent, out of any SNS envelope: what is
+        // decoded, what its signature covers and what identifies a request.
         let unwrapped = wire::envelope::unwrap(&delivery.message);
         let message = unwrapped.as_ref().unwrap_or(&delivery.message);
-        let body = inflight::body_digest(&message.body);
         let mut decoded = decode(message);
         let headers = decoded.headers;
         let init_reply_to = decoded
@@ -129,6 +128,8 @@ impl<F: ServiceFactory> Shared<F> {
         };
         match inbound.message {
             ClientJsonRpcMessage::Request(request) => {
+                // Only a request needs its body's digest (its identity).
+                let body = inflight::body_digest(&message.body);
                 // Boxed: a request's future is several kilobytes, and the
                 // task running this one is moved whole when it is spawned
                 // and again when it finishes.
@@ -540,8 +541,8 @@ impl<F: ServiceFactory> Shared<F> {
     }
 }
 
-/// Decodes a request queue message, reading the reply address in the
-/// parameters of an `initialize` only.
+/// Decodes a request queue message (out of any SNS envelope), reading the
+/// reply address in the parameters of an `initialize` only.
 fn decode(message: &QueueMessage) -> wire::Decoded<wire::Inbound<ClientJsonRpcMessage>> {
     wire::decode_with(message, parse_client_message, |message, _| {
         wire::names_initialize(message)

@@ -247,8 +247,9 @@ fn now_text() -> String {
 /// Never panics: a bad body is reported in [`Decoded::message`] with the
 /// request id when one can be read, so the caller can answer it.
 pub fn decode<M: DeserializeOwned>(message: &QueueMessage) -> Decoded<Inbound<M>> {
+    let unwrapped = envelope::unwrap(message);
     decode_with(
-        message,
+        unwrapped.as_ref().unwrap_or(message),
         |body| serde_json::from_str(body).ok(),
         |_, body| {
             // The method is `initialize` only if its letters are in the
@@ -263,13 +264,15 @@ pub fn decode<M: DeserializeOwned>(message: &QueueMessage) -> Decoded<Inbound<M>
 /// which messages can be an `initialize` request (whose parameters may name
 /// a reply address). The body is parsed once, straight into `M`; it is read
 /// as a [`Value`] only when that fails, to say why, or for an `initialize`.
+///
+/// Unlike [`decode`], it takes `message` as sent, already out of any SNS
+/// envelope ([`envelope::unwrap`]): its callers need that message for the
+/// signature check too, and unwrap it once for both.
 pub(crate) fn decode_with<M: DeserializeOwned>(
     message: &QueueMessage,
     parse: impl FnOnce(&str) -> Option<M>,
     may_be_initialize: impl FnOnce(&M, &str) -> bool,
 ) -> Decoded<Inbound<M>> {
-    let unwrapped = envelope::unwrap(message);
-    let message = unwrapped.as_ref().unwrap_or(message);
     let headers = Headers {
         session_id: non_empty(message.attribute(attr::SESSION_ID)),
         client_id: non_empty(message.attribute(attr::CLIENT_ID)),
