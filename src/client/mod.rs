@@ -9,10 +9,17 @@
 //! both keys Python asyncmcp servers read, so the same client works against
 //! those.
 //!
-//! Constructors: [`QueueClientTransport::new`] (any inbox and outbox),
-//! [`memory`](QueueClientTransport::memory), `connect_sqs` (feature `sqs`)
-//! and `connect_sns_sqs` (feature `sns`), which provision a reply queue (and
-//! topic or subscription) on connect and remove it on close.
+//! A transport is made by its [builder](QueueClientTransport::builder):
+//! settings, then the broker, with [`build`](QueueClientBuilder::build) (any
+//! inbox and outbox), [`memory`](QueueClientBuilder::memory),
+//! `connect_sqs` (feature `sqs`) or `connect_sns_sqs` (feature `sns`); the
+//! last two provision a reply queue (and topic or subscription) on connect
+//! and remove it on close. [`QueueClientTransport::sqs`] and
+//! [`QueueClientTransport::sns_sqs`] do it in one call with the AWS settings
+//! of the environment.
+//!
+//! Signing and send retry are [layers](crate::queue::layer) of the inbox and
+//! outbox, stacked by the builder from its settings.
 //!
 //! ```no_run
 //! # use asyncmcp::{MemoryBroker, QueueClientTransport};
@@ -25,6 +32,7 @@
 //! # Ok(()) }
 //! ```
 
+mod builder;
 mod order;
 mod poller;
 #[cfg(feature = "sns")]
@@ -32,11 +40,11 @@ mod sns;
 #[cfg(feature = "sqs")]
 mod sqs;
 
+pub use builder::{QueueClientBuilder, QueueClientConfig};
 #[cfg(feature = "sns")]
 pub use sns::SnsReplies;
 
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use futures::future::BoxFuture;
 use rmcp::RoleClient;
@@ -47,10 +55,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use self::order::{Received, Reorder};
-use crate::queue::backoff::Backoff;
-use crate::queue::memory::{MemoryBroker, MemoryQueueOptions};
+use crate::queue::memory::MemoryBroker;
 use crate::queue::{Inbox, Outbox, QueueError, QueueMessage};
-use crate::wire::signing::Signing;
 use crate::wire::{self, Headers};
 
 /// Errors of the client transport.
@@ -64,78 +70,6 @@ pub enum ClientError {
     Wire(#[from] wire::WireError),
 }
 
-/// Settings of a [`QueueClientTransport`].
-#[derive(Debug, Clone)]
-pub struct QueueClientConfig {
-    /// Where requests go: the server's request queue, or the SNS topic its
-    /// request queue is subscribed to.
-    pub server_address: String,
-    /// The address servers send replies to (`ReplyTo`, and the reply key of
-    /// a legacy `initialize`). Default: the reply queue itself. Set it to an
-    /// SNS topic that the reply queue is subscribed to.
-    pub reply_address: Option<String>,
-    /// The name this client's connections are known by. Each connection
-    /// sends `ClientId` = `<client_id>.<16 random hex digits>`, unique to it
-    /// ([`QueueClientTransport::client_id`]), so that transports built from
-    /// one (cloned) config, or a pipeline restarted with a fixed id, never
-    /// share an id: they would take each other's replies on a shared reply
-    /// queue. Default: a random UUID. Filter policies on a shared reply
-    /// topic match the connection's id (or use a `prefix` match on this
-    /// name).
-    pub client_id: String,
-    /// Long-poll wait on the reply queue. Default 20 s. Closing a client
-    /// whose reply queue was given (and so may be shared) waits for a poll
-    /// in progress to end, at most this long.
-    pub wait: Duration,
-    /// Concurrent long polls of the reply queue. Default 1.
-    pub pollers: usize,
-    /// How long a response that overtook notifications of its request waits
-    /// for them before it is handed over anyway. Default 1 s. Brokers that
-    /// reorder (standard SQS queues, SNS) make this wait rare and short; it
-    /// matters only when a notification was lost.
-    pub order_wait: Duration,
-    /// Message signing (see [`signing`](crate::wire::signing)): requests are
-    /// signed, replies checked, and a reply that fails the check is dropped
-    /// with a warning. Default none.
-    pub signing: Option<Signing>,
-    /// How long a send that fails for a passing reason (the broker cannot be
-    /// reached, throttling) is retried, with a backoff from 100 ms to 5 s,
-    /// before the call fails with the error. Default 60 s. A retried send
-    /// may deliver a request twice; the server answers the copy from its
-    /// replay cache. Errors that retrying cannot mend (a message too large,
-    /// a missing queue) fail at once.
-    pub send_retry: Duration,
-    /// On a shared reply queue: how many times (the broker's receive count)
-    /// a message stamped with another connection's `ClientId` or session
-    /// may have been received before it is taken for an orphan, a reply
-    /// whose client is gone, and deleted with a warning rather than released
-    /// once more. Default 1000. A live client is in danger of losing a reply
-    /// only if the other clients receive it this many times before it does
-    /// itself: with `k` clients polling alike, about `(1 - 1/k)^n`, so keep
-    /// `n` at least 20 times the number of clients sharing the queue (1000
-    /// suits up to 50). To keep orphans rather than delete them, give the
-    /// queue a redrive policy with a lower `maxReceiveCount` (see
-    /// docs/wire.md). Values below 1 count as 1.
-    pub orphan_after: u32,
-}
-
-impl QueueClientConfig {
-    /// Defaults for a client of the server at `server_address`.
-    pub fn new(server_address: impl Into<String>) -> Self {
-        Self {
-            server_address: server_address.into(),
-            reply_address: None,
-            client_id: uuid::Uuid::new_v4().to_string(),
-            wait: Duration::from_secs(20),
-            pollers: 1,
-            order_wait: Duration::from_secs(1),
-            signing: None,
-            send_retry: Duration::from_secs(60),
-            orphan_after: 1000,
-        }
-    }
-}
-
 /// Cleanup run on close, e.g. deleting a reply queue created on connect.
 pub type OnClose = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
 
@@ -146,8 +80,6 @@ struct Shared {
     reply_address: String,
     reply_queue: String,
     client_id: String,
-    signing: Option<Signing>,
-    send_retry: Duration,
     /// The session id the server issued on `initialize` (legacy versions).
     session_id: Mutex<Option<String>>,
 }
@@ -160,37 +92,17 @@ impl Shared {
             .clone()
     }
 
+    /// Sends `message` to the server. The outbox retries what fails for a
+    /// passing reason (see [`QueueClientConfig::send_retry`]), resending
+    /// the same message: a FIFO queue drops a retry whose first attempt
+    /// arrived, by its deduplication id.
     async fn send(&self, message: ClientJsonRpcMessage) -> Result<(), ClientError> {
-        let give_up = tokio::time::Instant::now() + self.send_retry;
-        let mut backoff = Backoff::after_errors();
-        // The first attempt's deduplication id (FIFO queues): a retry reuses
-        // it, so the queue drops the retry if the first attempt did arrive.
-        let mut deduplication_id = None;
-        loop {
-            // Encoded again for each attempt rather than cloned for a retry
-            // that is rarely needed; a retry carries its own send time.
-            let mut encoded = self.encode(&message)?;
-            match &deduplication_id {
-                None => deduplication_id = encoded.deduplication_id.clone(),
-                Some(first) => encoded.deduplication_id = Some(first.clone()),
-            }
-            match self.outbox.send(&self.server_address, encoded).await {
-                Ok(()) => return Ok(()),
-                Err(error) if error.is_permanent() => return Err(error.into()),
-                Err(error) => {
-                    let pause = backoff.pause();
-                    if tokio::time::Instant::now() + pause > give_up {
-                        return Err(error.into());
-                    }
-                    tracing::warn!(%error, retry_in = ?pause, "request not sent; retrying");
-                    backoff.wait(&CancellationToken::new()).await;
-                }
-            }
-        }
+        let encoded = self.encode(&message)?;
+        Ok(self.outbox.send(&self.server_address, encoded).await?)
     }
 
-    /// The queue message for `message`: signed when the client signs, and
-    /// for a legacy `initialize`, with the reply address in its parameters.
+    /// The queue message for `message`; for a legacy `initialize`, with the
+    /// reply address in its parameters. (Signing is the outbox's.)
     fn encode(&self, message: &ClientJsonRpcMessage) -> Result<QueueMessage, ClientError> {
         let headers = Headers {
             session_id: self.session_id(),
@@ -209,15 +121,11 @@ impl Shared {
         // holds its group until it is answered (late ack), blocks neither the
         // client's other calls nor a cancellation of itself. Made only for a
         // FIFO queue: other destinations take no group.
-        let mut encoded = if crate::queue::is_fifo(&self.server_address) {
+        Ok(if crate::queue::is_fifo(&self.server_address) {
             encoded.for_destination(&self.server_address, &fifo_group(&self.client_id, message))
         } else {
             encoded
-        };
-        if let Some(signing) = &self.signing {
-            signing.keys.sign(&mut encoded);
-        }
-        Ok(encoded)
+        })
     }
 }
 
@@ -232,28 +140,29 @@ pub struct QueueClientTransport {
 }
 
 impl QueueClientTransport {
-    /// A client that receives on `reply_inbox` and sends through `outbox`.
-    /// Starts polling the reply queue at once.
-    pub fn new(
-        reply_inbox: impl Inbox + 'static,
-        outbox: impl Outbox + 'static,
-        config: QueueClientConfig,
-    ) -> Self {
-        let client_id = connection_id(&config.client_id);
-        Self::with_client_id(reply_inbox, outbox, config, client_id)
+    /// Starts building a client of the server at `server_address` (its
+    /// request queue, or the SNS topic that queue is subscribed to).
+    pub fn builder(server_address: impl Into<String>) -> QueueClientBuilder {
+        QueueClientBuilder::new(server_address.into())
     }
 
-    /// [`new`](Self::new) with the connection's `ClientId` chosen already
-    /// (a constructor that provisions a filter policy on it).
-    fn with_client_id(
-        reply_inbox: impl Inbox + 'static,
-        outbox: impl Outbox + 'static,
+    /// A client on an in-process broker, with a reply queue of its own that
+    /// is created now and deleted on close; the defaults otherwise.
+    pub fn memory(broker: &MemoryBroker, server_address: &str) -> Result<Self, ClientError> {
+        Self::builder(server_address).memory(broker)
+    }
+
+    /// Puts a transport together from the layered inbox and outbox the
+    /// builder made, and starts polling.
+    fn assemble(
+        inbox: Arc<dyn Inbox>,
+        outbox: Arc<dyn Outbox>,
         config: QueueClientConfig,
         client_id: String,
+        stop: CancellationToken,
     ) -> Self {
-        let inbox: Arc<dyn Inbox> = Arc::new(reply_inbox);
         let shared = Arc::new(Shared {
-            outbox: Arc::new(outbox),
+            outbox,
             server_address: config.server_address.clone(),
             reply_address: config
                 .reply_address
@@ -261,12 +170,9 @@ impl QueueClientTransport {
                 .unwrap_or_else(|| inbox.info().address.clone()),
             reply_queue: inbox.info().address.clone(),
             client_id,
-            signing: config.signing.clone(),
-            send_retry: config.send_retry,
             session_id: Mutex::new(None),
         });
         let (sender, incoming) = mpsc::channel(256);
-        let stop = CancellationToken::new();
         let pollers = (0..config.pollers.max(1))
             .map(|_| {
                 tokio::spawn(poller::run(
@@ -289,25 +195,6 @@ impl QueueClientTransport {
             pollers,
             on_close: None,
         }
-    }
-
-    /// A client on an in-process broker, with a reply queue of its own that
-    /// is created now and deleted on close.
-    pub fn memory(broker: &MemoryBroker, server_address: &str) -> Result<Self, ClientError> {
-        let name = format!("asyncmcp-reply-{}", uuid::Uuid::new_v4().simple());
-        let address = broker.create_queue(&name, MemoryQueueOptions::default());
-        let inbox = broker.inbox(&address)?;
-        let cleanup_broker = broker.clone();
-        Ok(Self::new(
-            inbox,
-            broker.outbox(),
-            QueueClientConfig::new(server_address),
-        )
-        .on_close(Box::new(move || {
-            Box::pin(async move {
-                cleanup_broker.delete_queue(&address);
-            })
-        })))
     }
 
     /// Runs `cleanup` when the transport closes.
@@ -455,6 +342,7 @@ async fn sleep_until_or_never(deadline: Option<Instant>) {
 mod tests {
     use super::*;
     use async_trait::async_trait;
+    use tower_layer::Layer;
 
     /// Refuses the first send for a passing reason, then accepts; keeps what
     /// each attempt carried.
@@ -512,13 +400,14 @@ mod tests {
     async fn a_retried_request_is_the_same_message_to_a_fifo_queue() {
         let outbox = Arc::new(FlakyOutbox::default());
         let shared = Shared {
-            outbox: outbox.clone(),
+            outbox: Arc::new(
+                crate::queue::layer::RetryLayer::new(std::time::Duration::from_secs(60))
+                    .layer(outbox.clone()),
+            ),
             server_address: "memory://requests.fifo".into(),
             reply_address: "memory://replies".into(),
             reply_queue: "memory://replies".into(),
             client_id: "c-1".into(),
-            signing: None,
-            send_retry: Duration::from_secs(60),
             session_id: Mutex::new(None),
         };
         let ping: ClientJsonRpcMessage =

@@ -182,10 +182,8 @@ enum Accept {
 }
 
 fn accept(shared: &Shared, delivery: &Delivery) -> Accept {
-    // The reply as sent, out of any SNS envelope: what is decoded and what
-    // its signature covers.
-    let unwrapped = wire::envelope::unwrap(&delivery.message);
-    let message = unwrapped.as_ref().unwrap_or(&delivery.message);
+    // Out of any SNS envelope already (the inbox's layer).
+    let message = &delivery.message;
     let decoded = wire::decode_with::<ServerJsonRpcMessage>(
         message,
         |body| serde_json::from_str(body).ok(),
@@ -210,12 +208,10 @@ fn accept(shared: &Shared, delivery: &Delivery) -> Accept {
             owner: theirs.to_owned(),
         };
     }
-    // Checked once the reply is known to be ours: another client's, signed
-    // with another key, is released for its owner, not dropped.
-    if let Some(signing) = &shared.signing
-        && let Err(error) = signing.check(message)
-    {
-        tracing::warn!(message_id = %delivery.message_id, %error, "dropping a reply whose signature is refused");
+    // Checked once the reply is known to be ours: another client's (signed
+    // with another key, say) is released for its owner, not dropped.
+    if let Some(refused) = &delivery.refused {
+        tracing::warn!(message_id = %delivery.message_id, reason = %refused, "dropping a refused reply");
         return Accept::Garbage;
     }
     let message = match decoded.message {

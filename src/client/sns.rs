@@ -6,9 +6,10 @@ use crate::queue::sns::{self, SnsOutbox, SubscriptionOptions};
 use crate::queue::sqs::{self, SqsInbox, SqsOutbox, SqsQueueOptions};
 use crate::queue::{QueueError, RoutingOutbox};
 
-use super::{ClientError, OnClose, QueueClientConfig, QueueClientTransport};
+use super::{ClientError, OnClose, QueueClientBuilder, QueueClientTransport};
 
-/// How replies reach a client of [`QueueClientTransport::connect_sns_sqs`].
+/// How replies reach a client of
+/// [`connect_sns_sqs`](QueueClientBuilder::connect_sns_sqs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SnsReplies {
     /// A reply topic and queue of this client's own, created on connect and
@@ -63,21 +64,37 @@ impl Provisioned {
 }
 
 impl QueueClientTransport {
-    /// A client of a server whose request queue is subscribed to the SNS
-    /// topic `config.server_address`: requests are published to that topic,
-    /// and replies come back as `replies` says. Messages with more than 10
-    /// attributes or larger than the topic accepts (256 KiB) are refused with
-    /// an error to the caller, never dropped.
+    /// A client of the server whose request queue is subscribed to the SNS
+    /// topic `topic_arn`, with the AWS settings of the environment
+    /// ([`sqs::sdk_config_from_env`]) and a reply topic and queue of its
+    /// own ([`SnsReplies::OwnTopic`]), created now and deleted on close.
+    /// The builder's [`connect_sns_sqs`](QueueClientBuilder::connect_sns_sqs)
+    /// takes settings.
+    pub async fn sns_sqs(topic_arn: &str) -> Result<Self, ClientError> {
+        let sdk = sqs::sdk_config_from_env().await;
+        Self::builder(topic_arn)
+            .connect_sns_sqs(&sqs::client(&sdk), &sns::client(&sdk), SnsReplies::OwnTopic)
+            .await
+    }
+}
+
+impl QueueClientBuilder {
+    /// Connects to a server whose request queue is subscribed to the SNS
+    /// topic that is the builder's server address: requests are published
+    /// to that topic, and replies come back as `replies` says. Messages with
+    /// more than 10 attributes or larger than the topic accepts (256 KiB)
+    /// are refused with an error to the caller, never dropped.
     pub async fn connect_sns_sqs(
-        sqs_client: sqs::Client,
-        sns_client: sns::Client,
-        mut config: QueueClientConfig,
+        mut self,
+        sqs_client: &sqs::Client,
+        sns_client: &sns::Client,
         replies: SnsReplies,
-    ) -> Result<Self, ClientError> {
+    ) -> Result<QueueClientTransport, ClientError> {
+        let (sqs_client, sns_client) = (sqs_client.clone(), sns_client.clone());
         let outbox = RoutingOutbox::new()
             .with(Arc::new(SnsOutbox::new(sns_client.clone())))
             .with(Arc::new(SqsOutbox::new(sqs_client.clone())));
-        let client_id = super::connection_id(&config.client_id);
+        let client_id = super::connection_id(&self.config.client_id);
         let (queue_url, topic_arn, provisioned) = match replies {
             SnsReplies::Existing {
                 queue_url,
@@ -111,8 +128,8 @@ impl QueueClientTransport {
                 return Err(error.into());
             }
         };
-        config.reply_address = Some(topic_arn);
-        let transport = Self::with_client_id(inbox, outbox, config, client_id);
+        self.config.reply_address = Some(topic_arn);
+        let transport = self.build_as(inbox, outbox, client_id);
         Ok(match provisioned {
             Some(provisioned) => {
                 let cleanup: OnClose = Box::new(move || {

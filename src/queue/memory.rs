@@ -311,6 +311,7 @@ impl MemoryInbox {
                 receipt: Receipt(receipt.clone()),
                 receive_count: stored.receive_count,
                 message: stored.message.clone(),
+                refused: None,
             });
             let visible_at = now + self.queue.info.visibility_timeout;
             state

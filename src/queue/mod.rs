@@ -23,6 +23,9 @@
 //!   `aws-sdk-sns`, with adaptive batching of publishes, and provisioning of
 //!   topics and queue subscriptions. Messages published to a topic arrive in
 //!   the SQS queues subscribed to it, so consuming is always an `sqs` inbox.
+//!
+//! [`layer`] holds wrappers of both traits that add one concern each
+//! (signatures, SNS envelopes, send retry), stacked by the builders.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -34,6 +37,7 @@ pub(crate) mod backoff;
 pub mod batch;
 #[cfg(feature = "sqs")]
 mod destinations;
+pub mod layer;
 pub mod memory;
 #[cfg(feature = "sns")]
 pub mod sns;
@@ -174,6 +178,45 @@ pub struct Delivery {
     pub receive_count: u32,
     /// The message.
     pub message: QueueMessage,
+    /// Set by an inbox [layer](layer) that refused the message but left it
+    /// for the consumer to settle (see [`layer`]'s "Refusing without
+    /// settling"): nothing the message claims can be trusted.
+    pub refused: Option<Refused>,
+}
+
+/// Why an inbox [layer](layer) refused a delivery: the layer's own error,
+/// shared so that a delivery stays `Clone`.
+#[derive(Clone)]
+pub struct Refused(Arc<dyn std::error::Error + Send + Sync>);
+
+impl Refused {
+    /// A refusal for `reason`.
+    pub fn new(reason: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self(Arc::new(reason))
+    }
+
+    /// The layer's error, if it is an `E`.
+    pub fn downcast_ref<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        self.0.downcast_ref()
+    }
+}
+
+impl std::fmt::Debug for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Refused").field(&self.0).finish()
+    }
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for Refused {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
 }
 
 /// What an [`Inbox`] says about its queue.

@@ -157,6 +157,7 @@ fn delivery(message: Message) -> Option<Delivery> {
                 .get(&MessageSystemAttributeName::MessageDeduplicationId)
                 .cloned(),
         },
+        refused: None,
     })
 }
 
