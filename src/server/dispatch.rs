@@ -15,9 +15,9 @@ use super::dead_letter;
 use super::heartbeat::Heartbeat;
 use super::inflight::{self, Caller, InFlight, RequestKey};
 use super::replay::{self, ReplayCache};
-use super::request::{self, Outcome, Reply};
+use super::request::{self, Outcome, Reply, ReplyError};
 use super::{ServerConfig, ServiceFactory};
-use crate::queue::{Delivery, Inbox, Outbox, QueueError, QueueMessage};
+use crate::queue::{Delivery, Inbox, Outbox, QueueMessage};
 use crate::wire::session::SessionState;
 use crate::wire::{self, Headers};
 
@@ -443,7 +443,7 @@ impl<F: ServiceFactory> Shared<F> {
         headers: &Headers,
         id: Option<&RequestId>,
         text: &str,
-    ) -> Result<(), QueueError> {
+    ) -> Result<(), ReplyError> {
         let reply_to = match &self.config.shared_reply_address {
             Some(shared) => shared.clone(),
             None => match self.config.reply_policy.check(headers.reply_to.as_deref()) {
@@ -463,7 +463,7 @@ impl<F: ServiceFactory> Shared<F> {
     /// was sent as `sent` says, by the late-ack rule: removed once the
     /// answer is sent, or when it can never be (logged); left for a
     /// redelivery soon when it failed for a passing reason.
-    pub(super) async fn settle_answered(&self, delivery: &Delivery, sent: Result<(), QueueError>) {
+    pub(super) async fn settle_answered(&self, delivery: &Delivery, sent: Result<(), ReplyError>) {
         match sent {
             Ok(()) => self.ack(delivery).await,
             Err(error) if error.is_permanent() => {
@@ -479,7 +479,7 @@ impl<F: ServiceFactory> Shared<F> {
     /// tries the reply again, so with `dead_letter(_, n)` configured, a
     /// reply that could not be sent on any of `n` deliveries gives up
     /// (logged) rather than retrying for ever.
-    async fn settle_error_reply(&self, delivery: &Delivery, sent: Result<(), QueueError>) {
+    async fn settle_error_reply(&self, delivery: &Delivery, sent: Result<(), ReplyError>) {
         let exhausted = self
             .config
             .dead_letter
