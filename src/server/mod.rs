@@ -10,10 +10,12 @@
 //!   queue. A poller asks for only as many messages as there are free
 //!   in-flight slots, and stops receiving while there are none
 //!   (backpressure).
-//! * **Dispatch** (`dispatch.rs`): decodes each delivery, works out where its
-//!   replies go and checks that address against the [`ReplyPolicy`], then
-//!   routes it: requests to a fresh service, `notifications/cancelled` to the
-//!   request it names, anything unservable to an error reply or the bin.
+//! * **Dispatch** (`dispatch/`): decodes each delivery, checks its signature,
+//!   works out where its replies go and checks that address against the
+//!   [`ReplyPolicy`], then routes it: requests to a fresh service,
+//!   `notifications/cancelled` to the request it names, anything refused or
+//!   unservable to an error reply or the bin; and settles it. Its module
+//!   docs list where each step happens.
 //! * **One request** (`request.rs`): the request runs through a fresh rmcp
 //!   service built by the factory (stateless per message, like rmcp's
 //!   stateless Streamable HTTP), so any replica can serve any message. Its
