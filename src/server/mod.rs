@@ -10,10 +10,12 @@
 //!   queue. A poller asks for only as many messages as there are free
 //!   in-flight slots, and stops receiving while there are none
 //!   (backpressure).
-//! * **Dispatch** (`dispatch.rs`): decodes each delivery, works out where its
-//!   replies go and checks that address against the [`ReplyPolicy`], then
-//!   routes it: requests to a fresh service, `notifications/cancelled` to the
-//!   request it names, anything unservable to an error reply or the bin.
+//! * **Dispatch** (`dispatch/`): decodes each delivery, checks its signature,
+//!   works out where its replies go and checks that address against the
+//!   [`ReplyPolicy`], then routes it: requests to a fresh service,
+//!   `notifications/cancelled` to the request it names, anything refused or
+//!   unservable to an error reply or the bin; and settles it. Its module
+//!   docs list where each step happens.
 //! * **One request** (`request.rs`): the request runs through a fresh rmcp
 //!   service built by the factory (stateless per message, like rmcp's
 //!   stateless Streamable HTTP), so any replica can serve any message. Its
@@ -37,6 +39,7 @@ mod replay;
 mod request;
 mod transport;
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -70,7 +73,11 @@ where
 }
 
 /// Tunables of a [`QueueServer`]. The defaults suit most deployments.
+///
+/// Set through [`QueueServerBuilder`], and read with
+/// [`QueueServerBuilder::config`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ServerConfig {
     /// The most concurrent long polls of the request queue. Default 4.
     ///
@@ -156,6 +163,7 @@ pub const DEFAULT_VISIBILITY_CEILING: Duration = Duration::from_secs(12 * 60 * 6
 /// `maxReceiveCount` as a backstop: SQS moves a message before the server
 /// sees its extra delivery otherwise.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DeadLetter {
     /// The dead-letter queue (or topic).
     pub address: String,
@@ -213,6 +221,27 @@ pub struct QueueServerBuilder {
     inbox: Arc<dyn Inbox>,
     outbox: Arc<dyn Outbox>,
     config: ServerConfig,
+}
+
+/// Shows the configuration and the request queue's address; the service
+/// factory is not shown.
+impl<F> fmt::Debug for QueueServer<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QueueServer")
+            .field("queue", &self.shared.inbox.info().address)
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Shows the configuration so far and the request queue's address.
+impl fmt::Debug for QueueServerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QueueServerBuilder")
+            .field("queue", &self.inbox.info().address)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
 }
 
 impl QueueServer<()> {
@@ -406,5 +435,32 @@ impl<F: ServiceFactory> QueueServer<F> {
     /// to stop it.
     pub fn spawn(self, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
         tokio::spawn(self.run(shutdown))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemoryBroker;
+    use crate::queue::memory::MemoryQueueOptions;
+
+    #[derive(Clone)]
+    struct Handler;
+    impl rmcp::ServerHandler for Handler {}
+
+    #[tokio::test]
+    async fn a_server_and_its_builder_show_their_queue_and_config() {
+        let broker = MemoryBroker::new();
+        let requests = broker.create_queue("requests", MemoryQueueOptions::default());
+        let builder =
+            QueueServer::builder(broker.inbox(&requests).expect("inbox"), broker.outbox())
+                .max_in_flight(7);
+        for shown in [
+            format!("{builder:?}"),
+            format!("{:?}", builder.build(|| Handler)),
+        ] {
+            assert!(shown.contains(&format!("queue: {requests:?}")), "{shown}");
+            assert!(shown.contains("max_in_flight: 7"), "{shown}");
+        }
     }
 }

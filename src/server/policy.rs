@@ -8,6 +8,7 @@
 
 /// Why a reply address was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum Refusal {
     /// The request named no reply address at all.
     #[error("the request names no reply address")]

@@ -30,7 +30,7 @@ use super::transport::RequestTransport;
 use crate::queue::{Inbox, Outbox, QueueError, QueueMessage, Receipt};
 use crate::wire::session::{SessionKeys, SessionState};
 use crate::wire::signing::SigningKeys;
-use crate::wire::{self, Headers};
+use crate::wire::{self, Headers, WireError};
 
 /// JSON-RPC error code for a request that exceeded the server's deadline
 /// (the code MCP SDKs use for request timeouts).
@@ -48,9 +48,32 @@ pub(super) enum Outcome {
     /// The final response could not be sent for a passing reason: leave the
     /// request for redelivery.
     ReplyFailed,
-    /// The reply address refuses the response for good (e.g. it does not
-    /// exist): ack, so the request does not loop until the dead-letter queue.
+    /// The response can never be sent: the reply address refuses it for good
+    /// (e.g. it does not exist), or it cannot be encoded. Ack, so the request
+    /// does not loop until the dead-letter queue.
     Undeliverable,
+}
+
+/// Why a reply was not sent.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ReplyError {
+    /// The message could not be encoded: sending it again cannot help.
+    #[error(transparent)]
+    Encode(#[from] WireError),
+    /// The outbox did not take it.
+    #[error(transparent)]
+    Send(#[from] QueueError),
+}
+
+impl ReplyError {
+    /// Whether sending the same reply again cannot succeed (see
+    /// [`QueueError::is_permanent`]); an encoding failure never can.
+    pub(super) fn is_permanent(&self) -> bool {
+        match self {
+            ReplyError::Encode(_) => true,
+            ReplyError::Send(error) => error.is_permanent(),
+        }
+    }
 }
 
 /// How [`run`] ended, and the body of the final response it sent (or could
@@ -122,11 +145,12 @@ impl Reply {
 
     /// Sends an already-built JSON-RPC message (an error reply, or a kept
     /// response replayed).
-    pub(super) async fn send_value(&mut self, message: &Value) -> Result<(), QueueError> {
+    pub(super) async fn send_value(&mut self, message: &Value) -> Result<(), ReplyError> {
         self.headers.sequence = self.next_sequence;
-        let encoded = wire::encode_value(message, &self.headers)
-            .map_err(|e| QueueError::Service(e.to_string()))?;
-        self.deliver(encoded, message.get("method").is_none()).await
+        let encoded = wire::encode_value(message, &self.headers).inspect_err(not_encoded)?;
+        Ok(self
+            .deliver(encoded, message.get("method").is_none())
+            .await?)
     }
 
     /// Sends `encoded`; `is_final` when it is the response or error that
@@ -168,7 +192,7 @@ impl Reply {
     /// Sends a message the service emitted. A final response too large for
     /// the reply queue is replaced by an error saying so; a notification too
     /// large is dropped with a warning.
-    async fn send(&mut self, message: &ServerJsonRpcMessage) -> Result<(), QueueError> {
+    async fn send(&mut self, message: &ServerJsonRpcMessage) -> Result<(), ReplyError> {
         if let (Some((keys, template)), ServerJsonRpcMessage::Response(response)) =
             (&self.seal, message)
             && let ServerResult::InitializeResult(result) = &response.result
@@ -182,8 +206,7 @@ impl Reply {
         self.headers.sequence = self.next_sequence;
         // Serialized straight to the body: a `Value` in between would build
         // and drop a tree of the whole result.
-        let encoded = wire::encode_message(message, &self.headers)
-            .map_err(|e| QueueError::Service(e.to_string()))?;
+        let encoded = wire::encode_message(message, &self.headers).inspect_err(not_encoded)?;
         let is_final = matches!(
             message,
             ServerJsonRpcMessage::Response(_) | ServerJsonRpcMessage::Error(_)
@@ -212,9 +235,15 @@ impl Reply {
                 ))
                 .await
             }
-            other => other,
+            other => other.map_err(ReplyError::from),
         }
     }
+}
+
+/// Logs a reply that could not be encoded (a send failure is logged where it
+/// is sent).
+fn not_encoded(error: &WireError) {
+    tracing::error!(%error, "reply not encoded");
 }
 
 /// What [`run`] needs besides the request.
@@ -344,10 +373,37 @@ async fn relay(
     }
 }
 
-fn settle_final(sent: Result<(), QueueError>) -> Outcome {
+fn settle_final(sent: Result<(), ReplyError>) -> Outcome {
     match sent {
         Ok(()) => Outcome::Answered,
         Err(error) if error.is_permanent() => Outcome::Undeliverable,
         Err(_) => Outcome::ReplyFailed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_encoding_failure_is_permanent_and_a_send_failure_as_the_queue_says() {
+        let serde = serde_json::from_str::<Value>("{").expect_err("not JSON");
+        let encode = ReplyError::from(WireError::Serialize(serde));
+        assert!(encode.is_permanent());
+        assert!(encode.to_string().starts_with("cannot serialize message:"));
+        assert!(matches!(
+            encode,
+            ReplyError::Encode(WireError::Serialize(_))
+        ));
+
+        let passing = ReplyError::from(QueueError::Closed);
+        assert!(!passing.is_permanent());
+        assert_eq!(passing.to_string(), "closed");
+        let missing = ReplyError::from(QueueError::NoSuchQueue("q".to_owned()));
+        assert!(missing.is_permanent());
+        assert!(matches!(
+            missing,
+            ReplyError::Send(QueueError::NoSuchQueue(_))
+        ));
     }
 }

@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rmcp::model::{ClientJsonRpcMessage, ClientNotification, ErrorCode, JsonRpcMessage, RequestId};
+use rmcp::model::{ErrorCode, JsonRpcMessage, RequestId};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -325,21 +325,6 @@ fn decode_value<M: DeserializeOwned>(body: &str) -> Result<Inbound<M>, WireError
             id,
             reason: error.to_string(),
         })
-}
-
-/// Whether a client message's `method` is `initialize`: an `initialize`
-/// request, or one whose parameters rmcp did not take, which comes out as a
-/// custom request or notification of that name.
-pub(crate) fn names_initialize(message: &ClientJsonRpcMessage) -> bool {
-    const INITIALIZE: &str = "initialize";
-    match message {
-        JsonRpcMessage::Request(request) => request.request.method() == INITIALIZE,
-        JsonRpcMessage::Notification(notification) => matches!(
-            &notification.notification,
-            ClientNotification::CustomNotification(custom) if custom.method == INITIALIZE
-        ),
-        JsonRpcMessage::Response(_) | JsonRpcMessage::Error(_) => false,
-    }
 }
 
 /// Builds a JSON-RPC error response. `id` is `null` when the request's id is

@@ -22,12 +22,12 @@
 pub mod attr;
 mod codec;
 pub mod envelope;
+mod parse;
 pub mod session;
 pub mod signing;
 
 pub use codec::{
     Decoded, Headers, Inbound, WireError, decode, encode, error_reply, request_id_text,
 };
-pub(crate) use codec::{
-    add_initialize_reply_to, decode_with, encode_message, encode_value, names_initialize,
-};
+pub(crate) use codec::{add_initialize_reply_to, decode_with, encode_message, encode_value};
+pub(crate) use parse::{decode_client_message, names_initialize};
