@@ -37,7 +37,6 @@ use super::dispatch::{Shared, reply_headers};
 use super::inflight::RequestKey;
 use super::{DeadLetter, ServiceFactory};
 use crate::queue::{AttributeValue, Delivery, MAX_ATTRIBUTES, QueueError, QueueMessage};
-use crate::wire::signing::SigningKeys;
 use crate::wire::{self, Headers};
 
 /// The request being dead-lettered, and where its caller is told.
@@ -57,13 +56,12 @@ impl<F: ServiceFactory> Shared<F> {
             return;
         };
         let delivery = request.delivery;
-        let signing = self.config.signing.as_ref().map(|s| &s.keys);
         let message = prepare(
             &delivery.message,
             reason,
             delivery.receive_count,
             dead_letter,
-            signing,
+            self.config.signing.is_some(),
         );
         let sent = match self.outbox.max_message_size(&dead_letter.address).await {
             Ok(limit) if message.wire_size() > limit => Err(QueueError::TooLarge {
@@ -113,17 +111,19 @@ impl<F: ServiceFactory> Shared<F> {
     }
 }
 
-/// The copy of `original` sent to `dead_letter`: out of any SNS envelope,
-/// with the reason and receive count, within [`MAX_ATTRIBUTES`], with FIFO
-/// ids only for a FIFO destination, and signed when the server signs.
+/// The copy of `original` (out of any SNS envelope, as the inbox delivers
+/// it) sent to `dead_letter`: with the reason and receive count, within
+/// [`MAX_ATTRIBUTES`] and room for the signature the outbox adds when the
+/// server `signs` (it vouches for the reason attributes), with FIFO ids only
+/// for a FIFO destination.
 pub(super) fn prepare(
     original: &QueueMessage,
     reason: &str,
     receive_count: u32,
     dead_letter: &DeadLetter,
-    signing: Option<&SigningKeys>,
+    signs: bool,
 ) -> QueueMessage {
-    let mut message = wire::envelope::unwrap(original).unwrap_or_else(|| original.clone());
+    let mut message = original.clone();
     // Whatever the request claims under these names is replaced: the
     // server's are added below. Its signature no longer covers the copy.
     for name in [
@@ -133,7 +133,7 @@ pub(super) fn prepare(
     ] {
         message.attributes.remove(name);
     }
-    let ours = 2 + usize::from(signing.is_some());
+    let ours = 2 + usize::from(signs);
     let room = MAX_ATTRIBUTES - ours;
     let mut reason = reason.to_owned();
     if message.attributes.len() > room {
@@ -162,12 +162,7 @@ pub(super) fn prepare(
     // refused by a standard queue; a FIFO one gets fresh ids.
     message.group_id = None;
     message.deduplication_id = None;
-    let mut message = message.for_destination(&dead_letter.address, "asyncmcp-dead-letters");
-    if let Some(keys) = signing {
-        // The reason attributes are the server's: it vouches for them.
-        keys.sign(&mut message);
-    }
-    message
+    message.for_destination(&dead_letter.address, "asyncmcp-dead-letters")
 }
 
 /// Orders a request's attributes most important first, for [`prepare`]:
@@ -220,7 +215,7 @@ mod tests {
             "why",
             3,
             &dead_letter("memory://dl"),
-            None,
+            false,
         );
         assert_eq!(moved.attributes.len(), 7);
         assert_eq!(moved.attribute(wire::attr::DEAD_LETTER_REASON), Some("why"));
@@ -231,7 +226,7 @@ mod tests {
     fn the_least_important_attributes_make_room_for_the_reason() {
         let original = request_with(7);
         assert_eq!(original.attributes.len(), MAX_ATTRIBUTES);
-        let moved = prepare(&original, "why", 2, &dead_letter("memory://dl"), None);
+        let moved = prepare(&original, "why", 2, &dead_letter("memory://dl"), false);
         assert_eq!(moved.attributes.len(), MAX_ATTRIBUTES);
         for kept in [
             wire::attr::REPLY_TO,
@@ -250,12 +245,17 @@ mod tests {
         assert!(reason.contains("Extra5, Extra6"), "{reason}");
 
         // Signing takes one more place; forged reason attributes take none.
-        let keys = SigningKeys::new(b"0123456789abcdef0123456789abcdef".to_vec(), None)
-            .expect("a 32-byte key");
+        let keys = crate::wire::signing::SigningKeys::new(
+            b"0123456789abcdef0123456789abcdef".to_vec(),
+            None,
+        )
+        .expect("a 32-byte key");
         let forged = original
             .clone()
             .with_string(wire::attr::DEAD_LETTER_REASON, "forged");
-        let moved = prepare(&forged, "why", 2, &dead_letter("memory://dl"), Some(&keys));
+        let mut moved = prepare(&forged, "why", 2, &dead_letter("memory://dl"), true);
+        assert_eq!(moved.attributes.len(), MAX_ATTRIBUTES - 1);
+        keys.sign(&mut moved);
         assert_eq!(moved.attributes.len(), MAX_ATTRIBUTES);
         assert!(moved.attribute(wire::attr::SIGNATURE).is_some());
         assert!(moved.attribute("Extra4").is_none());
@@ -271,14 +271,14 @@ mod tests {
         let mut original = request_with(0);
         original.group_id = Some("their-group".to_owned());
         original.deduplication_id = Some("their-dedup".to_owned());
-        let moved = prepare(&original, "why", 2, &dead_letter("https://sqs/1/dl"), None);
+        let moved = prepare(&original, "why", 2, &dead_letter("https://sqs/1/dl"), false);
         assert_eq!((moved.group_id, moved.deduplication_id), (None, None));
         let moved = prepare(
             &original,
             "why",
             2,
             &dead_letter("https://sqs/1/dl.fifo"),
-            None,
+            false,
         );
         assert_eq!(moved.group_id.as_deref(), Some("asyncmcp-dead-letters"));
         assert!(moved.deduplication_id.is_some_and(|id| id != "their-dedup"));
@@ -288,7 +288,7 @@ mod tests {
     fn long_attribute_names_are_clipped_in_the_reason() {
         let mut original = request_with(7);
         original = original.with_string(&"Z".repeat(300), "x");
-        let moved = prepare(&original, "why", 2, &dead_letter("memory://dl"), None);
+        let moved = prepare(&original, "why", 2, &dead_letter("memory://dl"), false);
         let reason = moved
             .attribute(wire::attr::DEAD_LETTER_REASON)
             .unwrap_or_default();

@@ -28,6 +28,7 @@
 //! Server-to-client requests (sampling, elicitation, roots on legacy
 //! versions) cannot be carried by a stateless server and are not supported.
 
+mod builder;
 mod clip;
 mod dead_letter;
 mod dispatch;
@@ -47,11 +48,12 @@ use rmcp::{RoleServer, Service};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use builder::QueueServerBuilder;
 pub use policy::{Refusal, ReplyPolicy};
 
-use crate::queue::{Inbox, Outbox, QueueInfo};
+use crate::queue::{Inbox, QueueInfo};
 use crate::wire::session::SessionKeys;
-use crate::wire::signing::{Signing, SigningKeys};
+use crate::wire::signing::Signing;
 
 /// Builds a fresh rmcp service for each request.
 pub trait ServiceFactory: Send + Sync + 'static {
@@ -216,13 +218,6 @@ pub struct QueueServer<F> {
     shared: Arc<dispatch::Shared<F>>,
 }
 
-/// Builds a [`QueueServer`].
-pub struct QueueServerBuilder {
-    inbox: Arc<dyn Inbox>,
-    outbox: Arc<dyn Outbox>,
-    config: ServerConfig,
-}
-
 /// Shows the configuration and the request queue's address; the service
 /// factory is not shown.
 impl<F> fmt::Debug for QueueServer<F> {
@@ -231,137 +226,6 @@ impl<F> fmt::Debug for QueueServer<F> {
             .field("queue", &self.shared.inbox.info().address)
             .field("config", &self.shared.config)
             .finish_non_exhaustive()
-    }
-}
-
-/// Shows the configuration so far and the request queue's address.
-impl fmt::Debug for QueueServerBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("QueueServerBuilder")
-            .field("queue", &self.inbox.info().address)
-            .field("config", &self.config)
-            .finish_non_exhaustive()
-    }
-}
-
-impl QueueServer<()> {
-    /// Starts building a server that consumes `inbox` and replies through
-    /// `outbox`.
-    pub fn builder(
-        inbox: impl Inbox + 'static,
-        outbox: impl Outbox + 'static,
-    ) -> QueueServerBuilder {
-        let config = ServerConfig::new(inbox.info());
-        QueueServerBuilder {
-            inbox: Arc::new(inbox),
-            outbox: Arc::new(outbox),
-            config,
-        }
-    }
-}
-
-impl QueueServerBuilder {
-    /// Sets the most concurrent long polls (at least 1; see
-    /// [`ServerConfig::pollers`]).
-    pub fn pollers(mut self, pollers: usize) -> Self {
-        self.config.pollers = pollers.max(1);
-        self
-    }
-    /// Sets how many requests run at once (at least 1).
-    pub fn max_in_flight(mut self, max: usize) -> Self {
-        self.config.max_in_flight = max.max(1);
-        self
-    }
-    /// Sets the long-poll wait (at most 20 s).
-    pub fn wait(mut self, wait: Duration) -> Self {
-        self.config.wait = wait.min(crate::queue::MAX_WAIT);
-        self
-    }
-    /// Cancels requests that run longer than `timeout`, answering a JSON-RPC error.
-    pub fn request_timeout(mut self, timeout: Duration) -> Self {
-        self.config.request_timeout = Some(timeout);
-        self
-    }
-    /// Sets the shutdown grace period.
-    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
-        self.config.shutdown_grace = grace;
-        self
-    }
-    /// Sets the keys that seal session ids (share them between replicas).
-    pub fn session_keys(mut self, keys: SessionKeys) -> Self {
-        self.config.session_keys = keys;
-        self
-    }
-    /// Replaces the reply address allow-list.
-    pub fn reply_policy(mut self, policy: ReplyPolicy) -> Self {
-        self.config.reply_policy = policy;
-        self
-    }
-    /// Adds an allowed reply address prefix to the default allow-list.
-    pub fn allow_reply_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.config.reply_policy = self.config.reply_policy.allow(prefix);
-        self
-    }
-    /// Sends every reply to `address` (e.g. a shared SNS reply topic),
-    /// whatever the request names; see [`ServerConfig::shared_reply_address`].
-    pub fn shared_reply_address(mut self, address: impl Into<String>) -> Self {
-        self.config.shared_reply_address = Some(address.into());
-        self
-    }
-    /// Sets how long answered requests are kept for replay to duplicates
-    /// (zero turns replay off); see [`ServerConfig::replay_window`].
-    pub fn replay_window(mut self, window: Duration) -> Self {
-        self.config.replay_window = window;
-        self
-    }
-    /// Sets the most memory kept for replay; see [`ServerConfig::replay_budget`].
-    pub fn replay_budget(mut self, bytes: usize) -> Self {
-        self.config.replay_budget = bytes;
-        self
-    }
-    /// Dead-letters requests delivered more than `max_receive_count` times to
-    /// `address`, with the reason; see [`DeadLetter`].
-    pub fn dead_letter(mut self, address: impl Into<String>, max_receive_count: u32) -> Self {
-        self.config.dead_letter = Some(DeadLetter {
-            address: address.into(),
-            max_receive_count: max_receive_count.max(1),
-        });
-        self
-    }
-    /// Signs every reply with `keys` and refuses requests whose signature
-    /// does not verify; with `required`, also those without one.
-    pub fn signing(mut self, keys: SigningKeys, required: bool) -> Self {
-        self.config.signing = Some(Signing { keys, required });
-        self
-    }
-
-    /// How long ago a signed request may have been sent; see
-    /// [`ServerConfig::signature_max_age`].
-    pub fn signature_max_age(mut self, max_age: Option<Duration>) -> Self {
-        self.config.signature_max_age = max_age;
-        self
-    }
-
-    /// Sets the longest a request is kept hidden from its receipt (default
-    /// 12 h, the SQS cap); see [`ServerConfig::visibility_ceiling`].
-    pub fn visibility_ceiling(mut self, ceiling: Duration) -> Self {
-        self.config.visibility_ceiling = ceiling;
-        self
-    }
-    /// The configuration so far.
-    pub fn config(&self) -> &ServerConfig {
-        &self.config
-    }
-    /// Builds the server; `factory` makes a fresh rmcp service per request.
-    pub fn build<F: ServiceFactory>(self, factory: F) -> QueueServer<F> {
-        QueueServer {
-            shared: Arc::new(dispatch::Shared::new(
-                factory,
-                self.inbox,
-                self.outbox,
-                self.config,
-            )),
-        }
     }
 }
 

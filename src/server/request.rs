@@ -29,7 +29,6 @@ use super::transport::RequestTransport;
 
 use crate::queue::{Inbox, Outbox, QueueError, QueueMessage, Receipt};
 use crate::wire::session::{SessionKeys, SessionState};
-use crate::wire::signing::SigningKeys;
 use crate::wire::{self, Headers, WireError};
 
 /// JSON-RPC error code for a request that exceeded the server's deadline
@@ -89,7 +88,6 @@ pub(super) struct Reply {
     outbox: Arc<dyn Outbox>,
     address: String,
     headers: Headers,
-    signing: Option<SigningKeys>,
     /// On `initialize`: seal the negotiated session into the response.
     seal: Option<(SessionKeys, SessionState)>,
     /// For the messages of a request: the `Sequence` of the next one.
@@ -101,19 +99,13 @@ pub(super) struct Reply {
 }
 
 impl Reply {
-    /// Replies to `address` through `outbox`, signing each message with
-    /// `signing` when given.
-    pub(super) fn new(
-        outbox: Arc<dyn Outbox>,
-        address: String,
-        headers: Headers,
-        signing: Option<SigningKeys>,
-    ) -> Self {
+    /// Replies to `address` through `outbox` (which signs them when the
+    /// server signs: its [`SignLayer`](crate::queue::layer::SignLayer)).
+    pub(super) fn new(outbox: Arc<dyn Outbox>, address: String, headers: Headers) -> Self {
         Self {
             outbox,
             address,
             headers,
-            signing,
             seal: None,
             next_sequence: None,
             keep_final: false,
@@ -166,10 +158,7 @@ impl Reply {
             .as_deref()
             .or(self.headers.session_id.as_deref())
             .unwrap_or("asyncmcp");
-        let mut encoded = encoded.for_destination(&self.address, group);
-        if let Some(keys) = &self.signing {
-            keys.sign(&mut encoded);
-        }
+        let encoded = encoded.for_destination(&self.address, group);
         let body = (self.keep_final && is_final).then(|| encoded.body.clone());
         let result = self.outbox.send(&self.address, encoded).await;
         match &result {

@@ -6,10 +6,12 @@
 //!
 //! * **Received** by a poller (`server/poller.rs`), which spawns
 //!   [`Shared::handle`] for it.
-//! * **Decoded** in [`Shared::handle`], out of any SNS envelope, by
-//!   [`wire::decode_client_message`] (with its `tools/call` short cut).
-//! * **Checked**: the signature and its age in `signature.rs`; the session
-//!   id in `route.rs`.
+//! * **Unwrapped and checked** before it gets here, by the inbox's
+//!   [layers](crate::queue::layer): out of any SNS envelope, its signature
+//!   and age verified (a refusal marks [`Delivery::refused`]).
+//! * **Decoded** in [`Shared::handle`] by [`wire::decode_client_message`]
+//!   (with its `tools/call` short cut).
+//! * **Checked**: a layer's refusal and the session id, in `route.rs`.
 //! * **Routed** in `route.rs`: where replies go (checked against the
 //!   [`ReplyPolicy`](super::ReplyPolicy)) and who sent it (the origin, for
 //!   cancellation and logs).
@@ -28,7 +30,6 @@ mod refusal;
 mod route;
 mod serve;
 mod settle;
-mod signature;
 mod version;
 
 use std::sync::Arc;
@@ -49,7 +50,10 @@ pub(super) use route::reply_headers;
 pub(super) struct Shared<F> {
     pub(super) factory: F,
     pub(super) inbox: Arc<dyn Inbox>,
+    /// Signs what it sends when the server signs.
     pub(super) outbox: Arc<dyn Outbox>,
+    /// The same outbox without signing, for answers to refused messages.
+    pub(super) unsigned_outbox: Arc<dyn Outbox>,
     pub(super) config: ServerConfig,
     pub(super) inflight: Arc<InFlight>,
     /// Final responses of answered requests, for duplicates.
@@ -63,6 +67,7 @@ impl<F: ServiceFactory> Shared<F> {
         factory: F,
         inbox: Arc<dyn Inbox>,
         outbox: Arc<dyn Outbox>,
+        unsigned_outbox: Arc<dyn Outbox>,
         config: ServerConfig,
     ) -> Self {
         // Kept at least as long as a redelivery can take (see replay.rs).
@@ -71,6 +76,7 @@ impl<F: ServiceFactory> Shared<F> {
             factory,
             inbox,
             outbox,
+            unsigned_outbox,
             replay: ReplayCache::new(lifetime, config.replay_budget),
             config,
             inflight: Arc::default(),
@@ -84,10 +90,9 @@ impl<F: ServiceFactory> Shared<F> {
         // As near to the broker's receipt as this process knows: the
         // visibility ceiling counts from there.
         let received = tokio::time::Instant::now();
-        // The message as it was sent, out of any SNS envelope: what is
-        // decoded, what its signature covers and what identifies a request.
-        let unwrapped = wire::envelope::unwrap(&delivery.message);
-        let message = unwrapped.as_ref().unwrap_or(&delivery.message);
+        // Out of any SNS envelope already (the inbox's layer): the message
+        // as it was sent, what is decoded and what identifies a request.
+        let message = &delivery.message;
         let Decoded {
             headers,
             message: mut decoded,
@@ -96,8 +101,12 @@ impl<F: ServiceFactory> Shared<F> {
             .as_mut()
             .ok()
             .and_then(|inbound| inbound.init_reply_to.take());
-        let route = signature::check(&self.config, message)
-            .and_then(|()| self.route(&headers, init_reply_to));
+        // Refused by an inbox layer (a signature that does not verify):
+        // nothing the message claims can be trusted, its route included.
+        let route = match &delivery.refused {
+            Some(refused) => Err(refused.clone().into()),
+            None => self.route(&headers, init_reply_to),
+        };
         let route = match route {
             Ok(route) => route,
             Err(refused) => return self.refuse(&delivery, &headers, &decoded, refused).await,

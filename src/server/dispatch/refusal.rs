@@ -1,7 +1,8 @@
 //! Why a message is refused or cannot be answered ([`Refused`]), and how a
 //! refused message is answered and settled.
 //!
-//! A message whose signature, age or session id does not verify is
+//! A message refused by an inbox layer (its signature or age does not
+//! verify), or whose session id does not verify, is
 //! *distrusted*: it is answered only where it names directly, unsigned and
 //! uncorrelated ([`Shared::refuse`]). A message that is trusted but whose
 //! body cannot be served is answered like any request, with its own id
@@ -19,7 +20,6 @@ use crate::server::clip::clip;
 use crate::server::policy;
 use crate::server::request::Reply;
 use crate::wire::session::SessionError;
-use crate::wire::signing::{SigningError, StaleMessage};
 use crate::wire::{self, Headers, Inbound, WireError};
 
 /// Why a message is refused, or cannot be answered.
@@ -28,12 +28,11 @@ use crate::wire::{self, Headers, Inbound, WireError};
 /// carries them.
 #[derive(Debug, thiserror::Error)]
 pub(super) enum Refused {
-    /// Its signature does not verify, or it has none where one is required.
-    #[error("message signature refused: {0}")]
-    Signature(#[source] SigningError),
-    /// It is signed, but not fresh: sent too long ago, or dated ahead.
-    #[error("message refused: {0}")]
-    Stale(#[source] StaleMessage),
+    /// An inbox layer refused it: its signature does not verify, it has
+    /// none where one is required, or it is signed but not fresh (see
+    /// [`VerifyLayer`](crate::queue::layer::VerifyLayer)).
+    #[error(transparent)]
+    Layer(#[from] crate::queue::Refused),
     /// The session id it presents does not verify.
     #[error("invalid session id: {0}")]
     Session(#[source] SessionError),
@@ -57,7 +56,7 @@ impl Refused {
             // to send to the request queue could fail another client's call
             // by naming its id and reply queue. The refused id is only shown
             // in `error.data.requestId`, for people reading the queue.
-            Refused::Signature(_) | Refused::Stale(_) | Refused::Session(_) => {
+            Refused::Layer(_) | Refused::Session(_) => {
                 let mut error =
                     wire::error_reply(None, ErrorCode::INVALID_REQUEST, &self.to_string());
                 if let Some(id) = id {
@@ -105,7 +104,8 @@ impl<F: ServiceFactory> Shared<F> {
         };
         let sent = match (self.refused_reply_address(headers), refused.error_reply(id)) {
             (Some(reply_to), Some(error)) => {
-                let mut reply = Reply::new(self.outbox.clone(), reply_to, Headers::default(), None);
+                let mut reply =
+                    Reply::new(self.unsigned_outbox.clone(), reply_to, Headers::default());
                 reply.send_value(&error).await
             }
             _ => Ok(()),
@@ -143,16 +143,22 @@ impl<F: ServiceFactory> Shared<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::queue::layer::SignatureRefused;
+    use crate::wire::signing::{SigningError, StaleMessage};
 
     #[test]
     fn the_texts_are_those_on_the_wire() {
         let cases = [
             (
-                Refused::Signature(SigningError::Mismatch),
+                Refused::Layer(crate::queue::Refused::new(SignatureRefused::Signature(
+                    SigningError::Mismatch,
+                ))),
                 "message signature refused: message signature does not verify",
             ),
             (
-                Refused::Stale(StaleMessage::NoTimestamp),
+                Refused::Layer(crate::queue::Refused::new(SignatureRefused::Stale(
+                    StaleMessage::NoTimestamp,
+                ))),
                 "message refused: signed message has no readable Timestamp",
             ),
             (

@@ -110,8 +110,7 @@ impl<F: ServiceFactory> Shared<F> {
 
     /// A reply to `address`, signed when the server signs.
     pub(in crate::server) fn reply(&self, address: String, headers: Headers) -> Reply {
-        let signing = self.config.signing.as_ref().map(|s| s.keys.clone());
-        Reply::new(self.outbox.clone(), address, headers, signing)
+        Reply::new(self.outbox.clone(), address, headers)
     }
 }
 
