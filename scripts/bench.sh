@@ -22,12 +22,9 @@ ensure_localstack
 export BENCH_PYTHON="${ASYNCMCP_PY_PEER}"
 # A LocalStack that localstack/start.sh runs on this host shares the machine's cores with
 # what is measured: report its CPU time per call too.
-pid_file="${LOCALSTACK_STATE_DIR:-${REPO_ROOT}/.localstack}/localstack.pid"
-if [[ -z "${BENCH_BROKER_PID:-}" && -r "${pid_file}" ]]; then
-    pid="$(cat "${pid_file}")"
-    if [[ "${pid}" =~ ^[0-9]+$ ]] && grep -q 'localstack.runtime.main' "/proc/${pid}/cmdline" 2>/dev/null; then
-        export BENCH_BROKER_PID="${pid}"
-    fi
+localstack_paths
+if [[ -z "${BENCH_BROKER_PID:-}" ]] && pid="$(started_pid)"; then
+    export BENCH_BROKER_PID="${pid}"
 fi
 log "AWS_ENDPOINT_URL=${AWS_ENDPOINT_URL} BENCH_PYTHON=${BENCH_PYTHON}"
 cargo build --release --features sns --example bench
