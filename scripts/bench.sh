@@ -6,9 +6,9 @@
 #
 # It installs Python asyncmcp 0.2.1 into its own virtualenv (.venv/py-peer), starts
 # LocalStack unless AWS_ENDPOINT_URL already points at a healthy one, and runs the bench
-# example in release mode; the LocalStack it started is stopped when it exits. Settings:
-# see scripts/env.sh. Against real AWS, run the example directly:
-#   cargo run --release --features sns --example bench -- --stacks raw,sqs,sns-sqs
+# binary (crate bench/) in release mode; the LocalStack it started is stopped when it exits.
+# Settings: see scripts/env.sh. Against real AWS, run the binary directly:
+#   cargo run --release -p asyncmcp-bench --bin bench -- --stacks raw,sqs,sns-sqs
 set -euo pipefail
 
 LOG_PREFIX="scripts/bench.sh"
@@ -27,7 +27,7 @@ if [[ -z "${BENCH_BROKER_PID:-}" ]] && pid="$(started_pid)"; then
     export BENCH_BROKER_PID="${pid}"
 fi
 log "AWS_ENDPOINT_URL=${AWS_ENDPOINT_URL} BENCH_PYTHON=${BENCH_PYTHON}"
-cargo build --release --features sns --example bench
+cargo build --release -p asyncmcp-bench --bin bench
 # Run the binary itself, not through cargo, so cargo's own memory and CPU stay out of the
 # machine while it measures.
-"${CARGO_TARGET_DIR:-target}/release/examples/bench" "$@"
+"${CARGO_TARGET_DIR:-target}/release/bench" "$@"
