@@ -18,8 +18,10 @@
 #   LOCALSTACK_TIMEOUT    seconds to wait for health (default 120)
 set -euo pipefail
 
-# shellcheck source=localstack/paths.sh
-source "$(dirname "${BASH_SOURCE[0]}")/paths.sh"
+LOG_PREFIX="localstack/start.sh"
+# shellcheck source=localstack/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+localstack_paths
 VENV="${LOCALSTACK_VENV:-${STATE_DIR}/venv}"
 PYTHON="${LOCALSTACK_PYTHON:-python3}"
 MODE="${LOCALSTACK_MODE:-auto}"
@@ -27,10 +29,10 @@ TIMEOUT="${LOCALSTACK_TIMEOUT:-120}"
 ENDPOINT="http://localhost:${PORT}"
 LOG_FILE="${STATE_DIR}/localstack.log"
 
-# Host mode: localstack-core 4.13+ needs Python >= 3.12, 4.12.0 runs on 3.9-3.13.
-# moto-ext provides SNS; the upper bounds avoid releases that break start-up.
+# Host mode: localstack-core at the version pinned in versions.env (which says what Python
+# it needs). moto-ext provides SNS; the upper bounds avoid releases that break start-up.
 LOCALSTACK_REQUIREMENTS=(
-    'localstack-core[base-runtime]==4.12.0'
+    "localstack-core[base-runtime]==${LOCALSTACK_CORE_VERSION}"
     'moto-ext[sns,sqs]==5.1.54'
     'cbor2<6'
     'pyopenssl<25'
@@ -39,21 +41,7 @@ LOCALSTACK_REQUIREMENTS=(
     'psutil<7'
 )
 
-log() { echo "localstack/start.sh: $*" >&2; }
-die() {
-    log "ERROR: $*"
-    exit 1
-}
-
 command -v curl >/dev/null 2>&1 || die "curl is required (Debian/Ubuntu: apt-get install curl)"
-
-# healthy: LocalStack answers on ENDPOINT with both sqs and sns running or available.
-healthy() {
-    local body
-    body="$(curl -fsS --max-time 3 "${ENDPOINT}/_localstack/health" 2>/dev/null)" || return 1
-    grep -Eq '"sqs": *"(running|available)"' <<<"${body}" &&
-        grep -Eq '"sns": *"(running|available)"' <<<"${body}"
-}
 
 # port_open: something accepts TCP connections on the port (curl exit 7: nothing listens).
 port_open() {
@@ -62,29 +50,8 @@ port_open() {
     [[ "${rc}" -ne 7 ]]
 }
 
-# our_pid: prints the pid of the host-mode LocalStack this script started, if it still runs.
-our_pid() {
-    local pid
-    [[ -f "${PID_FILE}" ]] || return 1
-    pid="$(cat "${PID_FILE}")"
-    [[ "${pid}" =~ ^[0-9]+$ ]] || return 1
-    kill -0 "${pid}" 2>/dev/null || return 1
-    grep -q 'localstack.runtime.main' "/proc/${pid}/cmdline" 2>/dev/null || return 1
-    echo "${pid}"
-}
-
 docker_works() {
     command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1
-}
-
-compose() {
-    if docker compose version >/dev/null 2>&1; then
-        docker compose -f "${COMPOSE_FILE}" -p "${COMPOSE_PROJECT}" "$@"
-    elif command -v docker-compose >/dev/null 2>&1; then
-        docker-compose -f "${COMPOSE_FILE}" -p "${COMPOSE_PROJECT}" "$@"
-    else
-        die "Docker works but neither 'docker compose' nor 'docker-compose' is installed; install the compose plugin or run with LOCALSTACK_MODE=host"
-    fi
 }
 
 # kill_started PID: stops a host-mode LocalStack that failed to come up.
@@ -103,7 +70,7 @@ kill_started() {
 wait_healthy() {
     local pid="$1" waited=0
     log "waiting for ${ENDPOINT}/_localstack/health (up to ${TIMEOUT}s)"
-    until healthy; do
+    until healthy "${ENDPOINT}"; do
         if [[ -n "${pid}" ]] && ! kill -0 "${pid}" 2>/dev/null; then
             log "LocalStack (pid ${pid}) exited before becoming healthy; last lines of ${LOG_FILE}:"
             tail -n 40 "${LOG_FILE}" >&2 || true
@@ -136,7 +103,7 @@ ensure_venv() {
     command -v "${PYTHON}" >/dev/null 2>&1 ||
         die "${PYTHON} not found; install Python 3.9-3.13 (or set LOCALSTACK_PYTHON), or install Docker"
     "${PYTHON}" -c 'import sys; sys.exit(0 if (3, 9) <= sys.version_info[:2] < (3, 14) else 1)' ||
-        die "$("${PYTHON}" -V 2>&1) cannot run localstack-core 4.12.0; set LOCALSTACK_PYTHON to a Python 3.9-3.13"
+        die "$("${PYTHON}" -V 2>&1) cannot run localstack-core ${LOCALSTACK_CORE_VERSION}; set LOCALSTACK_PYTHON to a Python 3.9-3.13"
     log "installing LocalStack into ${VENV} (about a minute)"
     mkdir -p "$(dirname "${VENV}")"
     if [[ ! -x "${VENV}/bin/python" ]]; then
@@ -150,7 +117,7 @@ ensure_venv() {
 
 start_host() {
     local pid
-    if pid="$(our_pid)"; then
+    if pid="$(started_pid)"; then
         log "LocalStack (pid ${pid}) started earlier is still coming up"
         wait_healthy "${pid}"
         return 0
@@ -181,7 +148,7 @@ start_host() {
 
 start_docker() {
     log "starting LocalStack in Docker (compose project ${COMPOSE_PROJECT})"
-    LOCALSTACK_PORT="${PORT}" compose up -d
+    compose up -d
     echo docker >"${MODE_FILE}"
     wait_healthy ""
     log "LocalStack is up (Docker)"
@@ -189,7 +156,7 @@ start_docker() {
 
 mkdir -p "${STATE_DIR}"
 
-if healthy; then
+if healthy "${ENDPOINT}"; then
     log "LocalStack is already healthy on ${ENDPOINT}; reusing it"
 else
     case "${MODE}" in

@@ -4,18 +4,16 @@
 # Reads the same LOCALSTACK_PORT and LOCALSTACK_STATE_DIR as start.sh.
 set -euo pipefail
 
-# shellcheck source=localstack/paths.sh
-source "$(dirname "${BASH_SOURCE[0]}")/paths.sh"
-
-log() { echo "localstack/stop.sh: $*" >&2; }
+LOG_PREFIX="localstack/stop.sh"
+# shellcheck source=localstack/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+localstack_paths
 
 mode="$(cat "${MODE_FILE}" 2>/dev/null || true)"
 
 case "${mode}" in
 host)
-    pid="$(cat "${PID_FILE}" 2>/dev/null || true)"
-    if [[ "${pid}" =~ ^[0-9]+$ ]] && kill -0 "${pid}" 2>/dev/null &&
-        grep -q 'localstack.runtime.main' "/proc/${pid}/cmdline" 2>/dev/null; then
+    if pid="$(started_pid)"; then
         log "stopping LocalStack (pid ${pid})"
         kill -TERM "${pid}" 2>/dev/null || true
         for _ in $(seq 1 30); do
@@ -33,11 +31,7 @@ host)
     ;;
 docker)
     log "stopping Docker Compose project ${COMPOSE_PROJECT}"
-    if docker compose version >/dev/null 2>&1; then
-        LOCALSTACK_PORT="${PORT}" docker compose -f "${COMPOSE_FILE}" -p "${COMPOSE_PROJECT}" down -v
-    else
-        LOCALSTACK_PORT="${PORT}" docker-compose -f "${COMPOSE_FILE}" -p "${COMPOSE_PROJECT}" down -v
-    fi
+    compose down -v
     rm -f "${MODE_FILE}"
     ;;
 *)

@@ -6,9 +6,9 @@
 #
 # It installs Python asyncmcp 0.2.1 into its own virtualenv (.venv/py-peer), starts
 # LocalStack unless AWS_ENDPOINT_URL already points at a healthy one, and runs the bench
-# example in release mode; the LocalStack it started is stopped when it exits. Settings:
-# see scripts/env.sh. Against real AWS, run the example directly:
-#   cargo run --release --features sns --example bench -- --stacks raw,sqs,sns-sqs
+# binary (crate bench/) in release mode; the LocalStack it started is stopped when it exits.
+# Settings: see scripts/env.sh. Against real AWS, run the binary directly:
+#   cargo run --release -p asyncmcp-bench --bin bench -- --stacks raw,sqs,sns-sqs
 set -euo pipefail
 
 LOG_PREFIX="scripts/bench.sh"
@@ -22,15 +22,12 @@ ensure_localstack
 export BENCH_PYTHON="${ASYNCMCP_PY_PEER}"
 # A LocalStack that localstack/start.sh runs on this host shares the machine's cores with
 # what is measured: report its CPU time per call too.
-pid_file="${LOCALSTACK_STATE_DIR:-${REPO_ROOT}/.localstack}/localstack.pid"
-if [[ -z "${BENCH_BROKER_PID:-}" && -r "${pid_file}" ]]; then
-    pid="$(cat "${pid_file}")"
-    if [[ "${pid}" =~ ^[0-9]+$ ]] && grep -q 'localstack.runtime.main' "/proc/${pid}/cmdline" 2>/dev/null; then
-        export BENCH_BROKER_PID="${pid}"
-    fi
+localstack_paths
+if [[ -z "${BENCH_BROKER_PID:-}" ]] && pid="$(started_pid)"; then
+    export BENCH_BROKER_PID="${pid}"
 fi
 log "AWS_ENDPOINT_URL=${AWS_ENDPOINT_URL} BENCH_PYTHON=${BENCH_PYTHON}"
-cargo build --release --features sns --example bench
+cargo build --release -p asyncmcp-bench --bin bench
 # Run the binary itself, not through cargo, so cargo's own memory and CPU stay out of the
 # machine while it measures.
-"${CARGO_TARGET_DIR:-target}/release/examples/bench" "$@"
+"${CARGO_TARGET_DIR:-target}/release/bench" "$@"

@@ -13,17 +13,13 @@
 #
 # A LocalStack started here is stopped when the sourcing script exits.
 
-REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 LOG_PREFIX="${LOG_PREFIX:-scripts}"
+# log, die, healthy, localstack_paths, started_pid, and REPO_ROOT.
+# shellcheck source=localstack/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../localstack/lib.sh"
 PEER_VENV="${ASYNCMCP_PEER_VENV:-${REPO_ROOT}/.venv/py-peer}"
 PEER_PYTHON="${PEER_PYTHON:-python3}"
 PEER_REQUIREMENTS=('asyncmcp==0.2.1' 'mcp==1.30.0' 'boto3' 'starlette<1')
-
-log() { echo "${LOG_PREFIX}: $*" >&2; }
-die() {
-    log "ERROR: $*"
-    exit 1
-}
 
 # require_rust [clippy]: cargo (and rustfmt and clippy when asked) and curl are there.
 require_rust() {
@@ -73,14 +69,6 @@ ensure_python_peer() {
 }
 
 # --- LocalStack --------------------------------------------------------------------------
-# healthy URL: a LocalStack with SQS and SNS answers at URL.
-healthy() {
-    local body
-    body="$(curl -fsS --max-time 3 "$1/_localstack/health" 2>/dev/null)" || return 1
-    grep -Eq '"sqs": *"(running|available)"' <<<"${body}" &&
-        grep -Eq '"sns": *"(running|available)"' <<<"${body}"
-}
-
 STARTED_LOCALSTACK=0
 stop_started_localstack() {
     local rc=$?
@@ -114,7 +102,7 @@ ensure_localstack() {
             STARTED_LOCALSTACK=1
         fi
         "${REPO_ROOT}/localstack/start.sh" >/dev/null ||
-            die "LocalStack did not start (see the messages above); Docker users can also run: docker compose -f localstack/docker-compose.yml up -d"
+            die "LocalStack did not start (see the messages above); Docker users can also run: docker compose --env-file localstack/versions.env -f localstack/docker-compose.yml up -d"
         export AWS_ENDPOINT_URL="http://localhost:${port}"
     fi
     export AWS_ACCESS_KEY_ID=test

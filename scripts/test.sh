@@ -5,8 +5,8 @@
 #
 # It installs what the tests need (LocalStack via localstack/start.sh; the Python asyncmcp
 # 0.2.1 peer into .venv/py-peer), starts LocalStack unless AWS_ENDPOINT_URL already points
-# at a healthy one, runs cargo fmt --check, cargo clippy and cargo test, and stops the
-# LocalStack it started when it exits. Settings: see scripts/env.sh.
+# at a healthy one, runs cargo fmt --check, cargo clippy and cargo test over the whole
+# workspace, and stops the LocalStack it started when it exits. Settings: see scripts/env.sh.
 set -euo pipefail
 
 LOG_PREFIX="scripts/test.sh"
@@ -21,9 +21,9 @@ log "AWS_ENDPOINT_URL=${AWS_ENDPOINT_URL} ASYNCMCP_PY_PEER=${ASYNCMCP_PY_PEER}"
 
 log "cargo fmt --check"
 cargo fmt --all --check
-log "cargo clippy --all-targets --all-features -- -D warnings"
-cargo clippy --all-targets --all-features -- -D warnings
+log "cargo clippy --workspace --all-targets --all-features -- -D warnings"
+cargo clippy --workspace --all-targets --all-features -- -D warnings
 log "cargo doc (warnings are errors)"
-RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features --quiet
-log "cargo test --all-features $*"
-cargo test --all-features "$@"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quiet
+log "cargo test --workspace --all-features $*"
+cargo test --workspace --all-features "$@"

@@ -1,8 +1,9 @@
 //! Shared harness for the integration tests: include it with `mod common;`.
 //!
 //! * [`localstack`] finds LocalStack once per test binary: `AWS_ENDPOINT_URL` when set (as
-//!   `scripts/test.sh` does), else a `localstack/localstack:4.14.0` container started through
-//!   testcontainers when a Docker engine answers, else it panics with what to run.
+//!   `scripts/test.sh` does), else a `localstack/localstack` container (tag
+//!   [`LOCALSTACK_TAG`]) started through testcontainers when a Docker engine answers, else it
+//!   panics with what to run.
 //! * [`LocalStack::sdk_config`] / [`LocalStack::sqs_client`] / [`LocalStack::create_queue`]
 //!   talk to it with test credentials in us-east-1.
 //! * [`queue_depth`] counts a queue's messages; [`TopicQueue`] is an SNS topic with a queue
@@ -25,9 +26,42 @@ use tokio::sync::OnceCell;
 
 /// Test region; LocalStack's account is `000000000000`.
 pub const REGION: &str = "us-east-1";
-/// LocalStack image used when the harness starts a container itself (tags after 4.14.0 need
-/// an auth token; the testcontainers default, 4.5, rejects SQS messages over 256 KiB).
-pub const LOCALSTACK_TAG: &str = "4.14.0";
+/// LocalStack image used when the harness starts a container itself: `LOCALSTACK_IMAGE_TAG`
+/// of localstack/versions.env, the one pin of the LocalStack versions, read when this compiles.
+pub const LOCALSTACK_TAG: &str = {
+    const PINS: &[u8] = include_bytes!("../../localstack/versions.env");
+    const KEY: &[u8] = b"LOCALSTACK_IMAGE_TAG=";
+    // str::lines and slice equality are not const: walk the lines and compare by hand.
+    let mut tag: Option<&[u8]> = None;
+    let mut rest = PINS;
+    while !rest.is_empty() {
+        let mut end = 0;
+        while end < rest.len() && rest[end] != b'\n' {
+            end += 1;
+        }
+        let (line, after) = rest.split_at(end);
+        rest = match after {
+            [_newline, tail @ ..] => tail,
+            [] => after,
+        };
+        if let Some((key, value)) = line.trim_ascii().split_at_checked(KEY.len()) {
+            let mut i = 0;
+            while i < KEY.len() && key[i] == KEY[i] {
+                i += 1;
+            }
+            if i == KEY.len() {
+                tag = Some(value);
+            }
+        }
+    }
+    match tag {
+        Some(tag) if !tag.is_empty() => match std::str::from_utf8(tag) {
+            Ok(tag) => tag,
+            Err(_) => panic!("LOCALSTACK_IMAGE_TAG in localstack/versions.env is not UTF-8"),
+        },
+        _ => panic!("localstack/versions.env sets no LOCALSTACK_IMAGE_TAG"),
+    }
+};
 
 const NOT_RUNNING: &str = "LocalStack is not running: run `scripts/test.sh` (starts it), or \
      `localstack/start.sh` then `export AWS_ENDPOINT_URL=http://localhost:4566`";

@@ -4,10 +4,10 @@
 //! window and memory budget).
 //!
 //! ```text
-//! cargo run --release --example soak -- --calls 100000 --in-flight 50
-//! cargo run --release --example soak -- --calls 100000 --sessions           # a new client every 1000 calls
-//! cargo run --release --example soak -- --calls 100000 --replay-window 0    # replay cache off
-//! cargo run --release --example soak -- --calls 20000 --replay-window 5 --linger 6   # expiry frees
+//! cargo run --release -p asyncmcp-bench --bin soak -- --calls 100000 --in-flight 50
+//! cargo run --release -p asyncmcp-bench --bin soak -- --calls 100000 --sessions           # a new client every 1000 calls
+//! cargo run --release -p asyncmcp-bench --bin soak -- --calls 100000 --replay-window 0    # replay cache off
+//! cargo run --release -p asyncmcp-bench --bin soak -- --calls 20000 --replay-window 5 --linger 6   # expiry frees
 //! ```
 //!
 //! One server (the demo tools) and one client share a [`MemoryBroker`] in
@@ -23,7 +23,7 @@
 //! of the first (which follows the warm-up). It exits 0 either way; only
 //! errors fail it.
 
-#[path = "shared/demo_tools.rs"]
+#[path = "../../../examples/shared/demo_tools.rs"]
 mod demo_tools;
 
 use std::alloc::{GlobalAlloc, Layout, System};

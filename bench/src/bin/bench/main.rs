@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! scripts/bench.sh                       # LocalStack + Python peer set up, then this
-//! cargo run --release --features sns --example bench -- --calls 1000 --in-flight 1,20,50
+//! cargo run --release -p asyncmcp-bench --bin bench -- --calls 1000 --in-flight 1,20,50
 //! ```
 //!
 //! For each stack (`--stacks`), the bench creates fresh queues (and
@@ -25,9 +25,9 @@
 //! The measured processes talk to the bench over stdin/stdout
 //! (`protocol.rs`); this same binary plays our roles (`serve`, `drive`).
 
-#[path = "../shared/demo_tools.rs"]
+#[path = "../../../../examples/shared/demo_tools.rs"]
 mod demo_tools;
-#[path = "../shared/support.rs"]
+#[path = "../../../../examples/shared/support.rs"]
 #[allow(dead_code)]
 mod support;
 
@@ -75,7 +75,7 @@ struct Args {
     stacks: Vec<Stack>,
     /// The Python interpreter with asyncmcp 0.2.1 installed (scripts/bench.sh
     /// makes one).
-    #[arg(long, env = "BENCH_PYTHON", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/py-peer/bin/python"))]
+    #[arg(long, env = "BENCH_PYTHON", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../.venv/py-peer/bin/python"))]
     python: PathBuf,
     /// Also write the results as JSON here.
     #[arg(long)]
@@ -290,7 +290,7 @@ fn commands(
     e: &setup::Endpoints,
 ) -> anyhow::Result<(String, Vec<String>, Vec<String>)> {
     if stack.is_python() {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/bench/py_bench.py");
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/src/bin/bench/py_bench.py");
         let mut server = vec![
             script.into(),
             "server".into(),
