@@ -2,12 +2,11 @@
 //! `sqs_server` + `sqs_client`, `sns_sqs_server` + `sns_sqs_client`, and `bench`.
 #![cfg(feature = "sqs")]
 
-mod common;
-
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
+use asyncmcp_testkit::aws;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// The example binary `name`, built now: `cargo test --test examples`
@@ -31,7 +30,7 @@ fn example(name: &str) -> PathBuf {
 /// per entry of `client_runs` (each calls `add` 2 + 3 and must print a
 /// result of 5), then stops the server with SIGTERM, which must exit 0.
 async fn server_serves_client_runs(
-    ls: &common::LocalStack,
+    ls: &aws::LocalStack,
     server: &str,
     server_args: &[&str],
     client: &str,
@@ -96,7 +95,7 @@ async fn server_serves_client_runs(
 
 #[tokio::test]
 async fn sqs_server_and_sqs_client_complete_a_tool_call() {
-    let ls = common::localstack().await;
+    let ls = aws::localstack().await;
     let requests = ls.create_queue("example-requests").await;
     server_serves_client_runs(
         ls,
@@ -118,13 +117,13 @@ async fn sqs_server_and_sqs_client_complete_a_tool_call() {
 #[tokio::test]
 async fn sns_sqs_server_and_sns_sqs_client_complete_a_tool_call() {
     use asyncmcp::queue::{sns, sqs};
-    let ls = common::localstack().await;
+    let ls = aws::localstack().await;
     let sdk = ls.sdk_config().await;
     let (sqs_client, sns_client) = (sqs::client(&sdk), sns::client(&sdk));
-    let requests = common::TopicQueue::create(&sqs_client, &sns_client, "example-sns", true).await;
+    let requests = aws::TopicQueue::create(&sqs_client, &sns_client, "example-sns", true).await;
     let shared = sns::create_topic(
         &sns_client,
-        &common::unique_name("example-replies"),
+        &asyncmcp_testkit::unique_name("example-replies"),
         &Default::default(),
     )
     .await
@@ -159,8 +158,8 @@ async fn sns_sqs_server_and_sns_sqs_client_complete_a_tool_call() {
 #[cfg(feature = "sns")]
 #[tokio::test]
 async fn bench_measures_every_stack() {
-    let ls = common::localstack().await;
-    let dir = std::env::temp_dir().join(common::unique_name("bench"));
+    let ls = aws::localstack().await;
+    let dir = std::env::temp_dir().join(asyncmcp_testkit::unique_name("bench"));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let (json, svg) = (dir.join("results.json"), dir.join("plot.svg"));
     let output = tokio::process::Command::new(example("bench"))
@@ -171,7 +170,7 @@ async fn bench_measures_every_stack() {
         .arg("--plot")
         .arg(&svg)
         .envs(ls.aws_env())
-        .env("BENCH_PYTHON", common::py_peer_python())
+        .env("BENCH_PYTHON", asyncmcp_testkit::py_peer::py_peer_python())
         .env("RUST_LOG", "warn")
         .kill_on_drop(true)
         .output()

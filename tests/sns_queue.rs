@@ -1,10 +1,8 @@
 //! The SNS broker adapter against LocalStack: publishing through topics to
 //! subscribed SQS queues, and provisioning topics and subscriptions.
 //!
-//! Needs a running LocalStack with SQS and SNS (see `tests/common`).
+//! Needs a running LocalStack with SQS and SNS (see `asyncmcp_testkit::aws`).
 #![cfg(feature = "sns")]
-
-mod common;
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;
@@ -21,15 +19,13 @@ use asyncmcp::queue::sqs::{
 use asyncmcp::queue::{
     AttributeValue, Delivery, Inbox, MAX_ATTRIBUTES, Outbox, QueueError, QueueMessage,
 };
-use common::unique_name;
+use asyncmcp_testkit::aws::{self, deny};
+use asyncmcp_testkit::unique_name;
 use tokio::task::JoinSet;
-
-#[path = "common/deny.rs"]
-mod deny;
 
 /// Clients against LocalStack, the SNS call counter, and what to delete.
 struct Env {
-    ls: &'static common::LocalStack,
+    ls: &'static aws::LocalStack,
     sns: sns::Client,
     sqs: sqs::Client,
     counter: ApiCallCounter,
@@ -39,7 +35,7 @@ struct Env {
 
 impl Env {
     async fn new() -> Self {
-        let ls = common::localstack().await;
+        let ls = aws::localstack().await;
         let sdk = ls.sdk_config().await;
         let counter = ApiCallCounter::new();
         Self {

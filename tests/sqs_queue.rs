@@ -14,10 +14,8 @@ use asyncmcp::queue::sqs::{
     create_queue, delete_queue, queue_arn, sdk_config_from_env,
 };
 use asyncmcp::queue::{AttributeValue, Delivery, Inbox, Outbox, QueueError, QueueMessage, Receipt};
+use asyncmcp_testkit::aws::deny;
 use tokio::task::JoinSet;
-
-#[path = "common/deny.rs"]
-mod deny;
 
 /// A client against LocalStack, its call counter, and the queues to delete.
 struct Env {
