@@ -1,5 +1,5 @@
-//! The end-to-end scenarios on the in-process broker (fast, no LocalStack),
-//! and what only it does.
+//! The Inbox/Outbox contract and the end-to-end scenarios on the in-process
+//! broker (fast, no LocalStack), and what only it does.
 
 use std::sync::Arc;
 

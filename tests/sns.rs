@@ -1,5 +1,5 @@
-//! The end-to-end scenarios over SNS+SQS, as emulated by LocalStack, and the
-//! SNS-only behaviour: a reply topic shared through filter policies, reply
+//! The Inbox/Outbox contract and the end-to-end scenarios over SNS+SQS, as
+//! emulated by LocalStack, and the SNS-only behaviour: a reply topic shared through filter policies, reply
 //! topics provisioned by the client, and size limits.
 //!
 //! In the scenarios every "queue" is a topic with a queue subscribed to it:
@@ -131,15 +131,18 @@ impl TestBroker for SnsSqs {
     }
 }
 
-/// Every scenario, with SNS wrapping each message in its JSON envelope.
+/// The contract and every scenario, with SNS wrapping each message in its
+/// JSON envelope.
 mod enveloped {
     use super::*;
     asyncmcp_testkit::broker_tests!(SnsSqs::new(false).await);
 }
 
-/// The scenarios that route and order messages, with raw delivery.
+/// The contract and the scenarios that route and order messages, with raw
+/// delivery.
 mod raw {
     use super::*;
+    asyncmcp_testkit::contract_tests!(SnsSqs::new(true).await);
     asyncmcp_testkit::scenario_tests!(SnsSqs::new(true).await;
         list_and_call,
         progress_is_delivered,

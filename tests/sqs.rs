@@ -1,5 +1,5 @@
-//! The end-to-end scenarios on Amazon SQS, as emulated by LocalStack, and
-//! FIFO queues (`fifo/`).
+//! The Inbox/Outbox contract and the end-to-end scenarios on Amazon SQS, as
+//! emulated by LocalStack, and FIFO queues (`fifo/`).
 //!
 //! Needs LocalStack: `scripts/test.sh` starts it (see `asyncmcp_testkit::aws`).
 #![cfg(feature = "sqs")]

@@ -3,6 +3,7 @@
 //! * [`TestBroker`]: the seam between the broker-generic tests and a broker
 //!   (make, open and remove queues), with [`QueueSpec`] for the attributes a
 //!   test needs;
+//! * [`contract`]: the Inbox/Outbox contract suite every broker runs;
 //! * [`scenarios`]: the end-to-end scenarios every broker runs, on a
 //!   [`Fixture`] (a demo server behind a fresh request queue), with
 //!   [`FaultyOutbox`] to see and fail what a server sends;
@@ -23,10 +24,11 @@
 //!
 //! A new broker implements the seam ([`Inbox`](asyncmcp::queue::Inbox) and
 //! [`Outbox`](asyncmcp::queue::Outbox)), then [`TestBroker`] for it in its
-//! test file, and adds one macro line, [`broker_tests!`]: one test per
-//! scenario (in a module `scenarios`), each on a fresh broker.
-//! [`scenario_tests!`] runs a chosen few. For the in-memory broker
-//! (`tests/memory.rs`):
+//! test file, and adds one macro line, [`broker_tests!`]: one test per check
+//! of the contract suite (in a module `contract`) and per scenario (in a
+//! module `scenarios`), each on a fresh broker. [`contract_tests!`] and
+//! [`scenario_tests!`] run one of the two, or a chosen few. For the
+//! in-memory broker (`tests/memory.rs`):
 //!
 //! ```
 //! use std::sync::Arc;
@@ -71,12 +73,13 @@
 //!
 //! The broker expression is evaluated in each test, inside an `async` block
 //! (so it may `.await`, e.g. `Sqs::new().await`), in the scope of the macro
-//! call. A broker for which a scenario cannot hold runs the others by name:
-//! `scenario_tests!(broker; name, ...)`.
+//! call. A broker for which a check or a scenario cannot hold runs the
+//! others by name: `contract_tests!(broker; name, ...)`.
 #![warn(missing_docs)]
 
 mod broker;
 pub mod client_cli;
+pub mod contract;
 pub mod demo_tools;
 mod faulty_outbox;
 mod fixture;
@@ -92,7 +95,8 @@ pub use broker::{QueueSpec, TestBroker, unique_name};
 pub use faulty_outbox::{Attempt, Failure, FaultyOutbox};
 pub use fixture::{Fixture, eventually, next_reply};
 
-/// Defines one test per [scenario](scenarios) (in a module `scenarios`),
+/// Defines one test per check of the [`contract`] suite (in a module
+/// `contract`) and one per [scenario](scenarios) (in a module `scenarios`),
 /// each running on the broker that `$broker` builds.
 ///
 /// `$broker` is an expression of a type that implements [`TestBroker`],
@@ -105,6 +109,7 @@ pub use fixture::{Fixture, eventually, next_reply};
 #[macro_export]
 macro_rules! broker_tests {
     ($broker:expr $(,)?) => {
+        $crate::contract_tests!($broker);
         $crate::scenario_tests!($broker);
     };
 }

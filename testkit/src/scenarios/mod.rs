@@ -62,8 +62,8 @@ use crate::{Failure, FaultyOutbox, Fixture, QueueSpec, TestBroker, eventually, n
 /// (in an `async` block, so it may `.await`), in the scope of the macro call.
 ///
 /// `scenario_tests!(broker)` runs every scenario; `scenario_tests!(broker;
-/// name, ...)` runs the named ones, as does
-/// [`broker_tests!`](crate::broker_tests) every one.
+/// name, ...)` runs the named ones. [`broker_tests!`](crate::broker_tests)
+/// runs them with the contract suite.
 ///
 /// ```text
 /// asyncmcp_testkit::scenario_tests!(SnsSqs::new(true).await; list_and_call, bad_input);
