@@ -7,8 +7,9 @@
 //! transport misbehaves; [`scenario_tests!`](crate::scenario_tests) makes one
 //! test of each. They are grouped by what they show:
 //!
-//! * basic calls, errors, progress, cancellation, timeouts, concurrency,
-//!   protocol versions, bad input, heartbeat and shutdown;
+//! * basic calls, errors, progress, cancellation, timeouts, concurrency and
+//!   protocol versions;
+//! * a server at work: bad input, heartbeat, shutdown, a shared reply queue;
 //! * delivery guarantees: order of a call's messages, duplicates, poison
 //!   requests and signed messages;
 //! * identity: every caller gets its own answer;
@@ -23,6 +24,7 @@ mod guarantees;
 mod identity;
 mod lifetime;
 mod orphans;
+mod serving;
 mod settling;
 
 pub use basics::*;
@@ -32,6 +34,7 @@ pub use guarantees::*;
 pub use identity::*;
 pub use lifetime::*;
 pub use orphans::*;
+pub use serving::*;
 pub use settling::*;
 
 // What the scenario modules share through `use super::*`.
