@@ -8,24 +8,19 @@
 //! The same code runs on Amazon SQS (or LocalStack) by swapping the broker:
 //! see the `sqs_server` and `sqs_client` examples.
 
-#[path = "shared/support.rs"]
-#[allow(dead_code)]
-mod support;
-
-#[path = "shared/demo_tools.rs"]
-mod demo_tools;
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use asyncmcp::queue::memory::MemoryQueueOptions;
 use asyncmcp::{MemoryBroker, QueueClientTransport, QueueServer};
-use demo_tools::{DemoServer, DemoStats};
+// The demo tools are an ordinary rmcp `ServerHandler` (testkit/src/demo_tools.rs); `call` and
+// `text_of` build a `tools/call` and read its text.
+use asyncmcp_testkit::demo_tools::{DemoServer, DemoStats};
+use asyncmcp_testkit::support::{call, init_tracing, text_of};
 use rmcp::model::{ClientRequest, ProgressNotificationParam, Request};
 use rmcp::service::{NotificationContext, PeerRequestOptions};
 use rmcp::{ClientHandler, RoleClient, ServiceExt};
 use serde_json::json;
-use support::{call, text_of};
 use tokio_util::sync::CancellationToken;
 
 /// A client that prints the progress the server reports.
@@ -48,7 +43,7 @@ impl ClientHandler for ProgressPrinter {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    support::init_tracing("warn,rmcp=off");
+    init_tracing("warn,rmcp=off");
 
     // 1. A broker and the server's request queue.
     let broker = MemoryBroker::new();

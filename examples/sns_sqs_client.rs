@@ -15,18 +15,12 @@
 //! * with `--shared-reply-topic-arn` and `--reply-queue-url`, through an
 //!   existing topic and queue; nothing is created.
 
-#[path = "shared/support.rs"]
-#[allow(dead_code)]
-mod support;
-
-#[path = "shared/client_cli.rs"]
-mod client_cli;
-
 use asyncmcp::client::SnsReplies;
 use asyncmcp::queue::{sns, sqs};
 use asyncmcp::{QueueClientConfig, QueueClientTransport};
+use asyncmcp_testkit::client_cli::{self, CallArgs};
+use asyncmcp_testkit::support;
 use clap::Parser;
-use client_cli::CallArgs;
 
 /// Call one tool of an MCP server behind an SNS topic.
 #[derive(Parser)]

@@ -14,25 +14,16 @@
 //! policy on `ClientId` picks out its own. Stops on Ctrl-C or SIGTERM like
 //! `sqs_server`.
 
-#[path = "shared/support.rs"]
-#[allow(dead_code)]
-mod support;
-
-#[path = "shared/demo_tools.rs"]
-mod demo_tools;
-
-#[path = "shared/server_cli.rs"]
-mod server_cli;
-
 use std::sync::Arc;
 
 use asyncmcp::QueueServer;
 use asyncmcp::queue::RoutingOutbox;
 use asyncmcp::queue::sns::{self, SnsOutbox};
 use asyncmcp::queue::sqs::{self, SqsInbox, SqsOutbox};
+use asyncmcp_testkit::demo_tools::{DemoServer, DemoStats};
+use asyncmcp_testkit::server_cli::{self, ServerArgs};
+use asyncmcp_testkit::support;
 use clap::Parser;
-use demo_tools::{DemoServer, DemoStats};
-use server_cli::ServerArgs;
 
 /// Serve the demo tools from the queue subscribed to an SNS request topic.
 #[derive(Parser)]

@@ -11,17 +11,11 @@
 //! deleted at the end. `--protocol 2026-07-28` uses the stateless
 //! (discover) lifecycle instead of `initialize`.
 
-#[path = "shared/support.rs"]
-#[allow(dead_code)]
-mod support;
-
-#[path = "shared/client_cli.rs"]
-mod client_cli;
-
 use asyncmcp::queue::sqs;
 use asyncmcp::{QueueClientConfig, QueueClientTransport};
+use asyncmcp_testkit::client_cli::{self, CallArgs};
+use asyncmcp_testkit::support;
 use clap::Parser;
-use client_cli::CallArgs;
 
 /// Call one tool of a queue-backed MCP server.
 #[derive(Parser)]

@@ -8,23 +8,14 @@
 //! Stops on Ctrl-C or SIGTERM: it stops receiving, finishes the calls in
 //! flight within the grace period and releases the rest to other replicas.
 
-#[path = "shared/support.rs"]
-#[allow(dead_code)]
-mod support;
-
-#[path = "shared/demo_tools.rs"]
-mod demo_tools;
-
-#[path = "shared/server_cli.rs"]
-mod server_cli;
-
 use std::sync::Arc;
 
 use asyncmcp::QueueServer;
 use asyncmcp::queue::sqs::{self, SqsInbox, SqsOutbox};
+use asyncmcp_testkit::demo_tools::{DemoServer, DemoStats};
+use asyncmcp_testkit::server_cli::{self, ServerArgs};
+use asyncmcp_testkit::support;
 use clap::Parser;
-use demo_tools::{DemoServer, DemoStats};
-use server_cli::ServerArgs;
 
 /// Serve the demo tools from an SQS request queue.
 #[derive(Parser)]

@@ -3,12 +3,11 @@
 //! own test is in bench/tests/bench.rs.)
 #![cfg(feature = "sqs")]
 
-mod common;
-
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
+use asyncmcp_testkit::aws;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// The example binary `name`, built now: `cargo test --test examples`
@@ -32,7 +31,7 @@ fn example(name: &str) -> PathBuf {
 /// per entry of `client_runs` (each calls `add` 2 + 3 and must print a
 /// result of 5), then stops the server with SIGTERM, which must exit 0.
 async fn server_serves_client_runs(
-    ls: &common::LocalStack,
+    ls: &aws::LocalStack,
     server: &str,
     server_args: &[&str],
     client: &str,
@@ -97,7 +96,7 @@ async fn server_serves_client_runs(
 
 #[tokio::test]
 async fn sqs_server_and_sqs_client_complete_a_tool_call() {
-    let ls = common::localstack().await;
+    let ls = aws::localstack().await;
     let requests = ls.create_queue("example-requests").await;
     server_serves_client_runs(
         ls,
@@ -119,13 +118,13 @@ async fn sqs_server_and_sqs_client_complete_a_tool_call() {
 #[tokio::test]
 async fn sns_sqs_server_and_sns_sqs_client_complete_a_tool_call() {
     use asyncmcp::queue::{sns, sqs};
-    let ls = common::localstack().await;
+    let ls = aws::localstack().await;
     let sdk = ls.sdk_config().await;
     let (sqs_client, sns_client) = (sqs::client(&sdk), sns::client(&sdk));
-    let requests = common::TopicQueue::create(&sqs_client, &sns_client, "example-sns", true).await;
+    let requests = aws::TopicQueue::create(&sqs_client, &sns_client, "example-sns", true).await;
     let shared = sns::create_topic(
         &sns_client,
-        &common::unique_name("example-replies"),
+        &asyncmcp_testkit::unique_name("example-replies"),
         &Default::default(),
     )
     .await

@@ -3,10 +3,10 @@
 //! (`ASYNCMCP_PY_PEER`).
 #![cfg(feature = "sqs")]
 
-mod common;
-mod scenarios;
-
+use std::path::PathBuf;
+use std::process::Stdio;
 use std::sync::Arc;
+use std::time::Duration;
 
 use asyncmcp::queue::sqs::{SqsInbox, SqsOutbox};
 use asyncmcp::{QueueClientConfig, QueueClientTransport, QueueServer};
@@ -17,16 +17,19 @@ use asyncmcp::{
     queue::sns::{self, SnsOutbox},
     queue::sqs,
 };
+use asyncmcp_testkit::aws;
+use asyncmcp_testkit::demo_tools::{DemoServer, DemoStats};
+use asyncmcp_testkit::py_peer::py_peer_python;
+use asyncmcp_testkit::support::{call, text_of};
 use rmcp::ServiceExt;
-use scenarios::demo_tools::{DemoServer, DemoStats};
-use scenarios::{call, text_of};
 use serde_json::json;
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_util::sync::CancellationToken;
 
 /// Python's `mcp.ClientSession` over `asyncmcp.sqs_client` calls our server.
 #[tokio::test]
 async fn python_client_calls_our_server() {
-    let ls = common::localstack().await;
+    let ls = aws::localstack().await;
     let client = ls.sqs_client().await;
     let requests = ls.create_queue("interop-requests").await;
     let replies = ls.create_queue("interop-py-replies").await;
@@ -41,7 +44,7 @@ async fn python_client_calls_our_server() {
     .build(DemoServer::factory(Arc::new(DemoStats::default())))
     .spawn(shutdown.clone());
 
-    let lines = common::run_py_client(
+    let lines = run_py_client(
         ls,
         "py_client.py",
         &[
@@ -77,11 +80,11 @@ fn assert_python_client_succeeded(lines: &[serde_json::Value]) {
 /// Our client calls a Python `asyncmcp.SqsSessionManager` server.
 #[tokio::test]
 async fn our_client_calls_python_server() {
-    let ls = common::localstack().await;
+    let ls = aws::localstack().await;
     let client = ls.sqs_client().await;
     let requests = ls.create_queue("interop-py-requests").await;
     let replies = ls.create_queue("interop-replies").await;
-    let python = common::spawn_py_server(ls, "py_server.py", &requests).await;
+    let python = spawn_py_server(ls, "py_server.py", &requests).await;
 
     let transport = QueueClientTransport::new(
         SqsInbox::open(client.clone(), &replies)
@@ -123,13 +126,13 @@ async fn call_python_server(session: &rmcp::service::RunningService<rmcp::RoleCl
 #[cfg(feature = "sns")]
 #[tokio::test]
 async fn python_sns_client_calls_our_server() {
-    let ls = common::localstack().await;
+    let ls = aws::localstack().await;
     let sdk = ls.sdk_config().await;
     let (sqs_client, sns_client) = (sqs::client(&sdk), sns::client(&sdk));
     let requests =
-        common::TopicQueue::create(&sqs_client, &sns_client, "interop-sns-requests", false).await;
+        aws::TopicQueue::create(&sqs_client, &sns_client, "interop-sns-requests", false).await;
     let replies =
-        common::TopicQueue::create(&sqs_client, &sns_client, "interop-py-replies", true).await;
+        aws::TopicQueue::create(&sqs_client, &sns_client, "interop-py-replies", true).await;
     let outbox = RoutingOutbox::new()
         .with(Arc::new(SnsOutbox::new(sns_client.clone())))
         .with(Arc::new(SqsOutbox::new(sqs_client.clone())));
@@ -144,7 +147,7 @@ async fn python_sns_client_calls_our_server() {
     .build(DemoServer::factory(Arc::new(DemoStats::default())))
     .spawn(shutdown.clone());
 
-    let lines = common::run_py_client(
+    let lines = run_py_client(
         ls,
         "py_sns_client.py",
         &[
@@ -171,12 +174,12 @@ async fn python_sns_client_calls_our_server() {
 #[cfg(feature = "sns")]
 #[tokio::test]
 async fn our_client_calls_python_sns_server() {
-    let ls = common::localstack().await;
+    let ls = aws::localstack().await;
     let sdk = ls.sdk_config().await;
     let (sqs_client, sns_client) = (sqs::client(&sdk), sns::client(&sdk));
     let requests =
-        common::TopicQueue::create(&sqs_client, &sns_client, "interop-py-sns-requests", true).await;
-    let python = common::spawn_py_server(ls, "py_sns_server.py", &requests.queue).await;
+        aws::TopicQueue::create(&sqs_client, &sns_client, "interop-py-sns-requests", true).await;
+    let python = spawn_py_server(ls, "py_sns_server.py", &requests.queue).await;
 
     let transport = QueueClientTransport::connect_sns_sqs(
         sqs_client.clone(),
@@ -194,4 +197,98 @@ async fn our_client_calls_python_sns_server() {
     session.cancel().await.expect("close");
     python.stop().await;
     requests.delete(&sqs_client, &sns_client).await;
+}
+
+/// Path of a script in `tests/interop/`, e.g. `interop_script("py_server.py")`.
+fn interop_script(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/interop")
+        .join(name)
+}
+
+/// A running Python peer server (`tests/interop/py_*server.py`); killed when dropped.
+struct PyServer {
+    child: tokio::process::Child,
+}
+
+impl PyServer {
+    /// Kills the server and waits for it to exit.
+    async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+/// Starts the Python asyncmcp server `script` (in `tests/interop/`) reading
+/// `request_queue_url`; returns once it prints READY (panics after 30 s). Its stderr goes
+/// to the test's stderr.
+async fn spawn_py_server(ls: &aws::LocalStack, script: &str, request_queue_url: &str) -> PyServer {
+    let mut child = tokio::process::Command::new(py_peer_python())
+        .arg(interop_script(script))
+        .arg("--request-queue-url")
+        .arg(request_queue_url)
+        .envs(ls.aws_env())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawning {script}: {e}"));
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await? {
+            if line.trim() == "READY" {
+                return Ok(true);
+            }
+        }
+        Ok::<_, std::io::Error>(false)
+    })
+    .await;
+    match ready {
+        Ok(Ok(true)) => {}
+        Ok(Ok(false)) => panic!("{script} exited before printing READY (see its stderr above)"),
+        Ok(Err(e)) => panic!("reading {script} stdout: {e}"),
+        Err(_) => panic!("{script} did not print READY within 30 s"),
+    }
+    // Keep draining stdout so the server never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    PyServer { child }
+}
+
+/// Runs the Python asyncmcp client `script` (in `tests/interop/`) with `args`, e.g.
+/// `py_client.py --server-queue-url URL --reply-queue-url URL`; returns its JSON lines
+/// (`{"tools":[..]}`, `{"echo":..}`, `{"add":..}`). Panics with its stderr if it fails or
+/// runs over 90 s.
+async fn run_py_client(
+    ls: &aws::LocalStack,
+    script: &str,
+    args: &[&str],
+) -> Vec<serde_json::Value> {
+    let run = tokio::process::Command::new(py_peer_python())
+        .arg(interop_script(script))
+        .args(args)
+        .envs(ls.aws_env())
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(90), run)
+        .await
+        .unwrap_or_else(|_| panic!("{script} ran over 90 s"))
+        .unwrap_or_else(|e| panic!("spawning {script}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        panic!(
+            "{script} failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    stdout
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("{script} printed a non-JSON line {l:?}: {e}"))
+        })
+        .collect()
 }

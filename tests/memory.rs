@@ -1,6 +1,5 @@
-//! The end-to-end scenarios on the in-process broker: fast, no LocalStack.
-
-mod scenarios;
+//! The Inbox/Outbox contract and the end-to-end scenarios on the in-process
+//! broker (fast, no LocalStack), and what only it does.
 
 use std::sync::Arc;
 
@@ -8,8 +7,11 @@ use async_trait::async_trait;
 use asyncmcp::MemoryBroker;
 use asyncmcp::queue::memory::MemoryQueueOptions;
 use asyncmcp::queue::{Inbox, Outbox};
-use scenarios::{QueueSpec, TestBroker};
+use asyncmcp_testkit::demo_tools::{DemoServer, DemoStats};
+use asyncmcp_testkit::support::{call, text_of};
+use asyncmcp_testkit::{QueueSpec, TestBroker, eventually, unique_name};
 
+/// A fresh in-process broker per test.
 struct Memory(MemoryBroker);
 
 impl Memory {
@@ -21,7 +23,7 @@ impl Memory {
 #[async_trait]
 impl TestBroker for Memory {
     async fn create_queue_with(&self, prefix: &str, spec: QueueSpec) -> String {
-        let name = format!("{prefix}-{}", uuid::Uuid::new_v4().simple());
+        let name = unique_name(prefix);
         let defaults = MemoryQueueOptions::default();
         let options = MemoryQueueOptions {
             visibility_timeout: spec
@@ -47,7 +49,7 @@ impl TestBroker for Memory {
     }
 }
 
-scenarios::all_scenarios!(Memory::new());
+asyncmcp_testkit::broker_tests!(Memory::new());
 
 /// `QueueClientTransport::memory` creates its reply queue on connect and
 /// deletes it on close.
@@ -66,9 +68,7 @@ async fn memory_client_owns_its_reply_queue() {
     let server =
         asyncmcp::QueueServer::builder(broker.inbox(&requests).expect("inbox"), broker.outbox())
             .wait(std::time::Duration::from_secs(1))
-            .build(scenarios::demo_tools::DemoServer::factory(
-                Default::default(),
-            ))
+            .build(DemoServer::factory(Default::default()))
             .spawn(shutdown.clone());
     let client = ().serve(transport).await.expect("connect");
     client.cancel().await.expect("close");
@@ -144,11 +144,11 @@ async fn heartbeat_stops_when_the_call_ends() {
         inner: Arc::new(broker.inbox(&requests).expect("inbox")),
         extends: extends.clone(),
     };
-    let stats = Arc::new(scenarios::demo_tools::DemoStats::default());
+    let stats = Arc::new(DemoStats::default());
     let shutdown = tokio_util::sync::CancellationToken::new();
     let server = asyncmcp::QueueServer::builder(inbox, broker.outbox())
         .wait(Duration::from_secs(1))
-        .build(scenarios::demo_tools::DemoServer::factory(stats.clone()))
+        .build(DemoServer::factory(stats.clone()))
         .spawn(shutdown.clone());
     let transport = asyncmcp::QueueClientTransport::memory(&broker, &requests).expect("client");
     let client = ().serve(transport).await.expect("connect");
@@ -160,10 +160,10 @@ async fn heartbeat_stops_when_the_call_ends() {
 
     // A 2.2 s call on a 1 s visibility: extended every 0.5 s while it runs.
     let result = client
-        .call_tool(scenarios::call("sleep", serde_json::json!({"ms": 2200})))
+        .call_tool(call("sleep", serde_json::json!({"ms": 2200})))
         .await
         .expect("long call");
-    assert_eq!(scenarios::text_of(&result), "slept 2200 ms");
+    assert_eq!(text_of(&result), "slept 2200 ms");
     let (finished, later) = settled().await;
     assert!(finished >= 3, "extended while running: {finished}");
     assert_eq!(later, finished, "no extension after the call finished");
@@ -171,7 +171,7 @@ async fn heartbeat_stops_when_the_call_ends() {
     // A cancelled call: extensions stop with it.
     let handle = client
         .send_cancellable_request(
-            ClientRequest::CallToolRequest(Request::new(scenarios::call(
+            ClientRequest::CallToolRequest(Request::new(call(
                 "sleep",
                 serde_json::json!({"ms": 60_000}),
             ))),
@@ -181,7 +181,7 @@ async fn heartbeat_stops_when_the_call_ends() {
         .expect("send");
     tokio::time::sleep(Duration::from_millis(1600)).await;
     handle.cancel(Some("test".into())).await.expect("cancel");
-    let cancelled = scenarios::eventually(Duration::from_secs(5), || {
+    let cancelled = eventually(Duration::from_secs(5), || {
         stats.sleeps_cancelled.load(Ordering::Relaxed) == 1
     })
     .await;

@@ -1,16 +1,13 @@
-//! The end-to-end scenarios over SNS+SQS, as emulated by LocalStack, and the
-//! SNS-only behaviour: a reply topic shared through filter policies, reply
+//! The Inbox/Outbox contract and the end-to-end scenarios over SNS+SQS, as
+//! emulated by LocalStack, and the SNS-only behaviour: a reply topic shared through filter policies, reply
 //! topics provisioned by the client, and size limits.
 //!
 //! In the scenarios every "queue" is a topic with a queue subscribed to it:
 //! requests are published to the server's topic and replies to the client's,
 //! so both directions cross SNS, with raw delivery or in the SNS envelope.
 //!
-//! Needs LocalStack: `scripts/test.sh` starts it (see `tests/common`).
+//! Needs LocalStack: `scripts/test.sh` starts it (see `asyncmcp_testkit::aws`).
 #![cfg(feature = "sns")]
-
-mod common;
-mod scenarios;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -22,9 +19,10 @@ use asyncmcp::queue::sns::{self, SnsOutbox, SubscriptionOptions};
 use asyncmcp::queue::sqs::{self, SqsInbox, SqsOutbox, SqsQueueOptions};
 use asyncmcp::queue::{Inbox, Outbox, QueueMessage, RoutingOutbox};
 use asyncmcp::{QueueClientConfig, QueueClientTransport, QueueServer};
+use asyncmcp_testkit::demo_tools::{DemoServer, DemoStats};
+use asyncmcp_testkit::support::{call, text_of};
+use asyncmcp_testkit::{QueueSpec, TestBroker, aws, next_reply, unique_name};
 use rmcp::{ServiceError, ServiceExt};
-use scenarios::demo_tools::{DemoServer, DemoStats};
-use scenarios::{QueueSpec, TestBroker, call, next_reply, text_of};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -34,6 +32,8 @@ struct Pair {
     subscription: String,
 }
 
+/// Every address a topic with a queue subscribed to it (raw delivery or in
+/// the envelope), but for queues with a size limit of their own.
 struct SnsSqs {
     sqs: sqs::Client,
     sns: sns::Client,
@@ -44,7 +44,7 @@ struct SnsSqs {
 
 impl SnsSqs {
     async fn new(raw: bool) -> Self {
-        let sdk = common::localstack().await.sdk_config().await;
+        let sdk = aws::localstack().await.sdk_config().await;
         let sqs = sqs::client(&sdk);
         let sns = sns::client(&sdk);
         let outbox = RoutingOutbox::new()
@@ -70,7 +70,7 @@ impl SnsSqs {
 #[async_trait]
 impl TestBroker for SnsSqs {
     async fn create_queue_with(&self, prefix: &str, spec: QueueSpec) -> String {
-        let name = common::unique_name(prefix);
+        let name = unique_name(prefix);
         let options = SqsQueueOptions {
             visibility_timeout: spec.visibility_timeout,
             max_message_size: spec.max_message_size,
@@ -127,20 +127,23 @@ impl TestBroker for SnsSqs {
         }
     }
     async fn depth(&self, address: &str) -> usize {
-        common::queue_depth(&self.sqs, &self.queue_of(address)).await
+        aws::queue_depth(&self.sqs, &self.queue_of(address)).await
     }
 }
 
-/// Every scenario, with SNS wrapping each message in its JSON envelope.
+/// The contract and every scenario, with SNS wrapping each message in its
+/// JSON envelope.
 mod enveloped {
     use super::*;
-    scenarios::all_scenarios!(SnsSqs::new(false).await);
+    asyncmcp_testkit::broker_tests!(SnsSqs::new(false).await);
 }
 
-/// The scenarios that route and order messages, with raw delivery.
+/// The contract and the scenarios that route and order messages, with raw
+/// delivery.
 mod raw {
     use super::*;
-    scenarios::all_scenarios!(@each SnsSqs::new(true).await;
+    asyncmcp_testkit::contract_tests!(SnsSqs::new(true).await);
+    asyncmcp_testkit::scenario_tests!(SnsSqs::new(true).await;
         list_and_call,
         progress_is_delivered,
         notifications_precede_the_response,
@@ -213,11 +216,11 @@ impl Server {
 /// policy lets through only its own.
 #[tokio::test]
 async fn clients_share_one_reply_topic_through_filter_policies() {
-    let sdk = common::localstack().await.sdk_config().await;
+    let sdk = aws::localstack().await.sdk_config().await;
     let (sqs_client, sns_client) = (sqs::client(&sdk), sns::client(&sdk));
     let topic = sns::create_topic(
         &sns_client,
-        &common::unique_name("shared-replies"),
+        &unique_name("shared-replies"),
         &Default::default(),
     )
     .await
@@ -254,7 +257,7 @@ async fn clients_share_one_reply_topic_through_filter_policies() {
     let first_id = clients[0].client_id().to_owned();
     let spy = sqs::create_queue(
         &sqs_client,
-        &common::unique_name("spy"),
+        &unique_name("spy"),
         &SqsQueueOptions::default(),
     )
     .await
@@ -290,7 +293,7 @@ async fn clients_share_one_reply_topic_through_filter_policies() {
     for queue in &reply_queues {
         let mut depth = usize::MAX;
         for _ in 0..50 {
-            depth = common::queue_depth(&sqs_client, queue).await;
+            depth = aws::queue_depth(&sqs_client, queue).await;
             if depth == 0 {
                 break;
             }
@@ -367,7 +370,7 @@ async fn subscription_of(
 /// it on close.
 #[tokio::test]
 async fn own_reply_topic_is_provisioned_and_removed() {
-    let sdk = common::localstack().await.sdk_config().await;
+    let sdk = aws::localstack().await.sdk_config().await;
     let (sqs_client, sns_client) = (sqs::client(&sdk), sns::client(&sdk));
     let server = Server::start(None).await;
     let transport = server.connect_own_topic(&sqs_client, &sns_client).await;
@@ -396,7 +399,7 @@ async fn own_reply_topic_is_provisioned_and_removed() {
 /// error saying so. Neither is dropped silently.
 #[tokio::test]
 async fn oversize_messages_get_clear_errors() {
-    let sdk = common::localstack().await.sdk_config().await;
+    let sdk = aws::localstack().await.sdk_config().await;
     let (sqs_client, sns_client) = (sqs::client(&sdk), sns::client(&sdk));
     let server = Server::start(None).await;
     let transport = server.connect_own_topic(&sqs_client, &sns_client).await;
@@ -428,7 +431,7 @@ async fn oversize_messages_get_clear_errors() {
 
     // A 300 KiB request sent to the server's queue directly (SQS takes up to
     // 1 MiB) whose echo cannot go through the reply topic.
-    let replies = common::TopicQueue::create(&sqs_client, &sns_client, "oversize", true).await;
+    let replies = aws::TopicQueue::create(&sqs_client, &sns_client, "oversize", true).await;
     let big = json!({"jsonrpc":"2.0","id":45,"method":"tools/call",
         "params":{"name":"echo","arguments":{"text":"y".repeat(300 * 1024)}}});
     let request_queue = server.broker.queue_of(&server.requests);

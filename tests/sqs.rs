@@ -1,18 +1,17 @@
-//! The end-to-end scenarios on Amazon SQS, as emulated by LocalStack.
+//! The Inbox/Outbox contract and the end-to-end scenarios on Amazon SQS, as
+//! emulated by LocalStack, and FIFO queues (`fifo/`).
 //!
-//! Needs LocalStack: `scripts/test.sh` starts it (see `tests/common`).
+//! Needs LocalStack: `scripts/test.sh` starts it (see `asyncmcp_testkit::aws`).
 #![cfg(feature = "sqs")]
-
-mod common;
-mod scenarios;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use asyncmcp::queue::sqs::{self, Client, SqsInbox, SqsOutbox, SqsQueueOptions};
 use asyncmcp::queue::{Inbox, Outbox};
-use scenarios::{QueueSpec, TestBroker};
+use asyncmcp_testkit::{QueueSpec, TestBroker, aws, unique_name};
 
+/// SQS queues on LocalStack, one client per test.
 struct Sqs {
     client: Client,
     outbox: Arc<SqsOutbox>,
@@ -20,7 +19,7 @@ struct Sqs {
 
 impl Sqs {
     async fn new() -> Self {
-        let client = common::localstack().await.sqs_client().await;
+        let client = aws::localstack().await.sqs_client().await;
         Self {
             outbox: Arc::new(SqsOutbox::new(client.clone())),
             client,
@@ -28,7 +27,7 @@ impl Sqs {
     }
 
     async fn create(&self, prefix: &str, options: SqsQueueOptions) -> String {
-        let name = common::unique_name(prefix);
+        let name = unique_name(prefix);
         sqs::create_queue(&self.client, &name, &options)
             .await
             .unwrap_or_else(|e| panic!("create queue {name}: {e}"))
@@ -59,11 +58,10 @@ impl TestBroker for Sqs {
         let _ = sqs::delete_queue(&self.client, address).await;
     }
     async fn depth(&self, address: &str) -> usize {
-        common::queue_depth(&self.client, address).await
+        aws::queue_depth(&self.client, address).await
     }
 }
 
-scenarios::all_scenarios!(Sqs::new().await);
+asyncmcp_testkit::broker_tests!(Sqs::new().await);
 
-#[path = "fifo/mod.rs"]
 mod fifo;

@@ -1,12 +1,7 @@
 //! The bench runs end to end on LocalStack: `cargo test -p asyncmcp-bench`
 //! (cargo builds the `bench` binary first, so the run tests the current code).
 
-// The LocalStack harness of the library's tests, shared through #[path] until
-// the test kit crate holds it. Its SQS/SNS helpers are behind the library's
-// feature names, which this crate does not have; the bench test needs none of them.
-#[allow(unexpected_cfgs)]
-#[path = "../../tests/common/mod.rs"]
-mod common;
+use asyncmcp_testkit::aws;
 
 /// The bench measures every kind of stack end to end (a few calls each) and
 /// writes its results and plot: process roles, the line protocol, API call
@@ -14,8 +9,8 @@ mod common;
 /// readings all work.
 #[tokio::test]
 async fn bench_measures_every_stack() {
-    let ls = common::localstack().await;
-    let dir = std::env::temp_dir().join(common::unique_name("bench"));
+    let ls = aws::localstack().await;
+    let dir = std::env::temp_dir().join(asyncmcp_testkit::unique_name("bench"));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let (json, svg) = (dir.join("results.json"), dir.join("plot.svg"));
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_bench"))
@@ -26,7 +21,7 @@ async fn bench_measures_every_stack() {
         .arg("--plot")
         .arg(&svg)
         .envs(ls.aws_env())
-        .env("BENCH_PYTHON", common::py_peer_python())
+        .env("BENCH_PYTHON", asyncmcp_testkit::py_peer::py_peer_python())
         .env("RUST_LOG", "warn")
         .kill_on_drop(true)
         .output()

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use asyncmcp::queue::sqs::{self, SqsQueueOptions};
+use asyncmcp_testkit::{aws, unique_name};
 
-use crate::common;
 use crate::process::{self, Effects};
 
 /// Kill -9 the server three times while 200 calls are in flight, 20 at a
@@ -15,14 +15,14 @@ pub async fn crash() {
     const CALLS: usize = 200;
     const IN_FLIGHT: usize = 20;
     const KILLS: usize = 3;
-    let ls = common::localstack().await;
+    let ls = aws::localstack().await;
     let client = sqs::client(&ls.sdk_config().await);
     let options = SqsQueueOptions {
         // Short, so that requests a killed server held come back soon.
         visibility_timeout: Some(Duration::from_secs(3)),
         ..SqsQueueOptions::default()
     };
-    let requests = sqs::create_queue(&client, &common::unique_name("crash"), &options)
+    let requests = sqs::create_queue(&client, &unique_name("crash"), &options)
         .await
         .expect("queue");
     let effects = Effects::new("crash");

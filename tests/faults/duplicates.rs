@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use asyncmcp::queue::sqs::{self, SqsInbox, SqsOutbox, SqsQueueOptions};
 use asyncmcp::queue::{Inbox, Outbox, QueueMessage};
+use asyncmcp_testkit::{aws, unique_name};
 use serde_json::{Value, json};
 
-use crate::common;
 use crate::process::{self, Effects};
 
 /// Sends 100 `work` requests twice each, back to back: each is answered
@@ -17,19 +17,19 @@ use crate::process::{self, Effects};
 /// still runs, left on the queue and replayed when it comes back).
 pub async fn duplicates() {
     const REQUESTS: usize = 100;
-    let ls = common::localstack().await;
+    let ls = aws::localstack().await;
     let client = sqs::client(&ls.sdk_config().await);
     let options = SqsQueueOptions {
         // Short, so that a copy left while the first runs comes back soon.
         visibility_timeout: Some(Duration::from_secs(2)),
         ..SqsQueueOptions::default()
     };
-    let requests = sqs::create_queue(&client, &common::unique_name("dups"), &options)
+    let requests = sqs::create_queue(&client, &unique_name("dups"), &options)
         .await
         .expect("queue");
     let replies = sqs::create_queue(
         &client,
-        &common::unique_name("dups-replies"),
+        &unique_name("dups-replies"),
         &SqsQueueOptions::default(),
     )
     .await

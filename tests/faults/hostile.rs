@@ -7,12 +7,12 @@ use std::time::Duration;
 use asyncmcp::QueueServer;
 use asyncmcp::queue::sqs::{self, SqsInbox, SqsOutbox, SqsQueueOptions};
 use asyncmcp::queue::{Outbox, QueueMessage};
+use asyncmcp_testkit::demo_tools::{DemoServer, DemoStats};
+use asyncmcp_testkit::{aws, unique_name};
 use rmcp::model::CallToolRequestParams;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::common;
-use crate::demo_tools::{DemoServer, DemoStats};
 use crate::sends::RecordingOutbox;
 
 /// How many of each kind of hostile message are sent.
@@ -155,17 +155,17 @@ fn hostile_message(kind: usize, i: usize, own: &str) -> QueueMessage {
 /// any address, for a message of those kinds (a foreign or path-escaping
 /// address is nowhere a test can watch).
 pub async fn hostile() {
-    let ls = common::localstack().await;
+    let ls = aws::localstack().await;
     let client = sqs::client(&ls.sdk_config().await);
     let options = SqsQueueOptions::default();
-    let requests = sqs::create_queue(&client, &common::unique_name("hostile"), &options)
+    let requests = sqs::create_queue(&client, &unique_name("hostile"), &options)
         .await
         .expect("queue");
     // Each kind's own reply queue (unused by the kinds that name none of
     // ours).
     let mut own = Vec::new();
     for k in 0..KINDS.len() {
-        let name = common::unique_name(&format!("hostile-kind{k}"));
+        let name = unique_name(&format!("hostile-kind{k}"));
         own.push(
             sqs::create_queue(&client, &name, &options)
                 .await
@@ -228,7 +228,7 @@ pub async fn hostile() {
     // request queue is empty, every reply it will send is in its queue.
     let mut depth = usize::MAX;
     for _ in 0..300 {
-        depth = common::queue_depth(&client, &requests).await;
+        depth = aws::queue_depth(&client, &requests).await;
         if depth == 0 {
             break;
         }

@@ -4,8 +4,9 @@ use std::time::Duration;
 
 use asyncmcp::queue::sqs::{self, SqsInbox, SqsOutbox, SqsQueueOptions};
 use asyncmcp::{QueueClientConfig, QueueClientTransport};
+use asyncmcp_testkit::aws::{self, proxy::FaultProxy};
+use asyncmcp_testkit::unique_name;
 
-use crate::common::{self, proxy::FaultProxy};
 use crate::process::{self, Effects};
 use crate::sends::{self, RecordingOutbox};
 
@@ -21,14 +22,14 @@ pub async fn outage() {
     const IN_FLIGHT: usize = 15;
     const DURING_CUT: usize = 5;
     const CUT: Duration = Duration::from_secs(8);
-    let ls = common::localstack().await;
+    let ls = aws::localstack().await;
     // Set up and torn down directly, not through the proxy.
     let direct = sqs::client(&ls.sdk_config().await);
     let options = SqsQueueOptions {
         visibility_timeout: Some(Duration::from_secs(5)),
         ..SqsQueueOptions::default()
     };
-    let requests = sqs::create_queue(&direct, &common::unique_name("outage"), &options)
+    let requests = sqs::create_queue(&direct, &unique_name("outage"), &options)
         .await
         .expect("queue");
 
@@ -47,10 +48,10 @@ pub async fn outage() {
     let (mut server, log) = process::spawn_logged_server(&aws_env, &requests, &effects).await;
     // The client's reply queue is made directly; its calls go through the
     // proxy, and its sends through an outbox that records each attempt.
-    let replies = sqs::create_queue(&direct, &common::unique_name("outage-replies"), &options)
+    let replies = sqs::create_queue(&direct, &unique_name("outage-replies"), &options)
         .await
         .expect("queue");
-    let client = sqs::client(&common::sdk_config_for(&proxy.endpoint()).await);
+    let client = sqs::client(&aws::sdk_config_for(&proxy.endpoint()).await);
     let outbox = RecordingOutbox::new(SqsOutbox::new(client.clone()));
     let transport = QueueClientTransport::new(
         SqsInbox::open(client.clone(), &replies)

@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use asyncmcp::queue::sqs::{self, SqsInbox, SqsOutbox, SqsQueueOptions};
 use asyncmcp::queue::{Delivery, Inbox, Outbox, QueueMessage};
+use asyncmcp_testkit::{aws, unique_name};
 use serde_json::json;
 
-use crate::common;
 use crate::process::{self, Effects};
 
 /// Deliveries the server allows before it dead-letters a request.
@@ -18,26 +18,26 @@ const MAX_RECEIVES: u32 = 3;
 /// queue with the reason, and the ordinary calls are all answered meanwhile.
 pub async fn poison() {
     const CALLS: usize = 50;
-    let ls = common::localstack().await;
+    let ls = aws::localstack().await;
     let client = sqs::client(&ls.sdk_config().await);
     let short = SqsQueueOptions {
         // Short, so that what a dead server held comes back soon.
         visibility_timeout: Some(Duration::from_secs(2)),
         ..SqsQueueOptions::default()
     };
-    let requests = sqs::create_queue(&client, &common::unique_name("poison"), &short)
+    let requests = sqs::create_queue(&client, &unique_name("poison"), &short)
         .await
         .expect("queue");
     let dead_letters = sqs::create_queue(
         &client,
-        &common::unique_name("poison-dlq"),
+        &unique_name("poison-dlq"),
         &SqsQueueOptions::default(),
     )
     .await
     .expect("queue");
     let poisoner_replies = sqs::create_queue(
         &client,
-        &common::unique_name("poison-replies"),
+        &unique_name("poison-replies"),
         &SqsQueueOptions::default(),
     )
     .await

@@ -13,6 +13,7 @@ use std::time::Duration;
 use asyncmcp::queue::sqs::{self, SqsInbox, SqsOutbox};
 use asyncmcp::wire::session::SessionKeys;
 use asyncmcp::{QueueClientTransport, QueueServer};
+use asyncmcp_testkit::{aws, unique_name};
 use rmcp::handler::server::{router::tool::ToolRouter, wrapper::Parameters};
 use rmcp::model::{CallToolRequestParams, ServerCapabilities, ServerConfig};
 use rmcp::schemars::{self, JsonSchema};
@@ -20,8 +21,6 @@ use rmcp::{RoleClient, ServerHandler, tool, tool_handler, tool_router};
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_util::sync::CancellationToken;
-
-use crate::common;
 
 /// The session key every server process of a scenario shares, as replicas
 /// of one deployment do (so sessions survive a restart).
@@ -96,7 +95,7 @@ pub async fn serve(queue: String, effects: String) {
         .with_writer(std::io::stderr)
         .with_env_filter("warn")
         .try_init();
-    let ls = common::localstack().await;
+    let ls = aws::localstack().await;
     let client = sqs::client(&ls.sdk_config().await);
     let inbox = SqsInbox::open(client.clone(), &queue).await.expect("queue");
     let effects = Arc::new(PathBuf::from(effects));
@@ -222,7 +221,7 @@ impl Effects {
     /// A fresh, empty effects file.
     pub fn new(scenario: &str) -> Self {
         Self {
-            path: std::env::temp_dir().join(common::unique_name(&format!("{scenario}-effects"))),
+            path: std::env::temp_dir().join(unique_name(&format!("{scenario}-effects"))),
         }
     }
 

@@ -6,13 +6,14 @@ use std::time::Duration;
 
 use asyncmcp::queue::sqs::{self, SqsInbox, SqsOutbox, SqsQueueOptions};
 use asyncmcp::{QueueClientConfig, QueueClientTransport, QueueServer};
+use asyncmcp_testkit::aws::{self, proxy::FaultProxy};
+use asyncmcp_testkit::demo_tools::{DemoServer, DemoStats};
+use asyncmcp_testkit::unique_name;
 use rmcp::ServiceExt;
 use rmcp::model::CallToolRequestParams;
 use rmcp::service::ServiceError;
 use tokio_util::sync::CancellationToken;
 
-use crate::common::{self, proxy::FaultProxy};
-use crate::demo_tools::{DemoServer, DemoStats};
 use crate::sends::{self, RecordingOutbox};
 
 /// A client with a 2 s `send_retry` whose line to LocalStack is cut before
@@ -22,19 +23,15 @@ use crate::sends::{self, RecordingOutbox};
 /// failure nor never.
 pub async fn send_retry() {
     const SEND_RETRY: Duration = Duration::from_secs(2);
-    let ls = common::localstack().await;
+    let ls = aws::localstack().await;
     let direct = sqs::client(&ls.sdk_config().await);
     let options = SqsQueueOptions::default();
-    let requests = sqs::create_queue(&direct, &common::unique_name("send-retry"), &options)
+    let requests = sqs::create_queue(&direct, &unique_name("send-retry"), &options)
         .await
         .expect("queue");
-    let replies = sqs::create_queue(
-        &direct,
-        &common::unique_name("send-retry-replies"),
-        &options,
-    )
-    .await
-    .expect("queue");
+    let replies = sqs::create_queue(&direct, &unique_name("send-retry-replies"), &options)
+        .await
+        .expect("queue");
     // The server reaches LocalStack directly: only the client is cut off.
     let shutdown = CancellationToken::new();
     let server = QueueServer::builder(
@@ -54,7 +51,7 @@ pub async fn send_retry() {
     // backoff of up to 3 s) each attempt fails as soon as the proxy drops
     // its connection, so the time to the error is the client's `send_retry`
     // alone.
-    let sdk = common::sdk_config_for(&proxy.endpoint())
+    let sdk = aws::sdk_config_for(&proxy.endpoint())
         .await
         .into_builder()
         .retry_config(aws_config::retry::RetryConfig::disabled())

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use asyncmcp::queue::sqs::{self, SqsQueueOptions};
+use asyncmcp_testkit::{aws, unique_name};
 
-use crate::common;
 use crate::process::{self, Effects};
 
 /// SIGTERM the server while 100 calls are in flight, 10 at a time, with a
@@ -14,11 +14,11 @@ use crate::process::{self, Effects};
 /// every effect happens once.
 pub async fn shutdown() {
     const CALLS: usize = 100;
-    let ls = common::localstack().await;
+    let ls = aws::localstack().await;
     let client = sqs::client(&ls.sdk_config().await);
     let requests = sqs::create_queue(
         &client,
-        &common::unique_name("shutdown"),
+        &unique_name("shutdown"),
         &SqsQueueOptions::default(),
     )
     .await

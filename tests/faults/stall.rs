@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use asyncmcp::queue::sqs::{self, SqsQueueOptions};
+use asyncmcp_testkit::aws::{self, proxy::FaultProxy};
+use asyncmcp_testkit::unique_name;
 
-use crate::common::{self, proxy::FaultProxy};
 use crate::process::{self, Effects};
 
 /// Stall the line between the server process and LocalStack (connections
@@ -20,7 +21,7 @@ pub async fn stall() {
     const IN_FLIGHT: usize = 10;
     const VISIBILITY: Duration = Duration::from_secs(3);
     const STALL: Duration = Duration::from_secs(7);
-    let ls = common::localstack().await;
+    let ls = aws::localstack().await;
     // Set up, torn down and called directly, not through the proxy: only
     // the server is cut off.
     let direct = sqs::client(&ls.sdk_config().await);
@@ -28,7 +29,7 @@ pub async fn stall() {
         visibility_timeout: Some(VISIBILITY),
         ..SqsQueueOptions::default()
     };
-    let requests = sqs::create_queue(&direct, &common::unique_name("stall"), &options)
+    let requests = sqs::create_queue(&direct, &unique_name("stall"), &options)
         .await
         .expect("queue");
     let proxy = FaultProxy::in_front_of(&ls.endpoint)

@@ -1,4 +1,4 @@
-//! FIFO request and reply queues on SQS (LocalStack), included by
+//! FIFO request and reply queues on SQS (LocalStack), a module of
 //! `tests/sqs.rs`. Each message carries a group (a client's request: its
 //! `ClientId` and the request's id; anything else a client sends: a group of
 //! its own; a server's replies: the request's `ClientId`) and a fresh
@@ -14,6 +14,10 @@ use std::time::Duration;
 
 use asyncmcp::queue::QueueMessage;
 use asyncmcp::{QueueClientConfig, QueueClientTransport, QueueServer};
+use asyncmcp_testkit::demo_tools::{DemoServer, DemoStats};
+use asyncmcp_testkit::eventually;
+use asyncmcp_testkit::scenarios::LoggingInbox;
+use asyncmcp_testkit::support::{call, text_of};
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
 use rmcp::ServiceExt;
 use rmcp::model::{ClientJsonRpcMessage, ClientRequest, Request};
@@ -23,13 +27,11 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
-use scenarios::demo_tools::{DemoServer, DemoStats};
-use scenarios::{LoggingInbox, call, eventually, text_of};
 
 /// A FIFO queue with a short visibility timeout, so that a request left on
 /// the queue as a duplicate comes back soon.
 async fn fifo_queue(broker: &Sqs, prefix: &str) -> String {
-    let name = format!("{}.fifo", common::unique_name(prefix).replace('-', "_"));
+    let name = format!("{}.fifo", unique_name(prefix).replace('-', "_"));
     let options = SqsQueueOptions {
         fifo: true,
         visibility_timeout: Some(Duration::from_secs(2)),

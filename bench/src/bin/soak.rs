@@ -23,9 +23,6 @@
 //! of the first (which follows the warm-up). It exits 0 either way; only
 //! errors fail it.
 
-#[path = "../../../examples/shared/demo_tools.rs"]
-mod demo_tools;
-
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
@@ -34,8 +31,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use asyncmcp::queue::memory::MemoryQueueOptions;
 use asyncmcp::{MemoryBroker, QueueClientTransport, QueueServer};
+use asyncmcp_testkit::demo_tools::{DemoServer, DemoStats};
 use clap::Parser;
-use demo_tools::{DemoServer, DemoStats};
 use rmcp::RoleClient;
 use rmcp::ServiceExt;
 use rmcp::model::CallToolRequestParams;

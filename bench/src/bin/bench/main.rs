@@ -25,12 +25,6 @@
 //! The measured processes talk to the bench over stdin/stdout
 //! (`protocol.rs`); this same binary plays our roles (`serve`, `drive`).
 
-#[path = "../../../../examples/shared/demo_tools.rs"]
-mod demo_tools;
-#[path = "../../../../examples/shared/support.rs"]
-#[allow(dead_code)]
-mod support;
-
 mod ours;
 mod process;
 mod protocol;
@@ -45,6 +39,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use anyhow::Context;
+use asyncmcp_testkit::{demo_tools, support};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use process::Measured;

@@ -26,6 +26,7 @@ pub struct StallingOutbox {
 }
 
 impl StallingOutbox {
+    /// Holds the first send whose body contains `needle` for `stall`.
     pub fn new(inner: Arc<dyn Outbox>, needle: &str, stall: Duration) -> Arc<Self> {
         Arc::new(Self {
             inner,
@@ -94,6 +95,7 @@ pub struct RecordingInbox {
 }
 
 impl RecordingInbox {
+    /// Records what `inner` hands out and what it is asked to extend.
     pub fn new(inner: Arc<dyn Inbox>) -> Arc<Self> {
         Arc::new(Self {
             inner,
@@ -115,6 +117,7 @@ impl RecordingInbox {
         counts.into_values().collect()
     }
 
+    /// Every extension asked for so far, in order.
     pub fn extensions(&self) -> Vec<Extension> {
         self.extensions.lock().expect("log").clone()
     }

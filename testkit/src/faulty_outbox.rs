@@ -35,6 +35,7 @@ impl Failure {
 /// One send the server asked for.
 #[derive(Debug, Clone)]
 pub struct Attempt {
+    /// Where the send was to go.
     pub address: String,
     /// The size the broker counts against its limit.
     pub size: usize,
@@ -159,5 +160,58 @@ impl Outbox for FaultyOutbox {
 
     async fn max_message_size(&self, address: &str) -> Result<usize, QueueError> {
         self.inner.max_message_size(address).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use asyncmcp::MemoryBroker;
+    use asyncmcp::queue::memory::MemoryQueueOptions;
+    use asyncmcp::queue::{Inbox, Outbox, QueueError, QueueMessage};
+    use serde_json::json;
+
+    use super::{Failure, FaultyOutbox};
+
+    fn reply(id: u64) -> QueueMessage {
+        QueueMessage::new(json!({"jsonrpc": "2.0", "id": id, "result": {}}).to_string())
+    }
+
+    #[tokio::test]
+    async fn records_fails_as_told_and_never_forwards_a_refused_address() {
+        let broker = MemoryBroker::new();
+        let queue = broker.create_queue("replies", MemoryQueueOptions::default());
+        let outbox = FaultyOutbox::new(std::sync::Arc::new(broker.outbox()));
+        outbox.refuse("memory://refused");
+        outbox.fail_final(&queue, json!(7), Failure::Transient, 1);
+
+        let refused = outbox.send("memory://refused", reply(1)).await;
+        assert!(
+            matches!(refused, Err(QueueError::UnsupportedDestination(_))),
+            "{refused:?}"
+        );
+        let failed = outbox.send(&queue, reply(7)).await;
+        assert!(
+            matches!(&failed, Err(error) if !error.is_permanent()),
+            "{failed:?}"
+        );
+        outbox
+            .send(&queue, reply(7))
+            .await
+            .expect("the second send");
+        let notice = QueueMessage::new(r#"{"jsonrpc":"2.0","method":"notifications/progress"}"#);
+        outbox.send(&queue, notice).await.expect("a notification");
+
+        assert_eq!(
+            outbox.destinations(),
+            ["memory://refused", &queue, &queue, &queue]
+        );
+        let finals = outbox.finals(&queue, &json!(7));
+        let failed: Vec<bool> = finals.iter().map(|a| a.failed).collect();
+        assert_eq!(failed, [true, false]);
+        let inbox = broker.inbox(&queue).expect("inbox");
+        let delivered = inbox.receive(10, Duration::ZERO).await.expect("receive");
+        assert_eq!(delivered.len(), 2, "the reply and the notification");
     }
 }

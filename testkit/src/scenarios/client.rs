@@ -74,6 +74,7 @@ pub struct LoggingInbox {
 }
 
 impl LoggingInbox {
+    /// Logs what `inner` hands out; the log is returned beside the inbox.
     pub fn new(inner: Arc<dyn Inbox>) -> (Self, Arc<DeliveryLog>) {
         let log = Arc::new(DeliveryLog::default());
         let inbox = Self {

@@ -15,29 +15,15 @@
 //! call's id to an effects file, which the parent reads to count how often
 //! each call's effect happened.
 
-mod common;
-
-#[path = "faults/crash.rs"]
 mod crash;
-#[path = "../examples/shared/demo_tools.rs"]
-mod demo_tools;
-#[path = "faults/duplicates.rs"]
 mod duplicates;
-#[path = "faults/hostile.rs"]
 mod hostile;
-#[path = "faults/outage.rs"]
 mod outage;
-#[path = "faults/poison.rs"]
 mod poison;
-#[path = "faults/process.rs"]
 mod process;
-#[path = "faults/send_retry.rs"]
 mod send_retry;
-#[path = "faults/sends.rs"]
 mod sends;
-#[path = "faults/shutdown.rs"]
 mod shutdown;
-#[path = "faults/stall.rs"]
 mod stall;
 
 /// One scenario of the suite.

@@ -1,10 +1,6 @@
 //! [`DenyOperation`]: an SDK interceptor that answers one operation with the
 //! refusal IAM gives a role without the permission, so that least-privilege
 //! behaviour can be tested on LocalStack (which does not enforce IAM).
-//!
-//! Include it with `#[path = "common/deny.rs"] mod deny;`.
-// Each test binary uses the protocol of its own service.
-#![allow(dead_code)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,6 +31,7 @@ pub struct DenyOperation {
 }
 
 impl DenyOperation {
+    /// Refuses every call of `operation`, worded as `protocol`'s service does.
     pub fn new(operation: &'static str, protocol: Protocol) -> Self {
         Self {
             operation,

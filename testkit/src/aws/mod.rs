@@ -1,26 +1,26 @@
-//! Shared harness for the integration tests: include it with `mod common;`.
+//! LocalStack for the tests that need AWS: finding (or starting) it, clients
+//! for it, and the faults a test can put between a process and it.
 //!
 //! * [`localstack`] finds LocalStack once per test binary: `AWS_ENDPOINT_URL` when set (as
 //!   `scripts/test.sh` does), else a `localstack/localstack` container (tag
 //!   [`LOCALSTACK_TAG`]) started through testcontainers when a Docker engine answers, else it
 //!   panics with what to run.
 //! * [`LocalStack::sdk_config`] / [`LocalStack::sqs_client`] / [`LocalStack::create_queue`]
-//!   talk to it with test credentials in us-east-1.
-//! * [`queue_depth`] counts a queue's messages; [`TopicQueue`] is an SNS topic with a queue
-//!   subscribed to it.
-//! * [`py_peer_python`], [`spawn_py_server`] and [`run_py_client`] drive the Python
-//!   asyncmcp 0.2.1 peers in `tests/interop/` (installed by `scripts/test.sh`).
-//! * [`proxy::FaultProxy`] is a TCP proxy in front of LocalStack whose line can be cut and
-//!   restored, to simulate a network outage.
-#![allow(dead_code)]
+//!   talk to it with test credentials in us-east-1; [`sdk_config_for`] does the same for any
+//!   endpoint (a [`FaultProxy`](proxy::FaultProxy) in front of it).
+//! * [`queue_depth`] counts a queue's messages; `TopicQueue` (feature `sns`) is an SNS topic
+//!   with a queue subscribed to it.
+//! * [`proxy::FaultProxy`] is a TCP proxy in front of LocalStack whose line can be cut, stalled
+//!   and restored, to simulate a network outage; [`deny::DenyOperation`] answers one SDK
+//!   operation with the refusal IAM gives a role without the permission.
 
+pub mod deny;
 pub mod proxy;
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::OnceCell;
 
@@ -29,7 +29,7 @@ pub const REGION: &str = "us-east-1";
 /// LocalStack image used when the harness starts a container itself: `LOCALSTACK_IMAGE_TAG`
 /// of localstack/versions.env, the one pin of the LocalStack versions, read when this compiles.
 pub const LOCALSTACK_TAG: &str = {
-    const PINS: &[u8] = include_bytes!("../../localstack/versions.env");
+    const PINS: &[u8] = include_bytes!("../../../localstack/versions.env");
     const KEY: &[u8] = b"LOCALSTACK_IMAGE_TAG=";
     // str::lines and slice equality are not const: walk the lines and compare by hand.
     let mut tag: Option<&[u8]> = None;
@@ -221,21 +221,18 @@ async fn check_health(endpoint: &str) -> Result<(), String> {
 
 impl LocalStack {
     /// AWS SDK configuration for this LocalStack: credentials test/test, region us-east-1.
-    #[cfg(feature = "sqs")]
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {
         sdk_config_for(&self.endpoint).await
     }
 
     /// An SQS client for this LocalStack.
-    #[cfg(feature = "sqs")]
     pub async fn sqs_client(&self) -> aws_sdk_sqs::Client {
         aws_sdk_sqs::Client::new(&self.sdk_config().await)
     }
 
-    /// Creates a queue named [`unique_name`]`(prefix)` and returns its URL.
-    #[cfg(feature = "sqs")]
+    /// Creates a queue named [`unique_name`](crate::unique_name)`(prefix)` and returns its URL.
     pub async fn create_queue(&self, prefix: &str) -> String {
-        let name = unique_name(prefix);
+        let name = crate::unique_name(prefix);
         let out = self
             .sqs_client()
             .await
@@ -263,7 +260,6 @@ impl LocalStack {
 
 /// AWS SDK configuration for a LocalStack (or a proxy in front of one) at `endpoint`: test
 /// credentials, us-east-1, a 5 s connect timeout and a 30 s attempt timeout.
-#[cfg(feature = "sqs")]
 pub async fn sdk_config_for(endpoint: &str) -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(endpoint)
@@ -282,7 +278,6 @@ pub async fn sdk_config_for(endpoint: &str) -> aws_config::SdkConfig {
 }
 
 /// Messages in the queue at `queue_url`, visible or in flight.
-#[cfg(feature = "sqs")]
 pub async fn queue_depth(client: &aws_sdk_sqs::Client, queue_url: &str) -> usize {
     use aws_sdk_sqs::types::QueueAttributeName;
     let attributes = client
@@ -305,11 +300,14 @@ pub async fn queue_depth(client: &aws_sdk_sqs::Client, queue_url: &str) -> usize
 }
 
 /// An SNS topic with a queue subscribed to it (raw delivery or in the envelope), both named
-/// [`unique_name`]`(prefix)`.
+/// [`unique_name`](crate::unique_name)`(prefix)`.
 #[cfg(feature = "sns")]
 pub struct TopicQueue {
+    /// The topic's ARN.
     pub topic: String,
+    /// The subscribed queue's URL.
     pub queue: String,
+    /// The subscription's ARN.
     pub subscription: String,
 }
 
@@ -323,7 +321,7 @@ impl TopicQueue {
         raw: bool,
     ) -> Self {
         use asyncmcp::queue::{sns, sqs};
-        let name = unique_name(prefix);
+        let name = crate::unique_name(prefix);
         let queue = sqs::create_queue(sqs_client, &name, &Default::default())
             .await
             .unwrap_or_else(|e| panic!("create queue {name}: {e}"));
@@ -351,117 +349,4 @@ impl TopicQueue {
         let _ = sns::delete_topic(sns_client, &self.topic).await;
         let _ = sqs::delete_queue(sqs_client, &self.queue).await;
     }
-}
-
-/// `prefix` plus a random suffix, a valid SQS queue / SNS topic name (at most 80 characters).
-pub fn unique_name(prefix: &str) -> String {
-    let mut name = format!("{prefix}-{}", uuid::Uuid::new_v4().simple());
-    if name.len() > 80 {
-        name.drain(..name.len() - 80);
-    }
-    name
-}
-
-/// The Python interpreter of the asyncmcp 0.2.1 peer (`ASYNCMCP_PY_PEER`).
-pub fn py_peer_python() -> PathBuf {
-    const HOW: &str =
-        "run scripts/test.sh, which installs the Python asyncmcp 0.2.1 peer into .venv/py-peer";
-    let path = std::env::var_os("ASYNCMCP_PY_PEER")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| panic!("ASYNCMCP_PY_PEER is not set: {HOW}"));
-    if !path.is_file() {
-        panic!("ASYNCMCP_PY_PEER={} does not exist: {HOW}", path.display());
-    }
-    path
-}
-
-/// Path of a script in `tests/interop/`, e.g. `interop_script("py_server.py")`.
-pub fn interop_script(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/interop")
-        .join(name)
-}
-
-/// A running Python peer server (`tests/interop/py_*server.py`); killed when dropped.
-pub struct PyServer {
-    child: tokio::process::Child,
-}
-
-impl PyServer {
-    /// Kills the server and waits for it to exit.
-    pub async fn stop(mut self) {
-        let _ = self.child.kill().await;
-    }
-}
-
-/// Starts the Python asyncmcp server `script` (in `tests/interop/`) reading
-/// `request_queue_url`; returns once it prints READY (panics after 30 s). Its stderr goes
-/// to the test's stderr.
-pub async fn spawn_py_server(ls: &LocalStack, script: &str, request_queue_url: &str) -> PyServer {
-    let mut child = tokio::process::Command::new(py_peer_python())
-        .arg(interop_script(script))
-        .arg("--request-queue-url")
-        .arg(request_queue_url)
-        .envs(ls.aws_env())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawning {script}: {e}"));
-    let stdout = child.stdout.take().expect("piped stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let ready = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await? {
-            if line.trim() == "READY" {
-                return Ok(true);
-            }
-        }
-        Ok::<_, std::io::Error>(false)
-    })
-    .await;
-    match ready {
-        Ok(Ok(true)) => {}
-        Ok(Ok(false)) => panic!("{script} exited before printing READY (see its stderr above)"),
-        Ok(Err(e)) => panic!("reading {script} stdout: {e}"),
-        Err(_) => panic!("{script} did not print READY within 30 s"),
-    }
-    // Keep draining stdout so the server never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    PyServer { child }
-}
-
-/// Runs the Python asyncmcp client `script` (in `tests/interop/`) with `args`, e.g.
-/// `py_client.py --server-queue-url URL --reply-queue-url URL`; returns its JSON lines
-/// (`{"tools":[..]}`, `{"echo":..}`, `{"add":..}`). Panics with its stderr if it fails or
-/// runs over 90 s.
-pub async fn run_py_client(ls: &LocalStack, script: &str, args: &[&str]) -> Vec<serde_json::Value> {
-    let run = tokio::process::Command::new(py_peer_python())
-        .arg(interop_script(script))
-        .args(args)
-        .envs(ls.aws_env())
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(90), run)
-        .await
-        .unwrap_or_else(|_| panic!("{script} ran over 90 s"))
-        .unwrap_or_else(|e| panic!("spawning {script}: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        panic!(
-            "{script} failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    stdout
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            serde_json::from_str(l)
-                .unwrap_or_else(|e| panic!("{script} printed a non-JSON line {l:?}: {e}"))
-        })
-        .collect()
 }
