@@ -15,9 +15,9 @@
 //! * with `--shared-reply-topic-arn` and `--reply-queue-url`, through an
 //!   existing topic and queue; nothing is created.
 
+use asyncmcp::QueueClientTransport;
 use asyncmcp::client::SnsReplies;
 use asyncmcp::queue::{sns, sqs};
-use asyncmcp::{QueueClientConfig, QueueClientTransport};
 use asyncmcp_testkit::client_cli::{self, CallArgs};
 use asyncmcp_testkit::support;
 use clap::Parser;
@@ -53,12 +53,8 @@ async fn main() -> anyhow::Result<()> {
         (None, _) => SnsReplies::OwnTopic,
     };
     let sdk = sqs::sdk_config_from_env().await;
-    let transport = QueueClientTransport::connect_sns_sqs(
-        sqs::client(&sdk),
-        sns::client(&sdk),
-        QueueClientConfig::new(&args.topic_arn),
-        replies,
-    )
-    .await?;
+    let transport = QueueClientTransport::builder(&args.topic_arn)
+        .connect_sns_sqs(&sqs::client(&sdk), &sns::client(&sdk), replies)
+        .await?;
     client_cli::call_and_print(transport, &args.call).await
 }

@@ -11,8 +11,8 @@
 //! deleted at the end. `--protocol 2026-07-28` uses the stateless
 //! (discover) lifecycle instead of `initialize`.
 
+use asyncmcp::QueueClientTransport;
 use asyncmcp::queue::sqs;
-use asyncmcp::{QueueClientConfig, QueueClientTransport};
 use asyncmcp_testkit::client_cli::{self, CallArgs};
 use asyncmcp_testkit::support;
 use clap::Parser;
@@ -36,11 +36,10 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     args.call.arguments()?;
     let sqs_client = sqs::client(&sqs::sdk_config_from_env().await);
-    let transport = QueueClientTransport::connect_sqs(
-        sqs_client,
-        QueueClientConfig::new(&args.queue_url),
-        args.reply_queue_url.as_deref(),
-    )
-    .await?;
+    let mut builder = QueueClientTransport::builder(&args.queue_url);
+    if let Some(url) = &args.reply_queue_url {
+        builder = builder.reply_queue(url);
+    }
+    let transport = builder.connect_sqs(&sqs_client).await?;
     client_cli::call_and_print(transport, &args.call).await
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use asyncmcp::queue::sqs::{SqsInbox, SqsOutbox};
-use asyncmcp::{QueueClientConfig, QueueClientTransport, QueueServer};
+use asyncmcp::{QueueClientTransport, QueueServer};
 #[cfg(feature = "sns")]
 use asyncmcp::{
     client::SnsReplies,
@@ -86,16 +86,14 @@ async fn our_client_calls_python_server() {
     let replies = ls.create_queue("interop-replies").await;
     let python = spawn_py_server(ls, "py_server.py", &requests).await;
 
-    let transport = QueueClientTransport::new(
-        SqsInbox::open(client.clone(), &replies)
-            .await
-            .expect("open"),
-        SqsOutbox::new(client.clone()),
-        QueueClientConfig {
-            wait: std::time::Duration::from_secs(1),
-            ..QueueClientConfig::new(&requests)
-        },
-    );
+    let transport = QueueClientTransport::builder(&requests)
+        .wait(std::time::Duration::from_secs(1))
+        .build(
+            SqsInbox::open(client.clone(), &replies)
+                .await
+                .expect("open"),
+            SqsOutbox::new(client.clone()),
+        );
     let session = ().serve(transport).await.expect("initialize with Python");
     call_python_server(&session).await;
     session.cancel().await.expect("close");
@@ -181,17 +179,11 @@ async fn our_client_calls_python_sns_server() {
         aws::TopicQueue::create(&sqs_client, &sns_client, "interop-py-sns-requests", true).await;
     let python = spawn_py_server(ls, "py_sns_server.py", &requests.queue).await;
 
-    let transport = QueueClientTransport::connect_sns_sqs(
-        sqs_client.clone(),
-        sns_client.clone(),
-        QueueClientConfig {
-            wait: std::time::Duration::from_secs(1),
-            ..QueueClientConfig::new(&requests.topic)
-        },
-        SnsReplies::OwnTopic,
-    )
-    .await
-    .expect("connect");
+    let transport = QueueClientTransport::builder(&requests.topic)
+        .wait(std::time::Duration::from_secs(1))
+        .connect_sns_sqs(&sqs_client, &sns_client, SnsReplies::OwnTopic)
+        .await
+        .expect("connect");
     let session = ().serve(transport).await.expect("initialize with Python");
     call_python_server(&session).await;
     session.cancel().await.expect("close");

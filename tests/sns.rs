@@ -14,11 +14,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use asyncmcp::client::SnsReplies;
+use asyncmcp::client::{QueueClientBuilder, SnsReplies};
 use asyncmcp::queue::sns::{self, SnsOutbox, SubscriptionOptions};
 use asyncmcp::queue::sqs::{self, SqsInbox, SqsOutbox, SqsQueueOptions};
 use asyncmcp::queue::{Inbox, Outbox, QueueMessage, RoutingOutbox};
-use asyncmcp::{QueueClientConfig, QueueClientTransport, QueueServer};
+use asyncmcp::{QueueClientTransport, QueueServer};
 use asyncmcp_testkit::demo_tools::{DemoServer, DemoStats};
 use asyncmcp_testkit::support::{call, text_of};
 use asyncmcp_testkit::{QueueSpec, TestBroker, aws, next_reply, unique_name};
@@ -181,11 +181,8 @@ impl Server {
         }
     }
 
-    fn client_config(&self) -> QueueClientConfig {
-        QueueClientConfig {
-            wait: Duration::from_secs(1),
-            ..QueueClientConfig::new(&self.requests)
-        }
+    fn client(&self) -> QueueClientBuilder {
+        QueueClientTransport::builder(&self.requests).wait(Duration::from_secs(1))
     }
 
     /// A client with a reply topic and queue of its own.
@@ -194,14 +191,10 @@ impl Server {
         sqs_client: &sqs::Client,
         sns_client: &sns::Client,
     ) -> QueueClientTransport {
-        QueueClientTransport::connect_sns_sqs(
-            sqs_client.clone(),
-            sns_client.clone(),
-            self.client_config(),
-            SnsReplies::OwnTopic,
-        )
-        .await
-        .expect("connect")
+        self.client()
+            .connect_sns_sqs(sqs_client, sns_client, SnsReplies::OwnTopic)
+            .await
+            .expect("connect")
     }
 
     async fn stop(self) {
@@ -229,14 +222,15 @@ async fn clients_share_one_reply_topic_through_filter_policies() {
 
     let mut clients = Vec::new();
     for _ in 0..2 {
-        let transport = QueueClientTransport::connect_sns_sqs(
-            sqs_client.clone(),
-            sns_client.clone(),
-            server.client_config(),
-            SnsReplies::SharedTopic(topic.clone()),
-        )
-        .await
-        .expect("connect");
+        let transport = server
+            .client()
+            .connect_sns_sqs(
+                &sqs_client,
+                &sns_client,
+                SnsReplies::SharedTopic(topic.clone()),
+            )
+            .await
+            .expect("connect");
         assert_eq!(transport.reply_address(), topic);
         clients.push(transport);
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use asyncmcp::queue::{Inbox, Outbox, QueueMessage};
 use asyncmcp::server::QueueServerBuilder;
 use asyncmcp::wire::session::SessionKeys;
-use asyncmcp::{QueueClientConfig, QueueClientTransport, QueueServer};
+use asyncmcp::{QueueClientTransport, QueueServer};
 use rmcp::service::RunningService;
 use rmcp::{RoleClient, ServiceExt};
 use serde_json::Value;
@@ -118,17 +118,13 @@ impl<'a> Fixture<'a> {
     /// A client transport with a reply queue of its own.
     pub async fn transport(&mut self) -> QueueClientTransport {
         let replies = self.queue("replies").await;
-        QueueClientTransport::new(
-            self.broker.inbox(&replies).await,
-            self.broker.outbox(),
-            QueueClientConfig {
-                wait: Duration::from_secs(1),
-                // The address replies are sent to: a queue, or the topic of
-                // a topic-and-queue pair.
-                reply_address: Some(replies),
-                ..QueueClientConfig::new(&self.requests)
-            },
-        )
+        let inbox = self.broker.inbox(&replies).await;
+        QueueClientTransport::builder(&self.requests)
+            .wait(Duration::from_secs(1))
+            // The address replies are sent to: a queue, or the topic of a
+            // topic-and-queue pair.
+            .reply_address(replies)
+            .build(inbox, self.broker.outbox())
     }
 
     /// A legacy (initialize) client.

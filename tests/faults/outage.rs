@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
+use asyncmcp::QueueClientTransport;
 use asyncmcp::queue::sqs::{self, SqsInbox, SqsOutbox, SqsQueueOptions};
-use asyncmcp::{QueueClientConfig, QueueClientTransport};
 use asyncmcp_testkit::aws::{self, proxy::FaultProxy};
 use asyncmcp_testkit::unique_name;
 
@@ -53,16 +53,14 @@ pub async fn outage() {
         .expect("queue");
     let client = sqs::client(&aws::sdk_config_for(&proxy.endpoint()).await);
     let outbox = RecordingOutbox::new(SqsOutbox::new(client.clone()));
-    let transport = QueueClientTransport::new(
-        SqsInbox::open(client.clone(), &replies)
-            .await
-            .expect("open"),
-        outbox.clone(),
-        QueueClientConfig {
-            wait: Duration::from_secs(1),
-            ..QueueClientConfig::new(&requests)
-        },
-    );
+    let transport = QueueClientTransport::builder(&requests)
+        .wait(Duration::from_secs(1))
+        .build(
+            SqsInbox::open(client.clone(), &replies)
+                .await
+                .expect("open"),
+            outbox.clone(),
+        );
     let session = rmcp::ServiceExt::serve((), transport)
         .await
         .expect("initialize");

@@ -344,15 +344,10 @@ pub async fn connect(
     requests: &str,
 ) -> rmcp::service::RunningService<RoleClient, ()> {
     use rmcp::ServiceExt;
-    let transport = QueueClientTransport::connect_sqs(
-        client.clone(),
-        asyncmcp::QueueClientConfig {
-            wait: Duration::from_secs(1),
-            ..asyncmcp::QueueClientConfig::new(requests)
-        },
-        None,
-    )
-    .await
-    .expect("connect");
+    let transport = QueueClientTransport::builder(requests)
+        .wait(Duration::from_secs(1))
+        .connect_sqs(client)
+        .await
+        .expect("connect");
     ().serve(transport).await.expect("initialize")
 }

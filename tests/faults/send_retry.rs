@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use asyncmcp::queue::sqs::{self, SqsInbox, SqsOutbox, SqsQueueOptions};
-use asyncmcp::{QueueClientConfig, QueueClientTransport, QueueServer};
+use asyncmcp::{QueueClientTransport, QueueServer};
 use asyncmcp_testkit::aws::{self, proxy::FaultProxy};
 use asyncmcp_testkit::demo_tools::{DemoServer, DemoStats};
 use asyncmcp_testkit::unique_name;
@@ -58,17 +58,15 @@ pub async fn send_retry() {
         .build();
     let client = sqs::client(&sdk);
     let outbox = RecordingOutbox::new(SqsOutbox::new(client.clone()));
-    let transport = QueueClientTransport::new(
-        SqsInbox::open(client.clone(), &replies)
-            .await
-            .expect("open"),
-        outbox.clone(),
-        QueueClientConfig {
-            wait: Duration::from_secs(1),
-            send_retry: SEND_RETRY,
-            ..QueueClientConfig::new(&requests)
-        },
-    );
+    let transport = QueueClientTransport::builder(&requests)
+        .wait(Duration::from_secs(1))
+        .send_retry(SEND_RETRY)
+        .build(
+            SqsInbox::open(client.clone(), &replies)
+                .await
+                .expect("open"),
+            outbox.clone(),
+        );
     let session = ().serve(transport).await.expect("initialize");
     let echo = |text: &str| {
         CallToolRequestParams::new("echo").with_arguments(

@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use asyncmcp::queue::QueueMessage;
-use asyncmcp::{QueueClientConfig, QueueClientTransport, QueueServer};
+use asyncmcp::{QueueClientTransport, QueueServer};
 use asyncmcp_testkit::demo_tools::{DemoServer, DemoStats};
 use asyncmcp_testkit::eventually;
 use asyncmcp_testkit::scenarios::LoggingInbox;
@@ -114,14 +114,9 @@ async fn fifo_queues_work_end_to_end() {
     let requests = fifo_queue(&broker, "requests").await;
     let replies = fifo_queue(&broker, "replies").await;
     let hand_replies = fifo_queue(&broker, "hand_replies").await;
-    let mut transport = QueueClientTransport::new(
-        broker.inbox(&replies).await,
-        broker.outbox(),
-        QueueClientConfig {
-            wait: Duration::from_secs(1),
-            ..QueueClientConfig::new(&requests)
-        },
-    );
+    let mut transport = QueueClientTransport::builder(&requests)
+        .wait(Duration::from_secs(1))
+        .build(broker.inbox(&replies).await, broker.outbox());
     let client_id = transport.client_id().to_owned();
 
     // The same request sent twice, read off the queue before a server runs.
@@ -207,14 +202,9 @@ async fn fifo_calls_run_side_by_side_and_a_cancel_lands() {
     let replies = fifo_queue(&broker, "replies").await;
     let (inbox, deliveries) = LoggingInbox::new(broker.inbox(&requests).await);
     let server = FifoServer::start(inbox, &broker);
-    let transport = QueueClientTransport::new(
-        broker.inbox(&replies).await,
-        broker.outbox(),
-        QueueClientConfig {
-            wait: Duration::from_secs(1),
-            ..QueueClientConfig::new(&requests)
-        },
-    );
+    let transport = QueueClientTransport::builder(&requests)
+        .wait(Duration::from_secs(1))
+        .build(broker.inbox(&replies).await, broker.outbox());
     let client = ().serve(transport).await.expect("initialize");
     let stats = server.stats.clone();
 

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::AtomicUsize;
 
+use asyncmcp::client::QueueClientBuilder;
 use asyncmcp::queue::{Delivery, QueueError, QueueInfo, Receipt};
 use asyncmcp::wire::signing::{Signing, SigningKeys};
 use asyncmcp::wire::{self, Headers};
@@ -160,19 +161,16 @@ impl<'a> Fixture<'a> {
     pub async fn logged_transport(
         &mut self,
         server: &str,
-        configure: impl FnOnce(QueueClientConfig) -> QueueClientConfig,
+        configure: impl FnOnce(QueueClientBuilder) -> QueueClientBuilder,
     ) -> (QueueClientTransport, Arc<DeliveryLog>) {
         let replies = self.queue("logged-replies").await;
         let (inbox, log) = LoggingInbox::new(self.broker.inbox(&replies).await);
-        let config = configure(QueueClientConfig {
-            wait: Duration::from_secs(1),
-            reply_address: Some(replies),
-            ..QueueClientConfig::new(server)
-        });
-        (
-            QueueClientTransport::new(inbox, self.broker.outbox(), config),
-            log,
-        )
+        let builder = configure(
+            QueueClientTransport::builder(server)
+                .wait(Duration::from_secs(1))
+                .reply_address(replies),
+        );
+        (builder.build(inbox, self.broker.outbox()), log)
     }
 }
 
@@ -251,10 +249,7 @@ pub async fn signing_client_drops_bad_replies(broker: &dyn TestBroker) {
         required: true,
     };
     let (mut transport, log) = fx
-        .logged_transport(&requests, |c| QueueClientConfig {
-            signing: Some(signing),
-            ..c
-        })
+        .logged_transport(&requests, |c| c.signing(signing.keys, signing.required))
         .await;
     transport.send(add_request(7)).await.expect("send");
     let request_inbox = broker.inbox(&requests).await;
@@ -307,9 +302,8 @@ pub async fn optional_signatures_excuse_only_a_missing_one(broker: &dyn TestBrok
         required: false,
     };
     let (mut transport, log) = fx
-        .logged_transport(&hand_requests, |c| QueueClientConfig {
-            signing: Some(signing),
-            ..c
+        .logged_transport(&hand_requests, |c| {
+            c.signing(signing.keys, signing.required)
         })
         .await;
     transport.send(add_request(8)).await.expect("send");
@@ -409,10 +403,7 @@ pub async fn signing_keys_rotate_step_by_step(broker: &dyn TestBroker) {
             };
             let requests = fx.requests.clone();
             let (transport, _) = fx
-                .logged_transport(&requests, |c| QueueClientConfig {
-                    signing: Some(signing),
-                    ..c
-                })
+                .logged_transport(&requests, |c| c.signing(signing.keys, signing.required))
                 .await;
             let steps = format!("server at step {server_step}, client at step {client_step}");
             let client = ().serve(transport).await.unwrap_or_else(|e| {
@@ -441,10 +432,7 @@ pub async fn signing_keys_rotate_step_by_step(broker: &dyn TestBroker) {
     };
     let requests = fx.requests.clone();
     let (mut transport, log) = fx
-        .logged_transport(&requests, |c| QueueClientConfig {
-            signing: Some(signing),
-            ..c
-        })
+        .logged_transport(&requests, |c| c.signing(signing.keys, signing.required))
         .await;
     transport.send(add_request(9)).await.expect("send");
     log.wait_settled(1).await;
@@ -486,7 +474,7 @@ pub async fn order_wait_releases_a_response_whose_notifications_were_lost(broker
     let mut fx = Fixture::without_server(broker).await;
     let requests = fx.requests.clone();
     let (mut transport, log) = fx
-        .logged_transport(&requests, |c| QueueClientConfig { order_wait, ..c })
+        .logged_transport(&requests, |c| c.order_wait(order_wait))
         .await;
     // The third message of request 7; notifications 1 and 2 never come.
     let response = numbered(&transport, &response_7(), 3);
@@ -516,7 +504,7 @@ pub async fn a_duplicated_notification_counts_once(broker: &dyn TestBroker) {
     // Long enough that only notification 2 can release the response.
     let order_wait = Duration::from_secs(120);
     let (mut transport, log) = fx
-        .logged_transport(&requests, |c| QueueClientConfig { order_wait, ..c })
+        .logged_transport(&requests, |c| c.order_wait(order_wait))
         .await;
     let reply_address = transport.reply_address().to_owned();
     for message in [

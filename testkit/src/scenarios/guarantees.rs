@@ -232,7 +232,7 @@ pub async fn poison_requests_are_dead_lettered_with_a_reason(broker: &dyn TestBr
 /// under its current or previous key (rotation), and refuses unsigned,
 /// tampered and foreign-signed requests without running them.
 pub async fn signed_messages(broker: &dyn TestBroker) {
-    use asyncmcp::wire::signing::{Signing, SigningKeys};
+    use asyncmcp::wire::signing::SigningKeys;
     use asyncmcp::wire::{self, Headers};
 
     let (old, new) = (vec![1u8; 32], vec![2u8; 32]);
@@ -248,19 +248,11 @@ pub async fn signed_messages(broker: &dyn TestBroker) {
     ];
     for keys in clients {
         let replies = fx.queue("signed-replies").await;
-        let transport = QueueClientTransport::new(
-            broker.inbox(&replies).await,
-            broker.outbox(),
-            QueueClientConfig {
-                wait: Duration::from_secs(1),
-                reply_address: Some(replies),
-                signing: Some(Signing {
-                    keys,
-                    required: true,
-                }),
-                ..QueueClientConfig::new(&fx.requests)
-            },
-        );
+        let transport = QueueClientTransport::builder(&fx.requests)
+            .wait(Duration::from_secs(1))
+            .reply_address(replies.clone())
+            .signing(keys, true)
+            .build(broker.inbox(&replies).await, broker.outbox());
         let client = ().serve(transport).await.expect("signed client connects");
         let echoed = client
             .call_tool(call("echo", json!({"text": "signed"})))

@@ -7,9 +7,9 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use asyncmcp::QueueClientTransport;
 use asyncmcp::queue::QueueMessage;
-use asyncmcp::wire::signing::{Signing, SigningKeys};
-use asyncmcp::{QueueClientConfig, QueueClientTransport};
+use asyncmcp::wire::signing::SigningKeys;
 use rmcp::model::ProtocolVersion;
 use rmcp::service::ClientLifecycleMode;
 use serde_json::{Value, json};
@@ -59,10 +59,11 @@ fn echoed(reply: &Value) -> &str {
 pub async fn clients_from_one_config_get_their_own_answers(broker: &dyn TestBroker) {
     let mut fx = Fixture::start(broker).await;
     let shared_replies = fx.queue("shared-replies").await;
-    let config = QueueClientConfig {
-        wait: Duration::from_secs(1),
-        client_id: "pipeline-worker".into(),
-        ..QueueClientConfig::new(&fx.requests)
+    let requests = fx.requests.clone();
+    let config = || {
+        QueueClientTransport::builder(&requests)
+            .wait(Duration::from_secs(1))
+            .client_id("pipeline-worker")
     };
     // Three workers on one shared reply queue, two on queues of their own.
     let mut workers = Vec::new();
@@ -72,14 +73,10 @@ pub async fn clients_from_one_config_get_their_own_answers(broker: &dyn TestBrok
         } else {
             fx.queue("own-replies").await
         };
-        let transport = QueueClientTransport::new(
-            broker.inbox(&replies).await,
-            broker.outbox(),
-            QueueClientConfig {
-                reply_address: Some(replies),
-                ..config.clone()
-            },
-        );
+        let inbox = broker.inbox(&replies).await;
+        let transport = config()
+            .reply_address(replies)
+            .build(inbox, broker.outbox());
         workers.push(stateless(transport).await);
     }
     for round in 0..2 {
@@ -106,14 +103,10 @@ pub async fn clients_from_one_config_get_their_own_answers(broker: &dyn TestBrok
     // A restart with the same fixed id, within the replay window.
     for run in ["first run", "second run"] {
         let replies = fx.queue("restart-replies").await;
-        let transport = QueueClientTransport::new(
-            broker.inbox(&replies).await,
-            broker.outbox(),
-            QueueClientConfig {
-                reply_address: Some(replies),
-                ..config.clone()
-            },
-        );
+        let inbox = broker.inbox(&replies).await;
+        let transport = config()
+            .reply_address(replies)
+            .build(inbox, broker.outbox());
         let worker = stateless(transport).await;
         let result = worker
             .call_tool(call("echo", json!({"text": run})))
@@ -230,19 +223,11 @@ pub async fn refusals_cannot_fail_another_clients_call(broker: &dyn TestBroker) 
     let server_keys = keys.clone();
     let mut fx = Fixture::start_with(broker, move |b| b.signing(server_keys, true)).await;
     let replies = fx.queue("victim-replies").await;
-    let transport = QueueClientTransport::new(
-        broker.inbox(&replies).await,
-        broker.outbox(),
-        QueueClientConfig {
-            wait: Duration::from_secs(1),
-            reply_address: Some(replies.clone()),
-            signing: Some(Signing {
-                keys,
-                required: true,
-            }),
-            ..QueueClientConfig::new(&fx.requests)
-        },
-    );
+    let transport = QueueClientTransport::builder(&fx.requests)
+        .wait(Duration::from_secs(1))
+        .reply_address(replies.clone())
+        .signing(keys, true)
+        .build(broker.inbox(&replies).await, broker.outbox());
     let client_id = transport.client_id().to_owned();
     let victim = stateless(transport).await;
     // Stateless rmcp numbers requests from 0: discover was 0, this is 1.

@@ -46,7 +46,7 @@ use async_trait::async_trait;
 use asyncmcp::queue::{Inbox, Outbox, QueueMessage};
 use asyncmcp::server::QueueServerBuilder;
 use asyncmcp::wire::session::SessionKeys;
-use asyncmcp::{QueueClientConfig, QueueClientTransport, QueueServer};
+use asyncmcp::{QueueClientTransport, QueueServer};
 use rmcp::model::{
     ClientCapabilities, ClientRequest, Implementation, InitializeRequestParams, ProtocolVersion,
     Request,

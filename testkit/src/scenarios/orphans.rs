@@ -44,16 +44,11 @@ pub async fn orphan_replies_are_removed_after_the_threshold(broker: &dyn TestBro
     let shared = fx.queue("orphan-replies").await;
     let (inbox, log) = LoggingInbox::new(broker.inbox(&shared).await);
     let requests = fx.requests.clone();
-    let mut transport = QueueClientTransport::new(
-        inbox,
-        broker.outbox(),
-        QueueClientConfig {
-            wait: Duration::from_secs(1),
-            reply_address: Some(shared.clone()),
-            orphan_after: 3,
-            ..QueueClientConfig::new(&requests)
-        },
-    );
+    let mut transport = QueueClientTransport::builder(&requests)
+        .wait(Duration::from_secs(1))
+        .reply_address(shared.clone())
+        .orphan_after(3)
+        .build(inbox, broker.outbox());
     // The reply of a connection that no longer exists.
     let orphan = reply_for("departed.0123456789abcdef", 5, "orphaned");
     broker.outbox().send(&shared, orphan).await.expect("send");
@@ -156,10 +151,10 @@ pub async fn dropping_a_client_gives_back_what_its_poll_took(broker: &dyn TestBr
     let shared = broker.create_queue_with("drop-replies", spec).await;
     fx.queues.push(shared.clone());
     let requests = fx.requests.clone();
-    let config = QueueClientConfig {
-        wait: Duration::from_secs(1),
-        reply_address: Some(shared.clone()),
-        ..QueueClientConfig::new(&requests)
+    let config = || {
+        QueueClientTransport::builder(&requests)
+            .wait(Duration::from_secs(1))
+            .reply_address(shared.clone())
     };
     // The client that stays: it polls only once `stay_open` is cancelled,
     // so that the reply is taken by the other one's poll first.
@@ -168,14 +163,14 @@ pub async fn dropping_a_client_gives_back_what_its_poll_took(broker: &dyn TestBr
         inner: broker.inbox(&shared).await,
         open: stay_open.clone(),
     };
-    let mut staying = QueueClientTransport::new(stays, broker.outbox(), config.clone());
+    let mut staying = config().build(stays, broker.outbox());
     let (holding, answer) = (CancellationToken::new(), CancellationToken::new());
     let goes = SlowAnswerInbox {
         inner: broker.inbox(&shared).await,
         holding: holding.clone(),
         answer: answer.clone(),
     };
-    let going = QueueClientTransport::new(goes, broker.outbox(), config);
+    let going = config().build(goes, broker.outbox());
 
     let reply = reply_for(staying.client_id(), 11, "for the staying client");
     broker.outbox().send(&shared, reply).await.expect("send");

@@ -254,15 +254,10 @@ pub async fn shared_reply_queue(broker: &dyn TestBroker) {
     let shared = fx.queue("shared-replies").await;
     let mut clients = Vec::new();
     for _ in 0..2 {
-        let transport = QueueClientTransport::new(
-            broker.inbox(&shared).await,
-            broker.outbox(),
-            QueueClientConfig {
-                wait: Duration::from_secs(1),
-                reply_address: Some(shared.clone()),
-                ..QueueClientConfig::new(&fx.requests)
-            },
-        );
+        let transport = QueueClientTransport::builder(&fx.requests)
+            .wait(Duration::from_secs(1))
+            .reply_address(shared.clone())
+            .build(broker.inbox(&shared).await, broker.outbox());
         clients.push(().serve(transport).await.expect("client on a shared queue"));
     }
     let runs = clients.iter().enumerate().map(|(c, client)| async move {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use asyncmcp::queue::sns::{self, SnsOutbox};
 use asyncmcp::queue::sqs::{self, ApiCallCounter, SqsInbox, SqsOutbox};
 use asyncmcp::queue::{Outbox, RoutingOutbox, is_topic_arn};
-use asyncmcp::{QueueClientConfig, QueueClientTransport, QueueServer};
+use asyncmcp::{QueueClientTransport, QueueServer};
 use rmcp::ServiceExt;
 use tokio_util::sync::CancellationToken;
 
@@ -41,14 +41,12 @@ pub async fn drive(args: RoleArgs) -> anyhow::Result<()> {
     let counter = ApiCallCounter::new();
     let (sqs_client, outbox) = clients(&args, &counter).await;
     let inbox = SqsInbox::open(sqs_client, &args.reply_queue).await?;
-    let mut config = QueueClientConfig {
-        reply_address: Some(args.reply_address.clone()),
-        ..QueueClientConfig::new(&args.request_address)
-    };
+    let mut builder = QueueClientTransport::builder(&args.request_address)
+        .reply_address(args.reply_address.clone());
     if let Some(pollers) = args.pollers {
-        config.pollers = pollers;
+        builder = builder.pollers(pollers);
     }
-    let transport = QueueClientTransport::new(Arc::new(inbox), outbox, config);
+    let transport = builder.build(Arc::new(inbox), outbox);
     let client = ().serve(transport).await?;
     let peer = client.peer().clone();
     let call = move || {

@@ -67,7 +67,7 @@ pub async fn drive(args: RoleArgs) -> anyhow::Result<()> {
     let pending: Pending = Arc::default();
     for _ in 0..args
         .pollers
-        .unwrap_or(asyncmcp::QueueClientConfig::new("").pollers)
+        .unwrap_or(asyncmcp::QueueClientTransport::builder("").config().pollers)
     {
         let (client, queue) = (client.clone(), args.reply_queue.clone());
         let (deletes, pending) = (deletes.clone(), pending.clone());
