@@ -153,11 +153,9 @@ where
         self.tx
             .send(Entry { item, reply })
             .map_err(|_| QueueError::Closed)?;
-        outcome.await.unwrap_or_else(|_| {
-            Err(QueueError::Service(
-                "the batch call ended without a result".to_owned(),
-            ))
-        })
+        outcome
+            .await
+            .unwrap_or_else(|_| Err(QueueError::service("the batch call ended without a result")))
     }
 }
 
@@ -283,8 +281,8 @@ where
             let mut results = results.into_iter();
             for reply in replies {
                 let result = results.next().unwrap_or_else(|| {
-                    Err(QueueError::Service(
-                        "the batch call returned no result for this entry".to_owned(),
+                    Err(QueueError::service(
+                        "the batch call returned no result for this entry",
                     ))
                 });
                 // The submitter may have stopped waiting; that is fine.
@@ -494,7 +492,7 @@ mod tests {
                 if items.contains(&0) {
                     Ok(items.into_iter().map(Ok).collect())
                 } else {
-                    Err(QueueError::Service("throttled".to_owned()))
+                    Err(QueueError::service("throttled"))
                 }
             }
         });
@@ -510,7 +508,7 @@ mod tests {
         while let Some(joined) = tasks.join_next().await {
             match joined.unwrap() {
                 (0, result) => assert_eq!(result.unwrap(), 0),
-                (_, Err(QueueError::Service(text))) => assert_eq!(text, "throttled"),
+                (_, Err(QueueError::Service { message, .. })) => assert_eq!(message, "throttled"),
                 (i, other) => panic!("{i}: {other:?}"),
             }
         }
@@ -527,7 +525,10 @@ mod tests {
         let abandoned = tokio::time::timeout(Duration::from_millis(1), batcher.submit(1)).await;
         assert!(abandoned.is_err());
         let short = batcher.submit(2).await;
-        assert!(matches!(short, Err(QueueError::Service(_))), "{short:?}");
+        assert!(
+            matches!(short, Err(QueueError::Service { .. })),
+            "{short:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]

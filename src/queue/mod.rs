@@ -34,6 +34,7 @@ pub(crate) mod backoff;
 pub mod batch;
 #[cfg(feature = "sqs")]
 mod destinations;
+mod error;
 pub mod memory;
 #[cfg(feature = "sns")]
 pub mod sns;
@@ -51,6 +52,8 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1_048_576;
 
 /// The most message attributes SQS accepts on one message.
 pub const MAX_ATTRIBUTES: usize = 10;
+
+pub use error::QueueError;
 
 /// Whether `address` is an SNS topic ARN
 /// (`arn:<partition>:sns:<region>:<account>:<name>`), as opposed to a queue.
@@ -191,77 +194,6 @@ pub struct QueueInfo {
     /// server's default reply policy takes it when the queue's address shows
     /// none (LocalStack's `http://localhost:4566/<account>/<name>`).
     pub region: Option<String>,
-}
-
-/// Errors from a broker.
-///
-/// `Clone` so that one failed batch call can fail each entry it carried.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum QueueError {
-    /// The destination address is not one this outbox can send to.
-    #[error("unsupported destination {0:?}")]
-    UnsupportedDestination(String),
-    /// The queue does not exist.
-    #[error("queue {0:?} does not exist")]
-    NoSuchQueue(String),
-    /// The topic does not exist.
-    #[error("topic {0:?} does not exist")]
-    NoSuchTopic(String),
-    /// The message is larger than the destination accepts.
-    #[error("message of {size} bytes exceeds the destination's limit of {limit} bytes")]
-    TooLarge {
-        /// The message's size as the broker counts it.
-        size: usize,
-        /// The destination's limit.
-        limit: usize,
-    },
-    /// The message has more attributes than the destination delivers: SNS
-    /// silently drops a message with more than 10 attributes on its way to a
-    /// queue with raw message delivery, so such a message is refused instead.
-    #[error("message has {count} attributes; the destination delivers at most {limit}")]
-    TooManyAttributes {
-        /// The message's attribute count.
-        count: usize,
-        /// The destination's limit.
-        limit: usize,
-    },
-    /// The receipt no longer settles anything (already settled, or expired).
-    #[error("receipt is no longer valid")]
-    InvalidReceipt,
-    /// The broker refused one entry of a batch call.
-    #[error("the broker refused the entry: {code}: {message}")]
-    EntryFailed {
-        /// The broker's error code.
-        code: String,
-        /// The broker's message.
-        message: String,
-        /// Whether the broker blamed the sender (not worth retrying).
-        sender_fault: bool,
-    },
-    /// The broker could not be reached or answered with an error.
-    #[error("broker call failed: {0}")]
-    Service(String),
-    /// The inbox or outbox has been closed.
-    #[error("closed")]
-    Closed,
-}
-
-impl QueueError {
-    /// Whether retrying the same call cannot succeed (the destination is
-    /// missing, the message is refused as such): the caller should give up
-    /// rather than leave work for redelivery.
-    pub fn is_permanent(&self) -> bool {
-        match self {
-            QueueError::UnsupportedDestination(_)
-            | QueueError::NoSuchQueue(_)
-            | QueueError::NoSuchTopic(_)
-            | QueueError::TooLarge { .. }
-            | QueueError::TooManyAttributes { .. }
-            | QueueError::InvalidReceipt => true,
-            QueueError::EntryFailed { sender_fault, .. } => *sender_fault,
-            QueueError::Service(_) | QueueError::Closed => false,
-        }
-    }
 }
 
 /// A queue this process consumes.

@@ -25,13 +25,13 @@
 //! connections.
 
 use aws_config::SdkConfig;
-use aws_sdk_sns::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_sns::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
 pub use aws_sdk_sns::Client;
 
 use super::QueueError;
-use super::sqs::ApiCallCounter;
+use super::sqs::{ApiCallCounter, service_error};
 
 mod admin;
 mod outbox;
@@ -98,7 +98,7 @@ where
             sender_fault: true,
         }
     } else {
-        QueueError::Service(DisplayErrorContext(&error).to_string())
+        service_error(error)
     }
 }
 
@@ -149,8 +149,8 @@ fn entry_results(
         .into_iter()
         .map(|result| {
             result.unwrap_or_else(|| {
-                Err(QueueError::Service(
-                    "the batch response says nothing of this entry".to_owned(),
+                Err(QueueError::service(
+                    "the batch response says nothing of this entry",
                 ))
             })
         })
@@ -210,7 +210,7 @@ mod tests {
                 limit: 100
             })
         ));
-        assert!(matches!(results[3], Err(QueueError::Service(_))));
+        assert!(matches!(results[3], Err(QueueError::Service { .. })));
         let other = entry_results(&[1], 100, [], vec![failure("0", "KMSDisabled", "off")]);
         assert!(matches!(
             &other[0],

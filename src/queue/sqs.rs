@@ -18,6 +18,7 @@
 //! timeout above the longest long poll and a connect timeout, so that no
 //! call can hang forever on a dead connection.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig, meta::region::RegionProviderChain};
@@ -131,7 +132,20 @@ where
     } else if is_bad_receipt(code, message) {
         QueueError::InvalidReceipt
     } else {
-        QueueError::Service(DisplayErrorContext(&error).to_string())
+        service_error(error)
+    }
+}
+
+/// A [`QueueError::Service`] that keeps `error` (an SDK error) as its
+/// source; its message is the error with its whole chain, as the SDK's
+/// [`DisplayErrorContext`] writes it.
+pub(crate) fn service_error<E>(error: E) -> QueueError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    QueueError::Service {
+        message: DisplayErrorContext(&error).to_string(),
+        source: Some(Arc::new(error)),
     }
 }
 
@@ -174,8 +188,8 @@ pub(crate) fn entry_results(
         .into_iter()
         .map(|result| {
             result.unwrap_or_else(|| {
-                Err(QueueError::Service(
-                    "the batch response says nothing of this entry".to_owned(),
+                Err(QueueError::service(
+                    "the batch response says nothing of this entry",
                 ))
             })
         })
@@ -211,7 +225,7 @@ mod tests {
         );
         assert!(results[0].is_ok() && results[2].is_ok());
         assert!(matches!(results[1], Err(QueueError::InvalidReceipt)));
-        assert!(matches!(results[3], Err(QueueError::Service(_))));
+        assert!(matches!(results[3], Err(QueueError::Service { .. })));
         let other = entry_results(1, [], vec![failure("0", "InvalidAttributeName")]);
         assert!(matches!(
             &other[0],

@@ -125,7 +125,7 @@ impl Reply {
     pub(super) async fn send_value(&mut self, message: &Value) -> Result<(), QueueError> {
         self.headers.sequence = self.next_sequence;
         let encoded = wire::encode_value(message, &self.headers)
-            .map_err(|e| QueueError::Service(e.to_string()))?;
+            .map_err(|e| QueueError::from_source("cannot encode the message", e))?;
         self.deliver(encoded, message.get("method").is_none()).await
     }
 
@@ -183,7 +183,7 @@ impl Reply {
         // Serialized straight to the body: a `Value` in between would build
         // and drop a tree of the whole result.
         let encoded = wire::encode_message(message, &self.headers)
-            .map_err(|e| QueueError::Service(e.to_string()))?;
+            .map_err(|e| QueueError::from_source("cannot encode the message", e))?;
         let is_final = matches!(
             message,
             ServerJsonRpcMessage::Response(_) | ServerJsonRpcMessage::Error(_)

@@ -81,12 +81,12 @@ pub async fn create_topic(
     options: &SnsTopicOptions,
 ) -> Result<String, QueueError> {
     if options.fifo != name.ends_with(".fifo") {
-        return Err(QueueError::Service(format!(
+        return Err(QueueError::service(format!(
             "topic {name:?}: FIFO topic names, and only they, end in \".fifo\""
         )));
     }
     if options.content_based_deduplication && !options.fifo {
-        return Err(QueueError::Service(format!(
+        return Err(QueueError::service(format!(
             "topic {name:?}: content-based deduplication needs a FIFO topic"
         )));
     }
@@ -96,7 +96,7 @@ pub async fn create_topic(
     }
     match request.send().await {
         Ok(output) => output.topic_arn.ok_or_else(|| {
-            QueueError::Service(format!("CreateTopic for {name:?} returned no ARN"))
+            QueueError::service(format!("CreateTopic for {name:?} returned no ARN"))
         }),
         Err(error)
             if is_conflict(
@@ -185,7 +185,7 @@ pub async fn subscribe_queue(
     match request.send().await {
         Ok(output) => output
             .subscription_arn
-            .ok_or_else(|| QueueError::Service(format!("Subscribe of {endpoint} returned no ARN"))),
+            .ok_or_else(|| QueueError::service(format!("Subscribe of {endpoint} returned no ARN"))),
         Err(error)
             if is_conflict(
                 error.code().unwrap_or_default(),
@@ -251,7 +251,7 @@ async fn update_subscription(
             .await
             .map_err(|e| match map_sdk_error(e, arn) {
                 QueueError::NoSuchTopic(_) => {
-                    QueueError::Service(format!("subscription {arn} does not exist"))
+                    QueueError::service(format!("subscription {arn} does not exist"))
                 }
                 other => other,
             })?;

@@ -182,7 +182,7 @@ async fn publish_one(
         Ok(output) => results(&[size], limit, output)
             .into_iter()
             .next()
-            .unwrap_or_else(|| Err(QueueError::Service("no result for the entry".to_owned()))),
+            .unwrap_or_else(|| Err(QueueError::service("no result for the entry"))),
         Err(error)
             if is_too_long(
                 error.code().unwrap_or_default(),
@@ -209,7 +209,9 @@ fn results(
 }
 
 fn entry(index: usize, message: QueueMessage) -> Result<PublishBatchRequestEntry, QueueError> {
-    let build_error = |e: aws_sdk_sns::error::BuildError| QueueError::Service(e.to_string());
+    let build_error = |e: aws_sdk_sns::error::BuildError| {
+        QueueError::from_source("cannot build a batch entry", e)
+    };
     let mut attributes = HashMap::with_capacity(message.attributes.len());
     for (name, value) in message.attributes {
         let (data_type, text) = match value {

@@ -73,7 +73,7 @@ pub async fn create_queue(
     options: &SqsQueueOptions,
 ) -> Result<String, QueueError> {
     if options.fifo != name.ends_with(".fifo") {
-        return Err(QueueError::Service(format!(
+        return Err(QueueError::service(format!(
             "queue {name:?}: FIFO queue names, and only they, end in \".fifo\""
         )));
     }
@@ -83,7 +83,7 @@ pub async fn create_queue(
     }
     match request.send().await {
         Ok(output) => output.queue_url.ok_or_else(|| {
-            QueueError::Service(format!("CreateQueue for {name:?} returned no URL"))
+            QueueError::service(format!("CreateQueue for {name:?} returned no URL"))
         }),
         Err(error) => {
             use aws_sdk_sqs::error::ProvideErrorMetadata;
@@ -110,7 +110,7 @@ pub async fn queue_url(client: &Client, name: &str) -> Result<String, QueueError
         .await
         .map_err(|e| map_sdk_error(e, name))?
         .queue_url
-        .ok_or_else(|| QueueError::Service(format!("GetQueueUrl for {name:?} returned no URL")))
+        .ok_or_else(|| QueueError::service(format!("GetQueueUrl for {name:?} returned no URL")))
 }
 
 /// The ARN of the queue at `url` (for redrive policies and SNS subscriptions).
@@ -126,7 +126,7 @@ pub async fn queue_arn(client: &Client, url: &str) -> Result<String, QueueError>
         .attributes
         .unwrap_or_default()
         .remove(&QueueAttributeName::QueueArn)
-        .ok_or_else(|| QueueError::Service(format!("no QueueArn for {url}")))
+        .ok_or_else(|| QueueError::service(format!("no QueueArn for {url}")))
 }
 
 /// How long a dead-letter queue made by [`create_queue_with_dead_letter`]
@@ -216,7 +216,7 @@ pub async fn allow_topic(
     let mut attributes = output.attributes.unwrap_or_default();
     let queue_arn = attributes
         .remove(&QueueAttributeName::QueueArn)
-        .ok_or_else(|| QueueError::Service(format!("no QueueArn for {queue_url}")))?;
+        .ok_or_else(|| QueueError::service(format!("no QueueArn for {queue_url}")))?;
     let policy = attributes.remove(&QueueAttributeName::Policy);
     let Some(policy) = merge_topic_statement(policy.as_deref(), &queue_arn, topic_arn)? else {
         tracing::debug!(
@@ -250,7 +250,7 @@ fn merge_topic_statement(
     topic_arn: &str,
 ) -> Result<Option<String>, QueueError> {
     use serde_json::{Value, json};
-    let invalid = |why: &str| QueueError::Service(format!("the policy of {queue_arn} {why}"));
+    let invalid = |why: &str| QueueError::service(format!("the policy of {queue_arn} {why}"));
     let mut policy = match policy.map(str::trim).filter(|p| !p.is_empty()) {
         None => json!({ "Version": "2012-10-17", "Statement": [] }),
         Some(text) => serde_json::from_str::<Value>(text)

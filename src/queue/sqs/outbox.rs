@@ -130,7 +130,9 @@ async fn send_batch(client: Client, url: String, messages: Vec<QueueMessage>) ->
 }
 
 fn entry(index: usize, message: QueueMessage) -> Result<SendMessageBatchRequestEntry, QueueError> {
-    let build_error = |e: aws_sdk_sqs::error::BuildError| QueueError::Service(e.to_string());
+    let build_error = |e: aws_sdk_sqs::error::BuildError| {
+        QueueError::from_source("cannot build a batch entry", e)
+    };
     let mut attributes = HashMap::with_capacity(message.attributes.len());
     for (name, value) in message.attributes {
         let (data_type, text) = match value {
