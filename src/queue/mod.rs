@@ -30,6 +30,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub(crate) mod address;
 pub(crate) mod backoff;
 pub mod batch;
 #[cfg(feature = "sqs")]
@@ -53,25 +54,8 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1_048_576;
 /// The most message attributes SQS accepts on one message.
 pub const MAX_ATTRIBUTES: usize = 10;
 
+pub use address::{is_fifo, is_topic_arn};
 pub use error::QueueError;
-
-/// Whether `address` is an SNS topic ARN
-/// (`arn:<partition>:sns:<region>:<account>:<name>`), as opposed to a queue.
-/// A subscription ARN (one more `:<id>` part) is not a topic ARN.
-pub fn is_topic_arn(address: &str) -> bool {
-    let parts: Vec<&str> = address.split(':').collect();
-    parts.len() == 6
-        && parts[0] == "arn"
-        && parts[2] == "sns"
-        && parts.iter().all(|p| !p.is_empty())
-}
-
-/// Whether `address` names a FIFO queue or topic (its name ends in `.fifo`),
-/// which needs a message group (and a deduplication id, unless it
-/// deduplicates by content) on every message.
-pub fn is_fifo(address: &str) -> bool {
-    address.ends_with(".fifo")
-}
 
 /// The value of one message attribute.
 ///

@@ -3,10 +3,10 @@
 //! * [`SqsInbox`] consumes one queue: long-polled `ReceiveMessage`, acks
 //!   through adaptively batched `DeleteMessageBatch`, `release` and `extend`
 //!   through `ChangeMessageVisibility`.
-//! * [`SqsOutbox`] sends to any queue URL through a per-destination,
-//!   adaptively batched `SendMessageBatch` (see [`batch`](super::batch)),
-//!   and refuses a message larger than the queue's `MaximumMessageSize`
-//!   before making any call.
+//! * [`SqsOutbox`] sends to SQS queue URLs (and no other address) through
+//!   a per-destination, adaptively batched `SendMessageBatch` (see
+//!   [`batch`](super::batch)), and refuses a message larger than the
+//!   queue's `MaximumMessageSize` before making any call.
 //! * [`create_queue`], [`create_queue_with_dead_letter`], [`queue_arn`],
 //!   [`queue_url`] and [`delete_queue`] provision queues idempotently;
 //!   [`allow_topic`] lets an SNS topic send to a queue.

@@ -8,11 +8,18 @@ use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName, SendMessageBatchRequestEntry};
 
 use super::{entry_results, is_refused, map_sdk_error};
+use crate::queue::address::QueueUrl;
 use crate::queue::batch::{Batcher, BatcherConfig, FlushResult};
 use crate::queue::destinations::Destinations;
 use crate::queue::{AttributeValue, DEFAULT_MAX_MESSAGE_SIZE, Outbox, QueueError, QueueMessage};
 
 /// Sends to SQS queues named by URL.
+///
+/// Accepts only SQS queue URLs (`<scheme>://<host>[:port]/<12-digit
+/// account>/<queue name>`, or LocalStack's
+/// `/queue/<region>/<account>/<name>` path form), so that in a
+/// [`RoutingOutbox`](crate::queue::RoutingOutbox) other `https://`
+/// addresses go to the outbox they belong to.
 ///
 /// Each destination gets its own adaptive [`Batcher`] over
 /// `SendMessageBatch`, so concurrent sends to one queue share calls, while a
@@ -159,7 +166,7 @@ fn entry(index: usize, message: QueueMessage) -> Result<SendMessageBatchRequestE
 #[async_trait]
 impl Outbox for SqsOutbox {
     fn accepts(&self, address: &str) -> bool {
-        address.starts_with("https://") || address.starts_with("http://")
+        QueueUrl::parse(address).is_some()
     }
 
     async fn send(&self, address: &str, message: QueueMessage) -> Result<(), QueueError> {
@@ -189,6 +196,76 @@ impl Outbox for SqsOutbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An outbox whose client reaches nothing (port 9) and does not retry.
+    fn unreachable() -> SqsOutbox {
+        use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region, retry::RetryConfig};
+        let config = aws_sdk_sqs::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("test", "test", None, None, "test"))
+            .endpoint_url("http://127.0.0.1:9")
+            .retry_config(RetryConfig::disabled())
+            .build();
+        SqsOutbox::new(Client::from_conf(config))
+    }
+
+    #[tokio::test]
+    async fn only_queue_urls_are_accepted() {
+        let outbox = unreachable();
+        for queue in [
+            "https://sqs.us-east-1.amazonaws.com/123456789012/q",
+            "https://sqs.us-east-1.amazonaws.com/123456789012/q.fifo",
+            "https://us-west-2.queue.amazonaws.com/123456789012/q",
+            "https://sqs-fips.us-gov-west-1.amazonaws.com/123456789012/q",
+            "https://sqs.cn-north-1.amazonaws.com.cn/123456789012/q",
+            "https://vpce-0a1b2c3d-e4f5.sqs.eu-west-1.vpce.amazonaws.com/123456789012/q",
+            "http://localhost:4566/000000000000/q",
+            "http://sqs.us-east-1.localhost.localstack.cloud:4566/000000000000/q",
+            "http://localhost:4566/queue/us-east-1/000000000000/q",
+        ] {
+            assert!(outbox.accepts(queue), "{queue}");
+        }
+        for other in [
+            "https://example.com/hooks/reply",
+            "https://hooks.example.com/123/reply",
+            "http://localhost:8080/webhook",
+            "http://localhost:4566/000000000000/q?x=1",
+            "arn:aws:sns:us-east-1:000000000000:t",
+            "memory://q",
+        ] {
+            assert!(!outbox.accepts(other), "{other}");
+            let sent = outbox.send(other, QueueMessage::new("x")).await;
+            assert!(
+                matches!(sent, Err(QueueError::UnsupportedDestination(_))),
+                "{other}: {sent:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_call_keeps_the_sdk_error_as_its_source() {
+        use aws_sdk_sqs::error::SdkError;
+        use aws_sdk_sqs::operation::get_queue_attributes::GetQueueAttributesError;
+        use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+        use std::error::Error as _;
+
+        let outbox = unreachable();
+        let url = "http://127.0.0.1:9/000000000000/q";
+        let failed = outbox.send(url, QueueMessage::new("x")).await.unwrap_err();
+        let QueueError::Service { message, .. } = &failed else {
+            panic!("{failed:?}");
+        };
+        assert!(message.contains("dispatch failure"), "{message}");
+        let source = failed.source().expect("a source");
+        assert!(
+            source
+                .downcast_ref::<SdkError<GetQueueAttributesError, HttpResponse>>()
+                .is_some(),
+            "{source:?}"
+        );
+        assert!(!failed.is_permanent());
+    }
 
     #[test]
     fn entries_carry_attributes_and_fifo_ids() {
