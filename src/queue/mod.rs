@@ -23,6 +23,11 @@
 //!   `aws-sdk-sns`, with adaptive batching of publishes, and provisioning of
 //!   topics and queue subscriptions. Messages published to a topic arrive in
 //!   the SQS queues subscribed to it, so consuming is always an `sqs` inbox.
+//!
+//! The SQS and SNS outboxes are one generic batched outbox (`batched`: the
+//! prechecks, the per-destination size lookup and [`batch::Batcher`]) over a
+//! small per-service trait that sends one batch; a further batching broker
+//! is one more implementation of that trait.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -33,6 +38,8 @@ use async_trait::async_trait;
 pub(crate) mod address;
 pub(crate) mod backoff;
 pub mod batch;
+#[cfg(feature = "sqs")]
+pub(crate) mod batched;
 #[cfg(feature = "sqs")]
 mod destinations;
 mod error;

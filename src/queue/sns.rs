@@ -30,8 +30,8 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
 pub use aws_sdk_sns::Client;
 
-use super::QueueError;
 use super::sqs::{ApiCallCounter, service_error};
+use super::{QueueError, batched};
 
 mod admin;
 mod outbox;
@@ -130,31 +130,12 @@ fn entry_results(
     successful: impl IntoIterator<Item = String>,
     failed: Vec<aws_sdk_sns::types::BatchResultErrorEntry>,
 ) -> Vec<Result<(), QueueError>> {
-    let count = sizes.len();
-    let mut results: Vec<Option<Result<(), QueueError>>> = vec![None; count];
-    let slot = |id: &str| id.parse::<usize>().ok().filter(|&i| i < count);
-    for id in successful {
-        match slot(&id) {
-            Some(i) => results[i] = Some(Ok(())),
-            None => tracing::warn!(%id, "batch response names an unknown entry"),
-        }
-    }
-    for entry in failed {
-        match slot(&entry.id) {
-            Some(i) => results[i] = Some(Err(map_entry_error(entry, sizes[i], limit))),
-            None => tracing::warn!(id = %entry.id, "batch response names an unknown entry"),
-        }
-    }
-    results
-        .into_iter()
-        .map(|result| {
-            result.unwrap_or_else(|| {
-                Err(QueueError::service(
-                    "the batch response says nothing of this entry",
-                ))
-            })
+    let failed = failed.into_iter().map(|entry| {
+        (entry.id.clone(), |i: usize| {
+            map_entry_error(entry, sizes[i], limit)
         })
-        .collect()
+    });
+    batched::entry_results(sizes.len(), successful, failed)
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
 pub use aws_sdk_sqs::Client;
 
-use super::QueueError;
+use super::{QueueError, batched};
 
 mod admin;
 mod counter;
@@ -170,30 +170,10 @@ pub(crate) fn entry_results(
     successful: impl IntoIterator<Item = String>,
     failed: Vec<aws_sdk_sqs::types::BatchResultErrorEntry>,
 ) -> Vec<Result<(), QueueError>> {
-    let mut results: Vec<Option<Result<(), QueueError>>> = vec![None; count];
-    let slot = |id: &str| id.parse::<usize>().ok().filter(|&i| i < count);
-    for id in successful {
-        match slot(&id) {
-            Some(i) => results[i] = Some(Ok(())),
-            None => tracing::warn!(%id, "batch response names an unknown entry"),
-        }
-    }
-    for entry in failed {
-        match slot(&entry.id) {
-            Some(i) => results[i] = Some(Err(map_entry_error(entry))),
-            None => tracing::warn!(id = %entry.id, "batch response names an unknown entry"),
-        }
-    }
-    results
+    let failed = failed
         .into_iter()
-        .map(|result| {
-            result.unwrap_or_else(|| {
-                Err(QueueError::service(
-                    "the batch response says nothing of this entry",
-                ))
-            })
-        })
-        .collect()
+        .map(|entry| (entry.id.clone(), |_| map_entry_error(entry)));
+    batched::entry_results(count, successful, failed)
 }
 
 /// Whole seconds for an SQS duration parameter: rounded up, at most `max`.
