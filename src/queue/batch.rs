@@ -45,7 +45,10 @@ use super::QueueError;
 pub const MAX_BATCH_ENTRIES: usize = 10;
 
 /// How a [`Batcher`] sizes its calls.
+///
+/// Built from [`Default`] by setting fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BatcherConfig {
     /// The most entries in one call (`1..=10` for SQS and SNS).
     pub max_entries: usize,

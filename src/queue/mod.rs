@@ -159,6 +159,7 @@ pub struct Receipt(pub String);
 
 /// One message received from an [`Inbox`], not yet settled.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Delivery {
     /// The broker's id of the message (stable across redeliveries).
     pub message_id: String,
@@ -172,6 +173,7 @@ pub struct Delivery {
 
 /// What an [`Inbox`] says about its queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct QueueInfo {
     /// The queue's address (its URL).
     pub address: String,
@@ -185,6 +187,43 @@ pub struct QueueInfo {
     /// server's default reply policy takes it when the queue's address shows
     /// none (LocalStack's `http://localhost:4566/<account>/<name>`).
     pub region: Option<String>,
+}
+
+impl Delivery {
+    /// A delivery of `message`, settled by `receipt`, delivered for the
+    /// `receive_count`th time (from 1).
+    pub fn new(
+        message_id: impl Into<String>,
+        receipt: Receipt,
+        receive_count: u32,
+        message: QueueMessage,
+    ) -> Self {
+        Self {
+            message_id: message_id.into(),
+            receipt,
+            receive_count,
+            message,
+        }
+    }
+}
+
+impl QueueInfo {
+    /// The queue at `address`, FIFO when its name ends in `.fifo`
+    /// ([`is_fifo`]), with no region; set the fields to say otherwise.
+    pub fn new(
+        address: impl Into<String>,
+        visibility_timeout: Duration,
+        max_message_size: usize,
+    ) -> Self {
+        let address = address.into();
+        Self {
+            fifo: is_fifo(&address),
+            address,
+            visibility_timeout,
+            max_message_size,
+            region: None,
+        }
+    }
 }
 
 /// A queue this process consumes.
@@ -260,6 +299,16 @@ pub struct RoutingOutbox {
     routes: Vec<Arc<dyn Outbox>>,
 }
 
+impl std::fmt::Debug for RoutingOutbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The routes are trait objects without `Debug`; their count is what
+        // can be shown.
+        f.debug_struct("RoutingOutbox")
+            .field("routes", &self.routes.len())
+            .finish()
+    }
+}
+
 impl RoutingOutbox {
     /// An outbox with no routes (accepts nothing).
     pub fn new() -> Self {
@@ -290,5 +339,33 @@ impl Outbox for RoutingOutbox {
     }
     async fn max_message_size(&self, address: &str) -> Result<usize, QueueError> {
         self.route(address)?.max_message_size(address).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constructors_fill_what_they_can_tell() {
+        let url = "https://sqs.us-east-1.amazonaws.com/123456789012/q.fifo";
+        let info = QueueInfo::new(url, Duration::from_secs(30), 1024);
+        assert!(info.fifo);
+        assert_eq!((info.address.as_str(), info.region), (url, None));
+        assert!(!QueueInfo::new("memory://q", Duration::ZERO, 1).fifo);
+
+        let delivery = Delivery::new("id", Receipt("r".to_owned()), 2, QueueMessage::new("b"));
+        assert_eq!(delivery.message_id, "id");
+        assert_eq!(delivery.receive_count, 2);
+        assert_eq!(delivery.message.body, "b");
+    }
+
+    #[test]
+    fn a_routing_outbox_shows_its_routes() {
+        let memory = memory::MemoryBroker::new();
+        let routing = RoutingOutbox::new()
+            .with(Arc::new(memory.outbox()))
+            .with(Arc::new(memory.outbox()));
+        assert_eq!(format!("{routing:?}"), "RoutingOutbox { routes: 2 }");
     }
 }

@@ -254,10 +254,7 @@ pub async fn signed_messages(broker: &dyn TestBroker) {
             QueueClientConfig {
                 wait: Duration::from_secs(1),
                 reply_address: Some(replies),
-                signing: Some(Signing {
-                    keys,
-                    required: true,
-                }),
+                signing: Some(Signing::new(keys)),
                 ..QueueClientConfig::new(&fx.requests)
             },
         );

@@ -236,10 +236,7 @@ pub async fn refusals_cannot_fail_another_clients_call(broker: &dyn TestBroker) 
         QueueClientConfig {
             wait: Duration::from_secs(1),
             reply_address: Some(replies.clone()),
-            signing: Some(Signing {
-                keys,
-                required: true,
-            }),
+            signing: Some(Signing::new(keys)),
             ..QueueClientConfig::new(&fx.requests)
         },
     );

@@ -232,14 +232,9 @@ async fn receive_returns_at_most_max_in_order() {
 async fn redrive_moves_a_message_received_too_often() {
     let broker = MemoryBroker::new();
     let dlq = broker.create_queue("dlq", MemoryQueueOptions::default());
-    let options = MemoryQueueOptions {
-        visibility_timeout: Duration::from_secs(1),
-        redrive: Some(RedrivePolicy {
-            dead_letter_queue: dlq.clone(),
-            max_receive_count: 2,
-        }),
-        ..MemoryQueueOptions::default()
-    };
+    let options = MemoryQueueOptions::default()
+        .with_visibility_timeout(Duration::from_secs(1))
+        .with_redrive(RedrivePolicy::new(dlq.clone(), 2));
     let address = broker.create_queue("work", options);
     broker
         .outbox()
@@ -266,10 +261,7 @@ async fn redrive_moves_a_message_received_too_often() {
 #[tokio::test(start_paused = true)]
 async fn oversize_messages_are_refused() {
     let broker = MemoryBroker::new();
-    let options = MemoryQueueOptions {
-        max_message_size: 10,
-        ..MemoryQueueOptions::default()
-    };
+    let options = MemoryQueueOptions::default().with_max_message_size(10);
     let address = broker.create_queue("small", options);
     let outbox = broker.outbox();
     assert_eq!(outbox.max_message_size(&address).await.unwrap(), 10);
