@@ -24,14 +24,13 @@ impl Memory {
 impl TestBroker for Memory {
     async fn create_queue_with(&self, prefix: &str, spec: QueueSpec) -> String {
         let name = unique_name(prefix);
-        let defaults = MemoryQueueOptions::default();
-        let options = MemoryQueueOptions {
-            visibility_timeout: spec
-                .visibility_timeout
-                .unwrap_or(defaults.visibility_timeout),
-            max_message_size: spec.max_message_size.unwrap_or(defaults.max_message_size),
-            redrive: None,
-        };
+        let mut options = MemoryQueueOptions::default();
+        if let Some(timeout) = spec.visibility_timeout {
+            options.visibility_timeout = timeout;
+        }
+        if let Some(bytes) = spec.max_message_size {
+            options.max_message_size = bytes;
+        }
         self.0.create_queue(&name, options)
     }
     async fn inbox(&self, address: &str) -> Arc<dyn Inbox> {
@@ -134,10 +133,7 @@ async fn heartbeat_stops_when_the_call_ends() {
     let broker = MemoryBroker::new();
     let requests = broker.create_queue(
         "requests",
-        MemoryQueueOptions {
-            visibility_timeout: Duration::from_secs(1),
-            ..MemoryQueueOptions::default()
-        },
+        MemoryQueueOptions::default().with_visibility_timeout(Duration::from_secs(1)),
     );
     let extends = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let inbox = CountingInbox {

@@ -71,11 +71,9 @@ impl SnsSqs {
 impl TestBroker for SnsSqs {
     async fn create_queue_with(&self, prefix: &str, spec: QueueSpec) -> String {
         let name = unique_name(prefix);
-        let options = SqsQueueOptions {
-            visibility_timeout: spec.visibility_timeout,
-            max_message_size: spec.max_message_size,
-            ..SqsQueueOptions::default()
-        };
+        let mut options = SqsQueueOptions::default();
+        options.visibility_timeout = spec.visibility_timeout;
+        options.max_message_size = spec.max_message_size;
         let queue_url = sqs::create_queue(&self.sqs, &name, &options)
             .await
             .expect("create queue");
@@ -87,10 +85,7 @@ impl TestBroker for SnsSqs {
         let topic = sns::create_topic(&self.sns, &name, &Default::default())
             .await
             .expect("create topic");
-        let options = SubscriptionOptions {
-            raw_message_delivery: self.raw,
-            ..SubscriptionOptions::default()
-        };
+        let options = SubscriptionOptions::default().with_raw_message_delivery(self.raw);
         let subscription = sns::subscribe_queue(&self.sns, &self.sqs, &topic, &queue_url, &options)
             .await
             .expect("subscribe");
@@ -256,11 +251,9 @@ async fn clients_share_one_reply_topic_through_filter_policies() {
     )
     .await
     .expect("spy queue");
-    let spy_options = SubscriptionOptions {
-        raw_message_delivery: true,
-        filter_policy: Some(sns::filter_on("ClientId", &[&first_id])),
-        ..SubscriptionOptions::default()
-    };
+    let spy_options = SubscriptionOptions::default()
+        .with_raw_message_delivery(true)
+        .with_filter_policy(sns::filter_on("ClientId", &[&first_id]));
     let spy_subscription =
         sns::subscribe_queue(&sns_client, &sqs_client, &topic, &spy, &spy_options)
             .await

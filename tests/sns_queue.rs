@@ -121,10 +121,7 @@ async fn receive(inbox: &SqsInbox, count: usize) -> Vec<Delivery> {
 }
 
 fn raw() -> SubscriptionOptions {
-    SubscriptionOptions {
-        raw_message_delivery: true,
-        ..SubscriptionOptions::default()
-    }
+    SubscriptionOptions::default().with_raw_message_delivery(true)
 }
 
 /// A message with a `String` and a `Number` attribute.
@@ -217,10 +214,7 @@ async fn filter_policies_route_each_client_its_own_messages() {
         let topic = env.topic("filter", &SnsTopicOptions::default()).await?;
         let mut inboxes = Vec::new();
         for client in ["a", "b"] {
-            let options = SubscriptionOptions {
-                filter_policy: Some(filter_on("ClientId", &[client])),
-                ..raw()
-            };
+            let options = raw().with_filter_policy(filter_on("ClientId", &[client]));
             let (url, _) = env.subscribed(client, &topic, &options).await?;
             inboxes.push((client, env.inbox(&url).await));
         }
@@ -333,20 +327,17 @@ async fn oversize_crowded_and_misaddressed_messages_are_refused() {
 #[tokio::test]
 async fn fifo_topics_carry_the_message_group() {
     run(async |env| {
-        let options = SnsTopicOptions {
-            fifo: true,
-            content_based_deduplication: true,
-        };
+        let options = SnsTopicOptions::default()
+            .with_fifo(true)
+            .with_content_based_deduplication(true);
         let topic = env.topic("fifo", &options).await?;
         assert!(topic.ends_with(".fifo"), "{topic}");
         let url = sqs::create_queue(
             &env.sqs,
             &format!("{}.fifo", unique_name("asyncmcp-sns-fifo")),
-            &SqsQueueOptions {
-                fifo: true,
-                content_based_deduplication: true,
-                ..SqsQueueOptions::default()
-            },
+            &SqsQueueOptions::default()
+                .with_fifo(true)
+                .with_content_based_deduplication(true),
         )
         .await?;
         env.track(&url);
@@ -415,15 +406,8 @@ async fn provisioning_is_idempotent() {
         let name = topic.rsplit(':').next().unwrap_or_default();
         let again = create_topic(&env.sns, name, &SnsTopicOptions::default()).await?;
         assert_eq!(again, topic);
-        let mismatched = create_topic(
-            &env.sns,
-            name,
-            &SnsTopicOptions {
-                fifo: true,
-                ..Default::default()
-            },
-        )
-        .await;
+        let mismatched =
+            create_topic(&env.sns, name, &SnsTopicOptions::default().with_fifo(true)).await;
         assert!(mismatched.is_err(), "{mismatched:?}");
 
         let url = env.queue("idem").await;
@@ -436,17 +420,12 @@ async fn provisioning_is_idempotent() {
             topic.as_str()
         );
 
-        let first_options = SubscriptionOptions {
-            filter_policy: Some(filter_on("ClientId", &["a"])),
-            ..raw()
-        };
+        let first_options = raw().with_filter_policy(filter_on("ClientId", &["a"]));
         let first = subscribe_queue(&env.sns, &env.sqs, &topic, &url, &first_options).await?;
         let same = subscribe_queue(&env.sns, &env.sqs, &topic, &url, &first_options).await?;
         assert_eq!(same, first);
-        let second_options = SubscriptionOptions {
-            filter_policy: Some(filter_on("ClientId", &["b"])),
-            ..SubscriptionOptions::default()
-        };
+        let second_options =
+            SubscriptionOptions::default().with_filter_policy(filter_on("ClientId", &["b"]));
         let second = subscribe_queue(&env.sns, &env.sqs, &topic, &url, &second_options).await?;
         assert_eq!(second, first);
         assert_eq!(asyncmcp_statements(env, &url).await?.len(), 1);
@@ -491,10 +470,7 @@ async fn provisioning_is_idempotent() {
 
         // A dead-letter queue for undeliverable messages: SNS may write to it.
         let dead_letters = env.queue("idem-dlq").await;
-        let with_dlq = SubscriptionOptions {
-            dead_letter_arn: Some(sqs::queue_arn(&env.sqs, &dead_letters).await?),
-            ..raw()
-        };
+        let with_dlq = raw().with_dead_letter_arn(sqs::queue_arn(&env.sqs, &dead_letters).await?);
         let fourth = subscribe_queue(&env.sns, &env.sqs, &topic, &url, &with_dlq).await?;
         assert_eq!(fourth, first);
         let statements = asyncmcp_statements(env, &dead_letters).await?;
@@ -519,10 +495,7 @@ async fn provisioning_is_idempotent() {
 #[tokio::test]
 async fn a_message_received_too_often_lands_in_the_dead_letter_queue() {
     run(async |env| {
-        let options = SqsQueueOptions {
-            visibility_timeout: Some(Duration::from_secs(1)),
-            ..SqsQueueOptions::default()
-        };
+        let options = SqsQueueOptions::default().with_visibility_timeout(Duration::from_secs(1));
         let name = unique_name("asyncmcp-sns-redrive");
         let (url, dlq) = create_queue_with_dead_letter(&env.sqs, &name, &options, 2).await?;
         env.track(&url);
@@ -551,10 +524,7 @@ async fn a_message_received_too_often_lands_in_the_dead_letter_queue() {
         assert_eq!(dead.len(), 1);
         assert_eq!(dead[0].message.body, "poison");
 
-        let fifo = SqsQueueOptions {
-            fifo: true,
-            ..options.clone()
-        };
+        let fifo = options.clone().with_fifo(true);
         let name = format!("{}.fifo", unique_name("asyncmcp-sns-redrive"));
         let (url, dlq) = create_queue_with_dead_letter(&env.sqs, &name, &fifo, 1).await?;
         env.track(&url);

@@ -37,11 +37,9 @@ impl Sqs {
 #[async_trait]
 impl TestBroker for Sqs {
     async fn create_queue_with(&self, prefix: &str, spec: QueueSpec) -> String {
-        let options = SqsQueueOptions {
-            visibility_timeout: spec.visibility_timeout,
-            max_message_size: spec.max_message_size,
-            ..SqsQueueOptions::default()
-        };
+        let mut options = SqsQueueOptions::default();
+        options.visibility_timeout = spec.visibility_timeout;
+        options.max_message_size = spec.max_message_size;
         self.create(prefix, options).await
     }
     async fn inbox(&self, address: &str) -> Arc<dyn Inbox> {

@@ -100,10 +100,7 @@ async fn receive(inbox: &SqsInbox, count: usize) -> Vec<Delivery> {
 }
 
 fn visibility(secs: u64) -> SqsQueueOptions {
-    SqsQueueOptions {
-        visibility_timeout: Some(Duration::from_secs(secs)),
-        ..SqsQueueOptions::default()
-    }
+    SqsQueueOptions::default().with_visibility_timeout(Duration::from_secs(secs))
 }
 
 #[tokio::test]
@@ -153,10 +150,7 @@ async fn concurrent_sends_and_acks_are_batched() {
 async fn an_oversize_message_fails_before_any_call() {
     // The limit itself is in the Inbox/Outbox contract (tests/sqs.rs).
     run(async |env| {
-        let options = SqsQueueOptions {
-            max_message_size: Some(1024),
-            ..SqsQueueOptions::default()
-        };
+        let options = SqsQueueOptions::default().with_max_message_size(1024);
         let url = env.queue("size", &options).await?;
         let outbox = env.outbox();
         let refused = outbox.send(&url, QueueMessage::new("x".repeat(1025))).await;
@@ -265,11 +259,9 @@ async fn a_missing_queue_is_no_such_queue() {
 #[tokio::test]
 async fn fifo_queues_carry_the_message_group() {
     run(async |env| {
-        let options = SqsQueueOptions {
-            fifo: true,
-            content_based_deduplication: true,
-            ..SqsQueueOptions::default()
-        };
+        let options = SqsQueueOptions::default()
+            .with_fifo(true)
+            .with_content_based_deduplication(true);
         let url = env.queue("fifo", &options).await?;
         let mut message = QueueMessage::new("ordered");
         message.group_id = Some("session-1".to_owned());
@@ -290,22 +282,15 @@ async fn create_is_idempotent_and_redrive_reaches_the_dlq() {
         let dlq = env.queue("dlq", &visibility(30)).await?;
         let arn = queue_arn(&env.client, &dlq).await?;
         assert!(arn.starts_with("arn:aws:sqs:"), "{arn}");
-        let options = SqsQueueOptions {
-            redrive: Some(SqsRedrive {
-                dead_letter_arn: arn,
-                max_receive_count: 1,
-            }),
-            ..visibility(30)
-        };
+        let options = visibility(30).with_redrive(SqsRedrive::new(arn, 1));
         let url = env.queue("redrive", &options).await?;
         let name = url.rsplit('/').next().unwrap_or_default();
         assert_eq!(create_queue(&env.client, name, &options).await?, url);
         // Other attributes: SQS refuses with QueueAlreadyExists; the URL is
         // returned all the same and the queue is left as it was.
-        let other = SqsQueueOptions {
-            visibility_timeout: Some(Duration::from_secs(31)),
-            ..options.clone()
-        };
+        let other = options
+            .clone()
+            .with_visibility_timeout(Duration::from_secs(31));
         assert_eq!(create_queue(&env.client, name, &other).await?, url);
 
         env.outbox().send(&url, QueueMessage::new("poison")).await?;

@@ -360,7 +360,7 @@ mod tests {
             let mut attempts = self.attempts.lock().unwrap_or_else(PoisonError::into_inner);
             attempts.push(message);
             if attempts.len() == 1 {
-                return Err(QueueError::Service("throttled".into()));
+                return Err(QueueError::service("throttled"));
             }
             Ok(())
         }

@@ -45,7 +45,10 @@ use super::QueueError;
 pub const MAX_BATCH_ENTRIES: usize = 10;
 
 /// How a [`Batcher`] sizes its calls.
+///
+/// Built from [`Default`] by setting fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BatcherConfig {
     /// The most entries in one call (`1..=10` for SQS and SNS).
     pub max_entries: usize,
@@ -153,11 +156,9 @@ where
         self.tx
             .send(Entry { item, reply })
             .map_err(|_| QueueError::Closed)?;
-        outcome.await.unwrap_or_else(|_| {
-            Err(QueueError::Service(
-                "the batch call ended without a result".to_owned(),
-            ))
-        })
+        outcome
+            .await
+            .unwrap_or_else(|_| Err(QueueError::service("the batch call ended without a result")))
     }
 }
 
@@ -283,8 +284,8 @@ where
             let mut results = results.into_iter();
             for reply in replies {
                 let result = results.next().unwrap_or_else(|| {
-                    Err(QueueError::Service(
-                        "the batch call returned no result for this entry".to_owned(),
+                    Err(QueueError::service(
+                        "the batch call returned no result for this entry",
                     ))
                 });
                 // The submitter may have stopped waiting; that is fine.
@@ -494,7 +495,7 @@ mod tests {
                 if items.contains(&0) {
                     Ok(items.into_iter().map(Ok).collect())
                 } else {
-                    Err(QueueError::Service("throttled".to_owned()))
+                    Err(QueueError::service("throttled"))
                 }
             }
         });
@@ -510,7 +511,7 @@ mod tests {
         while let Some(joined) = tasks.join_next().await {
             match joined.unwrap() {
                 (0, result) => assert_eq!(result.unwrap(), 0),
-                (_, Err(QueueError::Service(text))) => assert_eq!(text, "throttled"),
+                (_, Err(QueueError::Service { message, .. })) => assert_eq!(message, "throttled"),
                 (i, other) => panic!("{i}: {other:?}"),
             }
         }
@@ -527,7 +528,10 @@ mod tests {
         let abandoned = tokio::time::timeout(Duration::from_millis(1), batcher.submit(1)).await;
         assert!(abandoned.is_err());
         let short = batcher.submit(2).await;
-        assert!(matches!(short, Err(QueueError::Service(_))), "{short:?}");
+        assert!(
+            matches!(short, Err(QueueError::Service { .. })),
+            "{short:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]

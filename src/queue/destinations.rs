@@ -116,7 +116,7 @@ mod tests {
         let fail = destinations
             .max_message_size("q", || async {
                 fetches.fetch_add(1, Ordering::Relaxed);
-                Err(QueueError::Service("down".into()))
+                Err(QueueError::service("down"))
             })
             .await;
         assert!(fail.is_err());

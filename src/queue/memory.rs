@@ -55,6 +55,7 @@ pub const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 60 * 60);
 
 /// Where a queue sends messages it has failed to process too often.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RedrivePolicy {
     /// The dead-letter queue's address (`memory://...`, same broker).
     pub dead_letter_queue: String,
@@ -63,7 +64,10 @@ pub struct RedrivePolicy {
 }
 
 /// How a memory queue behaves.
+///
+/// Built from [`Default`] with the `with_*` methods (or by setting fields).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct MemoryQueueOptions {
     /// How long a received message stays hidden (SQS default: 30 s; at
     /// most [`MAX_VISIBILITY`]).
@@ -72,6 +76,37 @@ pub struct MemoryQueueOptions {
     pub max_message_size: usize,
     /// Optional dead-letter queue.
     pub redrive: Option<RedrivePolicy>,
+}
+
+impl RedrivePolicy {
+    /// Moves a message to `dead_letter_queue` (of the same broker) once it
+    /// has been received `max_receive_count` times.
+    pub fn new(dead_letter_queue: impl Into<String>, max_receive_count: u32) -> Self {
+        Self {
+            dead_letter_queue: dead_letter_queue.into(),
+            max_receive_count,
+        }
+    }
+}
+
+impl MemoryQueueOptions {
+    /// Sets [`visibility_timeout`](Self::visibility_timeout).
+    pub fn with_visibility_timeout(mut self, timeout: Duration) -> Self {
+        self.visibility_timeout = timeout;
+        self
+    }
+
+    /// Sets [`max_message_size`](Self::max_message_size).
+    pub fn with_max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// Sets [`redrive`](Self::redrive).
+    pub fn with_redrive(mut self, redrive: RedrivePolicy) -> Self {
+        self.redrive = Some(redrive);
+        self
+    }
 }
 
 impl Default for MemoryQueueOptions {

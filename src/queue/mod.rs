@@ -24,6 +24,11 @@
 //!   topics and queue subscriptions. Messages published to a topic arrive in
 //!   the SQS queues subscribed to it, so consuming is always an `sqs` inbox.
 //!
+//! The SQS and SNS outboxes are one generic batched outbox (`batched`: the
+//! prechecks, the per-destination size lookup and [`batch::Batcher`]) over a
+//! small per-service trait that sends one batch; a further batching broker
+//! is one more implementation of that trait.
+//!
 //! [`layer`] holds wrappers of both traits that add one concern each
 //! (signatures, SNS envelopes, send retry), stacked by the builders.
 
@@ -33,10 +38,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub(crate) mod address;
 pub(crate) mod backoff;
 pub mod batch;
 #[cfg(feature = "sqs")]
+pub(crate) mod batched;
+#[cfg(feature = "sqs")]
 mod destinations;
+mod error;
 pub mod layer;
 pub mod memory;
 #[cfg(feature = "sns")]
@@ -56,23 +65,8 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1_048_576;
 /// The most message attributes SQS accepts on one message.
 pub const MAX_ATTRIBUTES: usize = 10;
 
-/// Whether `address` is an SNS topic ARN
-/// (`arn:<partition>:sns:<region>:<account>:<name>`), as opposed to a queue.
-/// A subscription ARN (one more `:<id>` part) is not a topic ARN.
-pub fn is_topic_arn(address: &str) -> bool {
-    let parts: Vec<&str> = address.split(':').collect();
-    parts.len() == 6
-        && parts[0] == "arn"
-        && parts[2] == "sns"
-        && parts.iter().all(|p| !p.is_empty())
-}
-
-/// Whether `address` names a FIFO queue or topic (its name ends in `.fifo`),
-/// which needs a message group (and a deduplication id, unless it
-/// deduplicates by content) on every message.
-pub fn is_fifo(address: &str) -> bool {
-    address.ends_with(".fifo")
-}
+pub use address::{is_fifo, is_topic_arn};
+pub use error::QueueError;
 
 /// The value of one message attribute.
 ///
@@ -169,6 +163,7 @@ pub struct Receipt(pub String);
 
 /// One message received from an [`Inbox`], not yet settled.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Delivery {
     /// The broker's id of the message (stable across redeliveries).
     pub message_id: String,
@@ -221,6 +216,7 @@ impl std::error::Error for Refused {
 
 /// What an [`Inbox`] says about its queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct QueueInfo {
     /// The queue's address (its URL).
     pub address: String,
@@ -236,73 +232,40 @@ pub struct QueueInfo {
     pub region: Option<String>,
 }
 
-/// Errors from a broker.
-///
-/// `Clone` so that one failed batch call can fail each entry it carried.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum QueueError {
-    /// The destination address is not one this outbox can send to.
-    #[error("unsupported destination {0:?}")]
-    UnsupportedDestination(String),
-    /// The queue does not exist.
-    #[error("queue {0:?} does not exist")]
-    NoSuchQueue(String),
-    /// The topic does not exist.
-    #[error("topic {0:?} does not exist")]
-    NoSuchTopic(String),
-    /// The message is larger than the destination accepts.
-    #[error("message of {size} bytes exceeds the destination's limit of {limit} bytes")]
-    TooLarge {
-        /// The message's size as the broker counts it.
-        size: usize,
-        /// The destination's limit.
-        limit: usize,
-    },
-    /// The message has more attributes than the destination delivers: SNS
-    /// silently drops a message with more than 10 attributes on its way to a
-    /// queue with raw message delivery, so such a message is refused instead.
-    #[error("message has {count} attributes; the destination delivers at most {limit}")]
-    TooManyAttributes {
-        /// The message's attribute count.
-        count: usize,
-        /// The destination's limit.
-        limit: usize,
-    },
-    /// The receipt no longer settles anything (already settled, or expired).
-    #[error("receipt is no longer valid")]
-    InvalidReceipt,
-    /// The broker refused one entry of a batch call.
-    #[error("the broker refused the entry: {code}: {message}")]
-    EntryFailed {
-        /// The broker's error code.
-        code: String,
-        /// The broker's message.
-        message: String,
-        /// Whether the broker blamed the sender (not worth retrying).
-        sender_fault: bool,
-    },
-    /// The broker could not be reached or answered with an error.
-    #[error("broker call failed: {0}")]
-    Service(String),
-    /// The inbox or outbox has been closed.
-    #[error("closed")]
-    Closed,
+impl Delivery {
+    /// A delivery of `message`, settled by `receipt`, delivered for the
+    /// `receive_count`th time (from 1), not refused.
+    pub fn new(
+        message_id: impl Into<String>,
+        receipt: Receipt,
+        receive_count: u32,
+        message: QueueMessage,
+    ) -> Self {
+        Self {
+            message_id: message_id.into(),
+            receipt,
+            receive_count,
+            message,
+            refused: None,
+        }
+    }
 }
 
-impl QueueError {
-    /// Whether retrying the same call cannot succeed (the destination is
-    /// missing, the message is refused as such): the caller should give up
-    /// rather than leave work for redelivery.
-    pub fn is_permanent(&self) -> bool {
-        match self {
-            QueueError::UnsupportedDestination(_)
-            | QueueError::NoSuchQueue(_)
-            | QueueError::NoSuchTopic(_)
-            | QueueError::TooLarge { .. }
-            | QueueError::TooManyAttributes { .. }
-            | QueueError::InvalidReceipt => true,
-            QueueError::EntryFailed { sender_fault, .. } => *sender_fault,
-            QueueError::Service(_) | QueueError::Closed => false,
+impl QueueInfo {
+    /// The queue at `address`, FIFO when its name ends in `.fifo`
+    /// ([`is_fifo`]), with no region; set the fields to say otherwise.
+    pub fn new(
+        address: impl Into<String>,
+        visibility_timeout: Duration,
+        max_message_size: usize,
+    ) -> Self {
+        let address = address.into();
+        Self {
+            fifo: is_fifo(&address),
+            address,
+            visibility_timeout,
+            max_message_size,
+            region: None,
         }
     }
 }
@@ -380,6 +343,16 @@ pub struct RoutingOutbox {
     routes: Vec<Arc<dyn Outbox>>,
 }
 
+impl std::fmt::Debug for RoutingOutbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The routes are trait objects without `Debug`; their count is what
+        // can be shown.
+        f.debug_struct("RoutingOutbox")
+            .field("routes", &self.routes.len())
+            .finish()
+    }
+}
+
 impl RoutingOutbox {
     /// An outbox with no routes (accepts nothing).
     pub fn new() -> Self {
@@ -410,5 +383,33 @@ impl Outbox for RoutingOutbox {
     }
     async fn max_message_size(&self, address: &str) -> Result<usize, QueueError> {
         self.route(address)?.max_message_size(address).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constructors_fill_what_they_can_tell() {
+        let url = "https://sqs.us-east-1.amazonaws.com/123456789012/q.fifo";
+        let info = QueueInfo::new(url, Duration::from_secs(30), 1024);
+        assert!(info.fifo);
+        assert_eq!((info.address.as_str(), info.region), (url, None));
+        assert!(!QueueInfo::new("memory://q", Duration::ZERO, 1).fifo);
+
+        let delivery = Delivery::new("id", Receipt("r".to_owned()), 2, QueueMessage::new("b"));
+        assert_eq!(delivery.message_id, "id");
+        assert_eq!(delivery.receive_count, 2);
+        assert_eq!(delivery.message.body, "b");
+    }
+
+    #[test]
+    fn a_routing_outbox_shows_its_routes() {
+        let memory = memory::MemoryBroker::new();
+        let routing = RoutingOutbox::new()
+            .with(Arc::new(memory.outbox()))
+            .with(Arc::new(memory.outbox()));
+        assert_eq!(format!("{routing:?}"), "RoutingOutbox { routes: 2 }");
     }
 }

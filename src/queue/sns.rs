@@ -25,13 +25,13 @@
 //! connections.
 
 use aws_config::SdkConfig;
-use aws_sdk_sns::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_sns::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
 pub use aws_sdk_sns::Client;
 
-use super::QueueError;
-use super::sqs::ApiCallCounter;
+use super::sqs::{ApiCallCounter, service_error};
+use super::{QueueError, batched};
 
 mod admin;
 mod outbox;
@@ -98,7 +98,7 @@ where
             sender_fault: true,
         }
     } else {
-        QueueError::Service(DisplayErrorContext(&error).to_string())
+        service_error(error)
     }
 }
 
@@ -130,31 +130,12 @@ fn entry_results(
     successful: impl IntoIterator<Item = String>,
     failed: Vec<aws_sdk_sns::types::BatchResultErrorEntry>,
 ) -> Vec<Result<(), QueueError>> {
-    let count = sizes.len();
-    let mut results: Vec<Option<Result<(), QueueError>>> = vec![None; count];
-    let slot = |id: &str| id.parse::<usize>().ok().filter(|&i| i < count);
-    for id in successful {
-        match slot(&id) {
-            Some(i) => results[i] = Some(Ok(())),
-            None => tracing::warn!(%id, "batch response names an unknown entry"),
-        }
-    }
-    for entry in failed {
-        match slot(&entry.id) {
-            Some(i) => results[i] = Some(Err(map_entry_error(entry, sizes[i], limit))),
-            None => tracing::warn!(id = %entry.id, "batch response names an unknown entry"),
-        }
-    }
-    results
-        .into_iter()
-        .map(|result| {
-            result.unwrap_or_else(|| {
-                Err(QueueError::Service(
-                    "the batch response says nothing of this entry".to_owned(),
-                ))
-            })
+    let failed = failed.into_iter().map(|entry| {
+        (entry.id.clone(), |i: usize| {
+            map_entry_error(entry, sizes[i], limit)
         })
-        .collect()
+    });
+    batched::entry_results(sizes.len(), successful, failed)
 }
 
 #[cfg(test)]
@@ -210,7 +191,7 @@ mod tests {
                 limit: 100
             })
         ));
-        assert!(matches!(results[3], Err(QueueError::Service(_))));
+        assert!(matches!(results[3], Err(QueueError::Service { .. })));
         let other = entry_results(&[1], 100, [], vec![failure("0", "KMSDisabled", "off")]);
         assert!(matches!(
             &other[0],

@@ -3,10 +3,10 @@
 //! * [`SqsInbox`] consumes one queue: long-polled `ReceiveMessage`, acks
 //!   through adaptively batched `DeleteMessageBatch`, `release` and `extend`
 //!   through `ChangeMessageVisibility`.
-//! * [`SqsOutbox`] sends to any queue URL through a per-destination,
-//!   adaptively batched `SendMessageBatch` (see [`batch`](super::batch)),
-//!   and refuses a message larger than the queue's `MaximumMessageSize`
-//!   before making any call.
+//! * [`SqsOutbox`] sends to SQS queue URLs (and no other address) through
+//!   a per-destination, adaptively batched `SendMessageBatch` (see
+//!   [`batch`](super::batch)), and refuses a message larger than the
+//!   queue's `MaximumMessageSize` before making any call.
 //! * [`create_queue`], [`create_queue_with_dead_letter`], [`queue_arn`],
 //!   [`queue_url`] and [`delete_queue`] provision queues idempotently;
 //!   [`allow_topic`] lets an SNS topic send to a queue.
@@ -18,6 +18,7 @@
 //! timeout above the longest long poll and a connect timeout, so that no
 //! call can hang forever on a dead connection.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig, meta::region::RegionProviderChain};
@@ -26,7 +27,7 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
 pub use aws_sdk_sqs::Client;
 
-use super::QueueError;
+use super::{QueueError, batched};
 
 mod admin;
 mod counter;
@@ -131,7 +132,20 @@ where
     } else if is_bad_receipt(code, message) {
         QueueError::InvalidReceipt
     } else {
-        QueueError::Service(DisplayErrorContext(&error).to_string())
+        service_error(error)
+    }
+}
+
+/// A [`QueueError::Service`] that keeps `error` (an SDK error) as its
+/// source; its message is the error with its whole chain, as the SDK's
+/// [`DisplayErrorContext`] writes it.
+pub(crate) fn service_error<E>(error: E) -> QueueError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    QueueError::Service {
+        message: DisplayErrorContext(&error).to_string(),
+        source: Some(Arc::new(error)),
     }
 }
 
@@ -156,30 +170,10 @@ pub(crate) fn entry_results(
     successful: impl IntoIterator<Item = String>,
     failed: Vec<aws_sdk_sqs::types::BatchResultErrorEntry>,
 ) -> Vec<Result<(), QueueError>> {
-    let mut results: Vec<Option<Result<(), QueueError>>> = vec![None; count];
-    let slot = |id: &str| id.parse::<usize>().ok().filter(|&i| i < count);
-    for id in successful {
-        match slot(&id) {
-            Some(i) => results[i] = Some(Ok(())),
-            None => tracing::warn!(%id, "batch response names an unknown entry"),
-        }
-    }
-    for entry in failed {
-        match slot(&entry.id) {
-            Some(i) => results[i] = Some(Err(map_entry_error(entry))),
-            None => tracing::warn!(id = %entry.id, "batch response names an unknown entry"),
-        }
-    }
-    results
+    let failed = failed
         .into_iter()
-        .map(|result| {
-            result.unwrap_or_else(|| {
-                Err(QueueError::Service(
-                    "the batch response says nothing of this entry".to_owned(),
-                ))
-            })
-        })
-        .collect()
+        .map(|entry| (entry.id.clone(), |_| map_entry_error(entry)));
+    batched::entry_results(count, successful, failed)
 }
 
 /// Whole seconds for an SQS duration parameter: rounded up, at most `max`.
@@ -211,7 +205,7 @@ mod tests {
         );
         assert!(results[0].is_ok() && results[2].is_ok());
         assert!(matches!(results[1], Err(QueueError::InvalidReceipt)));
-        assert!(matches!(results[3], Err(QueueError::Service(_))));
+        assert!(matches!(results[3], Err(QueueError::Service { .. })));
         let other = entry_results(1, [], vec![failure("0", "InvalidAttributeName")]);
         assert!(matches!(
             &other[0],

@@ -6,6 +6,8 @@
 //! credentials can reach. So every reply address is checked against an
 //! allow-list of prefixes before anything is sent.
 
+use crate::queue::address::{QueueUrl, is_region};
+
 /// Why a reply address was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -112,49 +114,20 @@ impl ReplyPolicy {
 /// `http://host/queue/<region>/<account>/<name>` or
 /// `http://sqs.<region>.localhost.localstack.cloud:4566/<account>/<name>`),
 /// else `fallback_region` (for `http://host/<account>/<name>`). `None` when
-/// the URL shows no account or neither gives a region.
+/// `queue_url` is no queue URL or neither gives a region.
 fn topic_prefix_of(queue_url: &str, fallback_region: Option<&str>) -> Option<String> {
-    let rest = queue_url
-        .strip_prefix("https://")
-        .or_else(|| queue_url.strip_prefix("http://"))?;
-    let (host, path) = rest.split_once('/')?;
-    let host = host.split(':').next()?;
-    let segments: Vec<&str> = path.split('/').collect();
-    let (shown, account) = match segments.as_slice() {
-        ["queue", region, account, _name] => (Some(*region), *account),
-        [account, _name] => (
-            host.strip_prefix("sqs.")
-                .and_then(|rest| rest.split('.').next()),
-            *account,
-        ),
-        _ => return None,
-    };
-    let region = shown
-        .filter(|region| is_region(region))
+    let url = QueueUrl::parse(queue_url)?;
+    let region = url
+        .region
         .or(fallback_region.filter(|region| is_region(region)))?;
-    if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let partition = if host.ends_with(".amazonaws.com.cn") || region.starts_with("cn-") {
+    let partition = if url.host.ends_with(".amazonaws.com.cn") || region.starts_with("cn-") {
         "aws-cn"
     } else if region.starts_with("us-gov-") {
         "aws-us-gov"
     } else {
         "aws"
     };
-    Some(format!("arn:{partition}:sns:{region}:{account}:"))
-}
-
-/// Whether `text` has the form of a region name (`us-east-1`): lowercase
-/// letters, digits and dashes, with a dash, ending in a digit. Keeps a host
-/// part such as `sqs.localhost.localstack.cloud`'s `localhost` from being
-/// taken for one.
-fn is_region(text: &str) -> bool {
-    text.contains('-')
-        && text.ends_with(|c: char| c.is_ascii_digit())
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    Some(format!("arn:{partition}:sns:{region}:{}:", url.account))
 }
 
 /// Keeps logged attacker-controlled text short.

@@ -31,6 +31,7 @@ pub struct Headers {
 
 /// Why a queue message is not a JSON-RPC message we can serve.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum WireError {
     /// The body is not JSON (JSON-RPC `-32700`).
     #[error("body is not valid JSON: {0}")]
@@ -70,6 +71,7 @@ impl WireError {
 
 /// A decoded queue message.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Decoded<M> {
     /// Routing data read from the attributes (present even when the body is bad).
     pub headers: Headers,
@@ -80,6 +82,7 @@ pub struct Decoded<M> {
 /// A decoded message with the parts of its body the transport needs before
 /// the typed message is handed to rmcp.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Inbound<M> {
     /// The typed JSON-RPC message.
     pub message: M,

@@ -44,6 +44,7 @@ pub struct SessionState {
 
 /// Why a session id was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SessionError {
     /// The id is not of the sealed form.
     #[error("malformed session id")]

@@ -71,6 +71,7 @@ const VERSION: &str = "v1";
 ///
 /// The messages say nothing about the keys or the expected tag.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SigningError {
     /// The message has no `Signature` attribute.
     #[error("message is not signed")]
@@ -188,6 +189,7 @@ fn signed_bytes(message: &QueueMessage, mut out: impl FnMut(&[u8])) {
 
 /// How a peer signs what it sends and checks what it receives.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Signing {
     /// Keys that sign every message sent and verify those received.
     pub keys: SigningKeys,
@@ -197,6 +199,23 @@ pub struct Signing {
 }
 
 impl Signing {
+    /// Signs with `keys` and refuses every message that is not signed with
+    /// them.
+    pub fn new(keys: SigningKeys) -> Self {
+        Self {
+            keys,
+            required: true,
+        }
+    }
+
+    /// Also lets through messages that carry no signature at all (one whose
+    /// signature does not verify is still refused): for a rollout, while
+    /// some peers do not sign yet.
+    pub fn allow_unsigned(mut self) -> Self {
+        self.required = false;
+        self
+    }
+
     /// Checks a received message (out of any SNS envelope): `Ok` when its
     /// signature verifies, or when it has none and none is required.
     pub fn check(&self, message: &QueueMessage) -> Result<(), SigningError> {
@@ -209,6 +228,7 @@ impl Signing {
 
 /// Why a signed message is refused as not fresh.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum StaleMessage {
     /// The message has no readable `Timestamp` (a signed message must say
     /// when it was sent).
@@ -483,9 +503,12 @@ mod tests {
     }
 
     fn signing(required: bool) -> Signing {
-        Signing {
-            keys: keys(),
-            required,
+        let signing = Signing::new(keys());
+        assert!(signing.required);
+        if required {
+            signing
+        } else {
+            signing.allow_unsigned()
         }
     }
 

@@ -24,7 +24,7 @@ pub enum Failure {
 impl Failure {
     fn error(self, address: &str) -> QueueError {
         let error = match self {
-            Failure::Transient => QueueError::Service("injected: broker unreachable".into()),
+            Failure::Transient => QueueError::service("injected: broker unreachable"),
             Failure::Permanent => QueueError::NoSuchQueue(address.to_owned()),
         };
         assert_eq!(error.is_permanent(), self == Failure::Permanent);

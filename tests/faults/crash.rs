@@ -17,11 +17,8 @@ pub async fn crash() {
     const KILLS: usize = 3;
     let ls = aws::localstack().await;
     let client = sqs::client(&ls.sdk_config().await);
-    let options = SqsQueueOptions {
-        // Short, so that requests a killed server held come back soon.
-        visibility_timeout: Some(Duration::from_secs(3)),
-        ..SqsQueueOptions::default()
-    };
+    // Short, so that requests a killed server held come back soon.
+    let options = SqsQueueOptions::default().with_visibility_timeout(Duration::from_secs(3));
     let requests = sqs::create_queue(&client, &unique_name("crash"), &options)
         .await
         .expect("queue");

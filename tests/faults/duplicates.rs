@@ -19,11 +19,8 @@ pub async fn duplicates() {
     const REQUESTS: usize = 100;
     let ls = aws::localstack().await;
     let client = sqs::client(&ls.sdk_config().await);
-    let options = SqsQueueOptions {
-        // Short, so that a copy left while the first runs comes back soon.
-        visibility_timeout: Some(Duration::from_secs(2)),
-        ..SqsQueueOptions::default()
-    };
+    // Short, so that a copy left while the first runs comes back soon.
+    let options = SqsQueueOptions::default().with_visibility_timeout(Duration::from_secs(2));
     let requests = sqs::create_queue(&client, &unique_name("dups"), &options)
         .await
         .expect("queue");

@@ -27,7 +27,7 @@ const INTERNALS: [&str; 8] = [
     "at line",
     "backtrace",
     "aws_",
-    "Service(",
+    "Service {",
 ];
 
 /// What the server must send back for one kind of hostile message.

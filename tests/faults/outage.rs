@@ -25,10 +25,7 @@ pub async fn outage() {
     let ls = aws::localstack().await;
     // Set up and torn down directly, not through the proxy.
     let direct = sqs::client(&ls.sdk_config().await);
-    let options = SqsQueueOptions {
-        visibility_timeout: Some(Duration::from_secs(5)),
-        ..SqsQueueOptions::default()
-    };
+    let options = SqsQueueOptions::default().with_visibility_timeout(Duration::from_secs(5));
     let requests = sqs::create_queue(&direct, &unique_name("outage"), &options)
         .await
         .expect("queue");

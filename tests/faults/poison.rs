@@ -20,11 +20,8 @@ pub async fn poison() {
     const CALLS: usize = 50;
     let ls = aws::localstack().await;
     let client = sqs::client(&ls.sdk_config().await);
-    let short = SqsQueueOptions {
-        // Short, so that what a dead server held comes back soon.
-        visibility_timeout: Some(Duration::from_secs(2)),
-        ..SqsQueueOptions::default()
-    };
+    // Short, so that what a dead server held comes back soon.
+    let short = SqsQueueOptions::default().with_visibility_timeout(Duration::from_secs(2));
     let requests = sqs::create_queue(&client, &unique_name("poison"), &short)
         .await
         .expect("queue");

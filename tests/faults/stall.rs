@@ -25,10 +25,7 @@ pub async fn stall() {
     // Set up, torn down and called directly, not through the proxy: only
     // the server is cut off.
     let direct = sqs::client(&ls.sdk_config().await);
-    let options = SqsQueueOptions {
-        visibility_timeout: Some(VISIBILITY),
-        ..SqsQueueOptions::default()
-    };
+    let options = SqsQueueOptions::default().with_visibility_timeout(VISIBILITY);
     let requests = sqs::create_queue(&direct, &unique_name("stall"), &options)
         .await
         .expect("queue");

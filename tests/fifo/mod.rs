@@ -32,11 +32,9 @@ use super::*;
 /// the queue as a duplicate comes back soon.
 async fn fifo_queue(broker: &Sqs, prefix: &str) -> String {
     let name = format!("{}.fifo", unique_name(prefix).replace('-', "_"));
-    let options = SqsQueueOptions {
-        fifo: true,
-        visibility_timeout: Some(Duration::from_secs(2)),
-        ..SqsQueueOptions::default()
-    };
+    let options = SqsQueueOptions::default()
+        .with_fifo(true)
+        .with_visibility_timeout(Duration::from_secs(2));
     sqs::create_queue(&broker.client, &name, &options)
         .await
         .expect("FIFO queue")

@@ -145,7 +145,7 @@ mod tests {
     }
 
     fn throttled() -> QueueError {
-        QueueError::Service("throttled".into())
+        QueueError::service("throttled")
     }
 
     fn fifo_message() -> QueueMessage {
@@ -180,7 +180,7 @@ mod tests {
             RetryLayer::new(Duration::from_secs(2)).layer(Flaky::new(usize::MAX, throttled()));
         let started = tokio::time::Instant::now();
         let sent = retry.send("q", QueueMessage::new("m")).await;
-        assert!(matches!(sent, Err(QueueError::Service(_))), "{sent:?}");
+        assert!(matches!(sent, Err(QueueError::Service { .. })), "{sent:?}");
         // 0.1 + 0.2 + 0.4 + 0.8 s; the next pause (1.6 s) would pass 2 s.
         assert_eq!(started.elapsed(), Duration::from_millis(1500));
         assert_eq!(retry.inner.attempts().len(), 5);

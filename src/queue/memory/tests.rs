@@ -141,14 +141,9 @@ async fn receive_returns_at_most_max_in_order() {
 async fn redrive_moves_a_message_received_too_often() {
     let broker = MemoryBroker::new();
     let dlq = broker.create_queue("dlq", MemoryQueueOptions::default());
-    let options = MemoryQueueOptions {
-        visibility_timeout: Duration::from_secs(1),
-        redrive: Some(RedrivePolicy {
-            dead_letter_queue: dlq.clone(),
-            max_receive_count: 2,
-        }),
-        ..MemoryQueueOptions::default()
-    };
+    let options = MemoryQueueOptions::default()
+        .with_visibility_timeout(Duration::from_secs(1))
+        .with_redrive(RedrivePolicy::new(dlq.clone(), 2));
     let address = broker.create_queue("work", options);
     broker
         .outbox()

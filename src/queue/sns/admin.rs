@@ -8,7 +8,10 @@ use crate::queue::QueueError;
 use crate::queue::sqs;
 
 /// Attributes of a topic made by [`create_topic`].
+///
+/// Built from [`Default`] with the `with_*` methods (or by setting fields).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SnsTopicOptions {
     /// `FifoTopic`: the name must then end in `.fifo`, and every message
     /// needs a [`group_id`](crate::queue::QueueMessage::group_id). A FIFO
@@ -19,6 +22,18 @@ pub struct SnsTopicOptions {
 }
 
 impl SnsTopicOptions {
+    /// Sets [`fifo`](Self::fifo).
+    pub fn with_fifo(mut self, fifo: bool) -> Self {
+        self.fifo = fifo;
+        self
+    }
+
+    /// Sets [`content_based_deduplication`](Self::content_based_deduplication).
+    pub fn with_content_based_deduplication(mut self, on: bool) -> Self {
+        self.content_based_deduplication = on;
+        self
+    }
+
     fn attributes(&self) -> Vec<(&'static str, &'static str)> {
         let mut attributes = Vec::new();
         if self.fifo {
@@ -32,7 +47,10 @@ impl SnsTopicOptions {
 }
 
 /// Attributes of a queue subscription made by [`subscribe_queue`].
+///
+/// Built from [`Default`] with the `with_*` methods (or by setting fields).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SubscriptionOptions {
     /// `RawMessageDelivery`: the queue receives the published body and
     /// attributes as they are. Otherwise it receives SNS's JSON envelope
@@ -50,6 +68,24 @@ pub struct SubscriptionOptions {
 }
 
 impl SubscriptionOptions {
+    /// Sets [`raw_message_delivery`](Self::raw_message_delivery).
+    pub fn with_raw_message_delivery(mut self, raw: bool) -> Self {
+        self.raw_message_delivery = raw;
+        self
+    }
+
+    /// Sets [`filter_policy`](Self::filter_policy) (see [`filter_on`]).
+    pub fn with_filter_policy(mut self, policy: serde_json::Value) -> Self {
+        self.filter_policy = Some(policy);
+        self
+    }
+
+    /// Sets [`dead_letter_arn`](Self::dead_letter_arn).
+    pub fn with_dead_letter_arn(mut self, arn: impl Into<String>) -> Self {
+        self.dead_letter_arn = Some(arn.into());
+        self
+    }
+
     fn attributes(&self) -> Vec<(&'static str, String)> {
         let mut attributes = vec![("RawMessageDelivery", self.raw_message_delivery.to_string())];
         if let Some(policy) = &self.filter_policy {
@@ -81,12 +117,12 @@ pub async fn create_topic(
     options: &SnsTopicOptions,
 ) -> Result<String, QueueError> {
     if options.fifo != name.ends_with(".fifo") {
-        return Err(QueueError::Service(format!(
+        return Err(QueueError::service(format!(
             "topic {name:?}: FIFO topic names, and only they, end in \".fifo\""
         )));
     }
     if options.content_based_deduplication && !options.fifo {
-        return Err(QueueError::Service(format!(
+        return Err(QueueError::service(format!(
             "topic {name:?}: content-based deduplication needs a FIFO topic"
         )));
     }
@@ -96,7 +132,7 @@ pub async fn create_topic(
     }
     match request.send().await {
         Ok(output) => output.topic_arn.ok_or_else(|| {
-            QueueError::Service(format!("CreateTopic for {name:?} returned no ARN"))
+            QueueError::service(format!("CreateTopic for {name:?} returned no ARN"))
         }),
         Err(error)
             if is_conflict(
@@ -185,7 +221,7 @@ pub async fn subscribe_queue(
     match request.send().await {
         Ok(output) => output
             .subscription_arn
-            .ok_or_else(|| QueueError::Service(format!("Subscribe of {endpoint} returned no ARN"))),
+            .ok_or_else(|| QueueError::service(format!("Subscribe of {endpoint} returned no ARN"))),
         Err(error)
             if is_conflict(
                 error.code().unwrap_or_default(),
@@ -251,7 +287,7 @@ async fn update_subscription(
             .await
             .map_err(|e| match map_sdk_error(e, arn) {
                 QueueError::NoSuchTopic(_) => {
-                    QueueError::Service(format!("subscription {arn} does not exist"))
+                    QueueError::service(format!("subscription {arn} does not exist"))
                 }
                 other => other,
             })?;
@@ -288,11 +324,10 @@ mod tests {
 
     #[test]
     fn options_become_attributes() {
-        let options = SubscriptionOptions {
-            raw_message_delivery: true,
-            filter_policy: Some(filter_on("k", &["v"])),
-            dead_letter_arn: Some("arn:aws:sqs:us-east-1:000000000000:dlq".to_owned()),
-        };
+        let options = SubscriptionOptions::default()
+            .with_raw_message_delivery(true)
+            .with_filter_policy(filter_on("k", &["v"]))
+            .with_dead_letter_arn("arn:aws:sqs:us-east-1:000000000000:dlq");
         let attributes = options.attributes();
         assert!(attributes.contains(&("RawMessageDelivery", "true".to_owned())));
         assert!(attributes.contains(&("FilterPolicy", r#"{"k":["v"]}"#.to_owned())));
@@ -310,11 +345,13 @@ mod tests {
             SubscriptionOptions::default().attributes(),
             vec![("RawMessageDelivery", "false".to_owned())]
         );
-        let fifo = SnsTopicOptions {
-            fifo: true,
-            content_based_deduplication: true,
-        };
-        assert_eq!(fifo.attributes().len(), 2);
+        let fifo = SnsTopicOptions::default()
+            .with_fifo(true)
+            .with_content_based_deduplication(true);
+        assert_eq!(
+            fifo.attributes(),
+            vec![("FifoTopic", "true"), ("ContentBasedDeduplication", "true")]
+        );
         assert!(SnsTopicOptions::default().attributes().is_empty());
     }
 }

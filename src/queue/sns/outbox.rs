@@ -1,7 +1,7 @@
-//! Publishing to SNS topics.
+//! Publishing to SNS topics: the SNS side of a
+//! [`BatchedOutbox`](crate::queue::batched::BatchedOutbox).
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_sns::Client;
@@ -10,17 +10,18 @@ use aws_sdk_sns::operation::publish_batch::PublishBatchOutput;
 use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
 
 use super::{DEFAULT_MAX_MESSAGE_SIZE, entry_results, is_too_long, is_topic_arn, map_sdk_error};
-use crate::queue::batch::{Batcher, BatcherConfig, FlushResult};
-use crate::queue::destinations::Destinations;
+use crate::queue::batch::{BatcherConfig, FlushResult};
+use crate::queue::batched::{BatchSend, BatchedOutbox, SizeLookup, typed};
 use crate::queue::sqs::is_refused;
-use crate::queue::{AttributeValue, MAX_ATTRIBUTES, Outbox, QueueError, QueueMessage};
+use crate::queue::{MAX_ATTRIBUTES, Outbox, QueueError, QueueMessage};
 
 /// The topic attribute read by [`SnsOutbox::max_message_size`].
 const MAXIMUM_MESSAGE_SIZE: &str = "MaximumMessageSize";
 
 /// Publishes to SNS topics named by ARN.
 ///
-/// Each topic gets its own adaptive [`Batcher`] over `PublishBatch`, so
+/// Each topic gets its own adaptive
+/// [`Batcher`](crate::queue::batch::Batcher) over `PublishBatch`, so
 /// concurrent sends to one topic share calls, while a lone send goes out at
 /// once. A batch never carries more bytes than the topic's limit (which SNS
 /// also applies to a batch's total). Should SNS still find a batch too long,
@@ -32,23 +33,9 @@ const MAXIMUM_MESSAGE_SIZE: &str = "MaximumMessageSize";
 /// its way to a queue with raw message delivery.
 ///
 /// Cheap to clone: clones share the batchers and the size cache.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct SnsOutbox {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    client: Client,
-    config: BatcherConfig,
-    destinations: Destinations,
-}
-
-impl std::fmt::Debug for SnsOutbox {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SnsOutbox")
-            .field("config", &self.inner.config)
-            .finish()
-    }
+    inner: BatchedOutbox<Sns>,
 }
 
 impl SnsOutbox {
@@ -61,31 +48,49 @@ impl SnsOutbox {
     /// per topic from its maximum message size).
     pub fn with_config(client: Client, config: BatcherConfig) -> Self {
         Self {
-            inner: Arc::new(Inner {
-                client,
-                config,
-                destinations: Destinations::default(),
-            }),
+            inner: BatchedOutbox::new(Sns { client }, config),
         }
     }
+}
 
-    fn batcher(&self, address: &str, limit: usize) -> Batcher<QueueMessage, ()> {
-        self.inner.destinations.batcher(address, || {
-            let config = BatcherConfig {
-                max_weight: limit,
-                ..self.inner.config
-            };
-            let client = self.inner.client.clone();
-            let arn = address.to_owned();
-            Batcher::with_weigher(config, QueueMessage::wire_size, move |messages| {
-                publish_batch(client.clone(), arn.clone(), limit, messages)
-            })
-        })
+#[async_trait]
+impl Outbox for SnsOutbox {
+    fn accepts(&self, address: &str) -> bool {
+        self.inner.accepts(address)
     }
 
-    async fn fetch_max_message_size(&self, address: &str) -> Result<usize, QueueError> {
+    async fn send(&self, address: &str, message: QueueMessage) -> Result<(), QueueError> {
+        self.inner.send(address, message).await
+    }
+
+    /// Reads the topic's `MaximumMessageSize` once (concurrent first callers
+    /// share one `GetTopicAttributes` call) and caches it; failures are not
+    /// cached. AWS reports no such attribute, so this is in practice
+    /// [`DEFAULT_MAX_MESSAGE_SIZE`], once the topic is known to exist: a
+    /// missing topic is [`QueueError::NoSuchTopic`]. When the caller is not
+    /// allowed `GetTopicAttributes` on the topic, it is that limit too
+    /// (cached), and a missing topic shows on the publish instead.
+    async fn max_message_size(&self, address: &str) -> Result<usize, QueueError> {
+        self.inner.max_message_size(address).await
+    }
+}
+
+/// SNS for a [`BatchedOutbox`]: `GetTopicAttributes` for the size,
+/// `PublishBatch` for the batches.
+struct Sns {
+    client: Client,
+}
+
+impl BatchSend for Sns {
+    const NAME: &'static str = "SnsOutbox";
+    const SERVICE_LIMIT: usize = DEFAULT_MAX_MESSAGE_SIZE;
+
+    fn accepts(&self, address: &str) -> bool {
+        is_topic_arn(address)
+    }
+
+    async fn max_size(&self, address: &str) -> Result<SizeLookup, QueueError> {
         let sent = self
-            .inner
             .client
             .get_topic_attributes()
             .topic_arn(address)
@@ -96,12 +101,7 @@ impl SnsOutbox {
             // A role allowed only sns:Publish on a reply topic: publish all
             // the same, within the largest message SNS accepts at all.
             Err(error) if is_refused(&error) => {
-                let error = map_sdk_error(error, address);
-                return Ok(self.inner.destinations.size_refused(
-                    address,
-                    DEFAULT_MAX_MESSAGE_SIZE,
-                    &error,
-                ));
+                return Ok(SizeLookup::Refused(map_sdk_error(error, address)));
             }
             Err(error) => return Err(map_sdk_error(error, address)),
         };
@@ -110,14 +110,34 @@ impl SnsOutbox {
             .unwrap_or_default()
             .get(MAXIMUM_MESSAGE_SIZE)
             .and_then(|size| size.parse::<usize>().ok());
-        Ok(size.unwrap_or(DEFAULT_MAX_MESSAGE_SIZE))
+        Ok(SizeLookup::Limit(size.unwrap_or(DEFAULT_MAX_MESSAGE_SIZE)))
+    }
+
+    fn precheck(&self, _address: &str, message: &QueueMessage) -> Result<(), QueueError> {
+        let count = message.attributes.len();
+        if count > MAX_ATTRIBUTES {
+            return Err(QueueError::TooManyAttributes {
+                count,
+                limit: MAX_ATTRIBUTES,
+            });
+        }
+        Ok(())
+    }
+
+    async fn send_batch(
+        &self,
+        arn: &str,
+        limit: usize,
+        messages: Vec<QueueMessage>,
+    ) -> FlushResult<()> {
+        publish_batch(&self.client, arn, limit, messages).await
     }
 }
 
 /// Publishes one batch; `limit` is the topic's, for [`QueueError::TooLarge`].
 async fn publish_batch(
-    client: Client,
-    arn: String,
+    client: &Client,
+    arn: &str,
     limit: usize,
     messages: Vec<QueueMessage>,
 ) -> FlushResult<()> {
@@ -132,7 +152,7 @@ async fn publish_batch(
     let singles = (entries.len() > 1).then(|| entries.clone());
     let sent = client
         .publish_batch()
-        .topic_arn(&arn)
+        .topic_arn(arn)
         .set_publish_batch_request_entries(Some(entries))
         .send()
         .await;
@@ -156,10 +176,10 @@ async fn publish_batch(
             let calls = singles
                 .into_iter()
                 .zip(&sizes)
-                .map(|(entry, &size)| publish_one(&client, &arn, limit, entry, size));
+                .map(|(entry, &size)| publish_one(client, arn, limit, entry, size));
             Ok(futures::future::join_all(calls).await)
         }
-        Err(error) => Err(map_sdk_error(error, &arn)),
+        Err(error) => Err(map_sdk_error(error, arn)),
     }
 }
 
@@ -182,7 +202,7 @@ async fn publish_one(
         Ok(output) => results(&[size], limit, output)
             .into_iter()
             .next()
-            .unwrap_or_else(|| Err(QueueError::Service("no result for the entry".to_owned()))),
+            .unwrap_or_else(|| Err(QueueError::service("no result for the entry"))),
         Err(error)
             if is_too_long(
                 error.code().unwrap_or_default(),
@@ -209,13 +229,12 @@ fn results(
 }
 
 fn entry(index: usize, message: QueueMessage) -> Result<PublishBatchRequestEntry, QueueError> {
-    let build_error = |e: aws_sdk_sns::error::BuildError| QueueError::Service(e.to_string());
+    let build_error = |e: aws_sdk_sns::error::BuildError| {
+        QueueError::from_source("cannot build a batch entry", e)
+    };
     let mut attributes = HashMap::with_capacity(message.attributes.len());
     for (name, value) in message.attributes {
-        let (data_type, text) = match value {
-            AttributeValue::String(text) => ("String", text),
-            AttributeValue::Number(text) => ("Number", text),
-        };
+        let (data_type, text) = typed(value);
         let value = MessageAttributeValue::builder()
             .data_type(data_type)
             .string_value(text)
@@ -233,49 +252,10 @@ fn entry(index: usize, message: QueueMessage) -> Result<PublishBatchRequestEntry
         .map_err(build_error)
 }
 
-#[async_trait]
-impl Outbox for SnsOutbox {
-    fn accepts(&self, address: &str) -> bool {
-        is_topic_arn(address)
-    }
-
-    async fn send(&self, address: &str, message: QueueMessage) -> Result<(), QueueError> {
-        if !self.accepts(address) {
-            return Err(QueueError::UnsupportedDestination(address.to_owned()));
-        }
-        let count = message.attributes.len();
-        if count > MAX_ATTRIBUTES {
-            return Err(QueueError::TooManyAttributes {
-                count,
-                limit: MAX_ATTRIBUTES,
-            });
-        }
-        let limit = self.max_message_size(address).await?;
-        let size = message.wire_size();
-        if size > limit {
-            return Err(QueueError::TooLarge { size, limit });
-        }
-        self.batcher(address, limit).submit(message).await
-    }
-
-    /// Reads the topic's `MaximumMessageSize` once (concurrent first callers
-    /// share one `GetTopicAttributes` call) and caches it; failures are not
-    /// cached. AWS reports no such attribute, so this is in practice
-    /// [`DEFAULT_MAX_MESSAGE_SIZE`], once the topic is known to exist: a
-    /// missing topic is [`QueueError::NoSuchTopic`]. When the caller is not
-    /// allowed `GetTopicAttributes` on the topic, it is that limit too
-    /// (cached), and a missing topic shows on the publish instead.
-    async fn max_message_size(&self, address: &str) -> Result<usize, QueueError> {
-        self.inner
-            .destinations
-            .max_message_size(address, || self.fetch_max_message_size(address))
-            .await
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::queue::AttributeValue;
 
     #[test]
     fn entries_carry_attributes_and_fifo_ids() {

@@ -10,6 +10,7 @@ use crate::queue::QueueError;
 
 /// A dead-letter target for [`SqsQueueOptions::redrive`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SqsRedrive {
     /// The dead-letter queue's ARN (see [`queue_arn`]).
     pub dead_letter_arn: String,
@@ -19,7 +20,19 @@ pub struct SqsRedrive {
 
 /// Attributes of a queue made by [`create_queue`]; `None` keeps the SQS
 /// default.
+///
+/// Built from [`Default`] with the `with_*` methods (or by setting fields):
+///
+/// ```
+/// # use std::time::Duration;
+/// # use asyncmcp::queue::sqs::SqsQueueOptions;
+/// let options = SqsQueueOptions::default()
+///     .with_visibility_timeout(Duration::from_secs(60))
+///     .with_fifo(true);
+/// assert!(options.fifo);
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SqsQueueOptions {
     /// `VisibilityTimeout`.
     pub visibility_timeout: Option<Duration>,
@@ -35,7 +48,54 @@ pub struct SqsQueueOptions {
     pub extra: Vec<(QueueAttributeName, String)>,
 }
 
+impl SqsRedrive {
+    /// Moves a message to the queue `dead_letter_arn` once it has been
+    /// received `max_receive_count` times.
+    pub fn new(dead_letter_arn: impl Into<String>, max_receive_count: u32) -> Self {
+        Self {
+            dead_letter_arn: dead_letter_arn.into(),
+            max_receive_count,
+        }
+    }
+}
+
 impl SqsQueueOptions {
+    /// Sets [`visibility_timeout`](Self::visibility_timeout).
+    pub fn with_visibility_timeout(mut self, timeout: Duration) -> Self {
+        self.visibility_timeout = Some(timeout);
+        self
+    }
+
+    /// Sets [`max_message_size`](Self::max_message_size).
+    pub fn with_max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = Some(bytes);
+        self
+    }
+
+    /// Sets [`fifo`](Self::fifo).
+    pub fn with_fifo(mut self, fifo: bool) -> Self {
+        self.fifo = fifo;
+        self
+    }
+
+    /// Sets [`content_based_deduplication`](Self::content_based_deduplication).
+    pub fn with_content_based_deduplication(mut self, on: bool) -> Self {
+        self.content_based_deduplication = on;
+        self
+    }
+
+    /// Sets [`redrive`](Self::redrive).
+    pub fn with_redrive(mut self, redrive: SqsRedrive) -> Self {
+        self.redrive = Some(redrive);
+        self
+    }
+
+    /// Adds an attribute to [`extra`](Self::extra).
+    pub fn with_attribute(mut self, name: QueueAttributeName, value: impl Into<String>) -> Self {
+        self.extra.push((name, value.into()));
+        self
+    }
+
     fn attributes(&self) -> Vec<(QueueAttributeName, String)> {
         let mut attributes = Vec::new();
         if let Some(timeout) = self.visibility_timeout {
@@ -73,7 +133,7 @@ pub async fn create_queue(
     options: &SqsQueueOptions,
 ) -> Result<String, QueueError> {
     if options.fifo != name.ends_with(".fifo") {
-        return Err(QueueError::Service(format!(
+        return Err(QueueError::service(format!(
             "queue {name:?}: FIFO queue names, and only they, end in \".fifo\""
         )));
     }
@@ -83,7 +143,7 @@ pub async fn create_queue(
     }
     match request.send().await {
         Ok(output) => output.queue_url.ok_or_else(|| {
-            QueueError::Service(format!("CreateQueue for {name:?} returned no URL"))
+            QueueError::service(format!("CreateQueue for {name:?} returned no URL"))
         }),
         Err(error) => {
             use aws_sdk_sqs::error::ProvideErrorMetadata;
@@ -110,7 +170,7 @@ pub async fn queue_url(client: &Client, name: &str) -> Result<String, QueueError
         .await
         .map_err(|e| map_sdk_error(e, name))?
         .queue_url
-        .ok_or_else(|| QueueError::Service(format!("GetQueueUrl for {name:?} returned no URL")))
+        .ok_or_else(|| QueueError::service(format!("GetQueueUrl for {name:?} returned no URL")))
 }
 
 /// The ARN of the queue at `url` (for redrive policies and SNS subscriptions).
@@ -126,7 +186,7 @@ pub async fn queue_arn(client: &Client, url: &str) -> Result<String, QueueError>
         .attributes
         .unwrap_or_default()
         .remove(&QueueAttributeName::QueueArn)
-        .ok_or_else(|| QueueError::Service(format!("no QueueArn for {url}")))
+        .ok_or_else(|| QueueError::service(format!("no QueueArn for {url}")))
 }
 
 /// How long a dead-letter queue made by [`create_queue_with_dead_letter`]
@@ -216,7 +276,7 @@ pub async fn allow_topic(
     let mut attributes = output.attributes.unwrap_or_default();
     let queue_arn = attributes
         .remove(&QueueAttributeName::QueueArn)
-        .ok_or_else(|| QueueError::Service(format!("no QueueArn for {queue_url}")))?;
+        .ok_or_else(|| QueueError::service(format!("no QueueArn for {queue_url}")))?;
     let policy = attributes.remove(&QueueAttributeName::Policy);
     let Some(policy) = merge_topic_statement(policy.as_deref(), &queue_arn, topic_arn)? else {
         tracing::debug!(
@@ -250,7 +310,7 @@ fn merge_topic_statement(
     topic_arn: &str,
 ) -> Result<Option<String>, QueueError> {
     use serde_json::{Value, json};
-    let invalid = |why: &str| QueueError::Service(format!("the policy of {queue_arn} {why}"));
+    let invalid = |why: &str| QueueError::service(format!("the policy of {queue_arn} {why}"));
     let mut policy = match policy.map(str::trim).filter(|p| !p.is_empty()) {
         None => json!({ "Version": "2012-10-17", "Statement": [] }),
         Some(text) => serde_json::from_str::<Value>(text)
@@ -356,18 +416,24 @@ mod tests {
 
     #[test]
     fn options_become_attributes() {
-        let options = SqsQueueOptions {
-            visibility_timeout: Some(Duration::from_secs(45)),
-            fifo: true,
-            redrive: Some(SqsRedrive {
-                dead_letter_arn: "arn:aws:sqs:us-east-1:000000000000:dlq".to_owned(),
-                max_receive_count: 3,
-            }),
-            ..SqsQueueOptions::default()
-        };
+        let options = SqsQueueOptions::default()
+            .with_visibility_timeout(Duration::from_secs(45))
+            .with_max_message_size(2048)
+            .with_fifo(true)
+            .with_content_based_deduplication(true)
+            .with_redrive(SqsRedrive::new("arn:aws:sqs:us-east-1:000000000000:dlq", 3))
+            .with_attribute(QueueAttributeName::DelaySeconds, "5");
         let attributes = options.attributes();
-        assert!(attributes.contains(&(QueueAttributeName::VisibilityTimeout, "45".to_owned())));
-        assert!(attributes.contains(&(QueueAttributeName::FifoQueue, "true".to_owned())));
+        for expected in [
+            (QueueAttributeName::VisibilityTimeout, "45"),
+            (QueueAttributeName::MaximumMessageSize, "2048"),
+            (QueueAttributeName::FifoQueue, "true"),
+            (QueueAttributeName::ContentBasedDeduplication, "true"),
+            (QueueAttributeName::DelaySeconds, "5"),
+        ] {
+            let expected = (expected.0, expected.1.to_owned());
+            assert!(attributes.contains(&expected), "{expected:?}");
+        }
         let (_, policy) = attributes
             .iter()
             .find(|(name, _)| *name == QueueAttributeName::RedrivePolicy)

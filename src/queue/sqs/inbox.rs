@@ -112,7 +112,7 @@ async fn delete_batch(client: Client, url: String, receipts: Vec<String>) -> Flu
                 .id(i.to_string())
                 .receipt_handle(receipt)
                 .build()
-                .map_err(|e| QueueError::Service(e.to_string()))
+                .map_err(|e| QueueError::from_source("cannot build a batch entry", e))
         })
         .collect::<Result<Vec<_>, _>>()?;
     let output = client

@@ -328,10 +328,7 @@ impl TopicQueue {
         let topic = sns::create_topic(sns_client, &name, &Default::default())
             .await
             .unwrap_or_else(|e| panic!("create topic {name}: {e}"));
-        let options = sns::SubscriptionOptions {
-            raw_message_delivery: raw,
-            ..Default::default()
-        };
+        let options = sns::SubscriptionOptions::default().with_raw_message_delivery(raw);
         let subscription = sns::subscribe_queue(sns_client, sqs_client, &topic, &queue, &options)
             .await
             .unwrap_or_else(|e| panic!("subscribe {name}: {e}"));

@@ -244,10 +244,7 @@ pub async fn signing_client_drops_bad_replies(broker: &dyn TestBroker) {
     let foreign = SigningKeys::new(vec![5u8; 32], None).expect("keys");
     let mut fx = Fixture::without_server(broker).await;
     let requests = fx.requests.clone();
-    let signing = Signing {
-        keys: keys.clone(),
-        required: true,
-    };
+    let signing = Signing::new(keys.clone());
     let (mut transport, log) = fx
         .logged_transport(&requests, |c| c.signing(signing.keys, signing.required))
         .await;
@@ -297,10 +294,7 @@ pub async fn optional_signatures_excuse_only_a_missing_one(broker: &dyn TestBrok
 
     // The client side, with the server played on a queue of the test's own.
     let hand_requests = fx.queue("hand-requests").await;
-    let signing = Signing {
-        keys: keys.clone(),
-        required: false,
-    };
+    let signing = Signing::new(keys.clone()).allow_unsigned();
     let (mut transport, log) = fx
         .logged_transport(&hand_requests, |c| {
             c.signing(signing.keys, signing.required)
@@ -397,10 +391,7 @@ pub async fn signing_keys_rotate_step_by_step(broker: &dyn TestBroker) {
         fx.stop_server().await;
         fx.start_server(move |s| s.signing(keys, true)).await;
         for client_step in server_step.saturating_sub(1)..=(server_step + 1).min(3) {
-            let signing = Signing {
-                keys: step(client_step),
-                required: true,
-            };
+            let signing = Signing::new(step(client_step));
             let requests = fx.requests.clone();
             let (transport, _) = fx
                 .logged_transport(&requests, |c| c.signing(signing.keys, signing.required))
@@ -426,10 +417,7 @@ pub async fn signing_keys_rotate_step_by_step(broker: &dyn TestBroker) {
     fx.stop_server().await;
     let rotated = step(2);
     fx.start_server(move |s| s.signing(rotated, true)).await;
-    let signing = Signing {
-        keys: step(0),
-        required: true,
-    };
+    let signing = Signing::new(step(0));
     let requests = fx.requests.clone();
     let (mut transport, log) = fx
         .logged_transport(&requests, |c| c.signing(signing.keys, signing.required))

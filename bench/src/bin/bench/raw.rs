@@ -193,15 +193,18 @@ fn entries<E>(
         .enumerate()
         .map(|(i, item)| build(i.to_string(), item))
         .collect::<Result<_, _>>()
-        .map_err(|e| QueueError::Service(e.to_string()))
+        .map_err(|e| QueueError::from_source("cannot build a batch entry", e))
 }
 
 /// One result per entry: the raw bench treats a partly failed batch as
 /// failed as a whole (it never happens on a healthy endpoint).
-fn outcome<E: std::fmt::Display>(failed: Result<usize, E>, count: usize) -> FlushResult<()> {
+fn outcome<E>(failed: Result<usize, E>, count: usize) -> FlushResult<()>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
     match failed {
         Ok(0) => Ok((0..count).map(|_| Ok(())).collect()),
-        Ok(n) => Err(QueueError::Service(format!("{n} entries failed"))),
-        Err(e) => Err(QueueError::Service(e.to_string())),
+        Ok(n) => Err(QueueError::service(format!("{n} entries failed"))),
+        Err(e) => Err(QueueError::from_source("the batch call failed", e)),
     }
 }

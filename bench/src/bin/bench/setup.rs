@@ -50,10 +50,7 @@ impl Admin {
     /// raw delivery.
     pub async fn topics(&self, run: &str) -> anyhow::Result<Endpoints> {
         let mut endpoints = self.queues(run).await?;
-        let raw = SubscriptionOptions {
-            raw_message_delivery: true,
-            ..SubscriptionOptions::default()
-        };
+        let raw = SubscriptionOptions::default().with_raw_message_delivery(true);
         for (what, queue) in [
             ("requests", endpoints.request_queue.clone()),
             ("replies", endpoints.reply_queue.clone()),
