@@ -15,7 +15,6 @@
 //!   and runs each request through a fresh rmcp service.
 //! * [`client`]: [`QueueClientTransport`], an
 //!   rmcp client transport.
-#![warn(missing_docs)]
 
 pub mod client;
 pub mod queue;

@@ -139,6 +139,20 @@ pub struct QueueClientTransport {
     on_close: Option<OnClose>,
 }
 
+/// Shows who the transport is and where it sends and receives.
+impl std::fmt::Debug for QueueClientTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueClientTransport")
+            .field("client_id", &self.shared.client_id)
+            .field("server_address", &self.shared.server_address)
+            .field("reply_address", &self.shared.reply_address)
+            .field("reply_queue", &self.shared.reply_queue)
+            .field("session_id", &self.shared.session_id())
+            .field("pollers", &self.pollers.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl QueueClientTransport {
     /// Starts building a client of the server at `server_address` (its
     /// request queue, or the SNS topic that queue is subscribed to).

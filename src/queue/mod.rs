@@ -173,13 +173,13 @@ pub struct Delivery {
     pub receive_count: u32,
     /// The message.
     pub message: QueueMessage,
-    /// Set by an inbox [layer](layer) that refused the message but left it
+    /// Set by an inbox [`layer`] that refused the message but left it
     /// for the consumer to settle (see [`layer`]'s "Refusing without
     /// settling"): nothing the message claims can be trusted.
     pub refused: Option<Refused>,
 }
 
-/// Why an inbox [layer](layer) refused a delivery: the layer's own error,
+/// Why an inbox [`layer`] refused a delivery: the layer's own error,
 /// shared so that a delivery stays `Clone`.
 #[derive(Clone)]
 pub struct Refused(Arc<dyn std::error::Error + Send + Sync>);

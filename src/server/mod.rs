@@ -50,6 +50,7 @@ use tokio_util::task::TaskTracker;
 
 pub use builder::QueueServerBuilder;
 pub use policy::{Refusal, ReplyPolicy};
+pub use request::REQUEST_TIMEOUT;
 
 use crate::queue::{Inbox, QueueInfo};
 use crate::wire::session::SessionKeys;

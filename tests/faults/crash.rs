@@ -11,7 +11,7 @@ use crate::process::{self, Effects};
 /// time, restarting it each time: each kill lands with calls in flight,
 /// every call gets its answer (late ack and visibility), none is lost. Effects that happened twice (the process died
 /// after the effect, before the answer went out) are counted and reported.
-pub async fn crash() {
+pub(crate) async fn crash() {
     const CALLS: usize = 200;
     const IN_FLIGHT: usize = 20;
     const KILLS: usize = 3;

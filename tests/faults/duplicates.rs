@@ -15,7 +15,7 @@ use crate::process::{self, Effects};
 /// twice with the same response and its effect happens once (the second
 /// copy is replayed from the first's answer, or, arriving while the first
 /// still runs, left on the queue and replayed when it comes back).
-pub async fn duplicates() {
+pub(crate) async fn duplicates() {
     const REQUESTS: usize = 100;
     let ls = aws::localstack().await;
     let client = sqs::client(&ls.sdk_config().await);

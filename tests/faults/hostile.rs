@@ -154,7 +154,7 @@ fn hostile_message(kind: usize, i: usize, own: &str) -> QueueMessage {
 /// kinds that must get none; nor did the server try to send anything, to
 /// any address, for a message of those kinds (a foreign or path-escaping
 /// address is nowhere a test can watch).
-pub async fn hostile() {
+pub(crate) async fn hostile() {
     let ls = aws::localstack().await;
     let client = sqs::client(&ls.sdk_config().await);
     let options = SqsQueueOptions::default();

@@ -17,7 +17,7 @@ use crate::sends::{self, RecordingOutbox};
 /// are replayed to the requests' redeliveries), the server reports the
 /// failed receives and replies meanwhile, and each call made during the cut
 /// had its request's send fail and then retried until it went out.
-pub async fn outage() {
+pub(crate) async fn outage() {
     const CALLS: usize = 150;
     const IN_FLIGHT: usize = 15;
     const DURING_CUT: usize = 5;

@@ -16,7 +16,7 @@ const MAX_RECEIVES: u32 = 3;
 /// calls; a supervisor restarts the server each time it dies. The poison
 /// runs `MAX_RECEIVES` times, then its next delivery goes to the dead-letter
 /// queue with the reason, and the ordinary calls are all answered meanwhile.
-pub async fn poison() {
+pub(crate) async fn poison() {
     const CALLS: usize = 50;
     let ls = aws::localstack().await;
     let client = sqs::client(&ls.sdk_config().await);

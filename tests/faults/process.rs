@@ -90,7 +90,7 @@ impl ServerHandler for EffectServer {
 
 /// The server role: serves `queue` until killed, logging warnings and
 /// errors to stderr.
-pub async fn serve(queue: String, effects: String) {
+pub(crate) async fn serve(queue: String, effects: String) {
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter("warn")
@@ -130,7 +130,7 @@ pub async fn serve(queue: String, effects: String) {
 /// the AWS settings `aws_env` (e.g. `LocalStack::aws_env`, or one whose
 /// endpoint goes through a proxy); returns once it polls. Its log goes to
 /// this process's stderr.
-pub async fn spawn_server(
+pub(crate) async fn spawn_server(
     aws_env: &[(&'static str, String)],
     queue: &str,
     effects: &Effects,
@@ -140,7 +140,7 @@ pub async fn spawn_server(
 
 /// Like [`spawn_server`], but captures the server's log (its stderr) in a
 /// [`ServerLog`] instead.
-pub async fn spawn_logged_server(
+pub(crate) async fn spawn_logged_server(
     aws_env: &[(&'static str, String)],
     queue: &str,
     effects: &Effects,
@@ -198,13 +198,13 @@ async fn start_server(
 /// The log lines of a server process started by [`spawn_logged_server`],
 /// each with when it was read.
 #[derive(Clone, Default)]
-pub struct ServerLog {
+pub(crate) struct ServerLog {
     lines: Arc<std::sync::Mutex<Vec<(tokio::time::Instant, String)>>>,
 }
 
 impl ServerLog {
     /// The lines read so far, oldest first.
-    pub fn lines(&self) -> Vec<(tokio::time::Instant, String)> {
+    pub(crate) fn lines(&self) -> Vec<(tokio::time::Instant, String)> {
         self.lines
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -213,20 +213,20 @@ impl ServerLog {
 }
 
 /// The effects file of one scenario; removed when dropped.
-pub struct Effects {
+pub(crate) struct Effects {
     path: PathBuf,
 }
 
 impl Effects {
     /// A fresh, empty effects file.
-    pub fn new(scenario: &str) -> Self {
+    pub(crate) fn new(scenario: &str) -> Self {
         Self {
             path: std::env::temp_dir().join(unique_name(&format!("{scenario}-effects"))),
         }
     }
 
     /// How many times each call's effect happened.
-    pub fn counts(&self) -> HashMap<String, usize> {
+    pub(crate) fn counts(&self) -> HashMap<String, usize> {
         let mut counts = HashMap::new();
         for line in std::fs::read_to_string(&self.path)
             .unwrap_or_default()
@@ -245,7 +245,7 @@ impl Drop for Effects {
 }
 
 /// What a load run saw.
-pub struct Load {
+pub(crate) struct Load {
     /// Calls that got their own answer (the tool's result is the call's id).
     pub answered: usize,
     /// Calls without their own answer (an error, a wrong result or no answer
@@ -260,7 +260,7 @@ pub struct Load {
 impl Load {
     /// How many calls had been made and had not ended at `at`: the calls in
     /// flight then.
-    pub fn in_flight_at(&self, at: tokio::time::Instant) -> usize {
+    pub(crate) fn in_flight_at(&self, at: tokio::time::Instant) -> usize {
         self.started
             .iter()
             .filter(|(id, started)| {
@@ -273,7 +273,7 @@ impl Load {
 /// Calls `work` once with `id`, `ms` long: what it answered (its result's
 /// text, `id` when all went well), or the error, or that no answer came
 /// within 120 s.
-pub async fn call_work(peer: &rmcp::service::Peer<RoleClient>, id: &str, ms: u64) -> String {
+pub(crate) async fn call_work(peer: &rmcp::service::Peer<RoleClient>, id: &str, ms: u64) -> String {
     let arguments = serde_json::json!({"id": id, "ms": ms});
     let request = CallToolRequestParams::new("work")
         .with_arguments(arguments.as_object().cloned().unwrap_or_default());
@@ -290,7 +290,7 @@ pub async fn call_work(peer: &rmcp::service::Peer<RoleClient>, id: &str, ms: u64
 
 /// Makes `calls` calls of `work` (each `ms` long, with ids `call-<n>`), at
 /// most `in_flight` at a time, from a task of its own.
-pub fn start_load(
+pub(crate) fn start_load(
     peer: rmcp::service::Peer<RoleClient>,
     calls: usize,
     in_flight: usize,
@@ -339,7 +339,7 @@ pub fn start_load(
 
 /// A legacy (initialize) client of the server on `requests`, with its own
 /// reply queue, through `client`.
-pub async fn connect(
+pub(crate) async fn connect(
     client: &sqs::Client,
     requests: &str,
 ) -> rmcp::service::RunningService<RoleClient, ()> {

@@ -21,7 +21,7 @@ use crate::sends::{self, RecordingOutbox};
 /// after retrying for about `send_retry` (the client stops when its next
 /// pause would end past it, so at least half of it), neither at the first
 /// failure nor never.
-pub async fn send_retry() {
+pub(crate) async fn send_retry() {
     const SEND_RETRY: Duration = Duration::from_secs(2);
     let ls = aws::localstack().await;
     let direct = sqs::client(&ls.sdk_config().await);

@@ -10,7 +10,7 @@ use asyncmcp::queue::{Outbox, QueueError, QueueMessage};
 
 /// One call of [`Outbox::send`].
 #[derive(Debug, Clone)]
-pub struct Attempt {
+pub(crate) struct Attempt {
     /// When it began.
     pub at: tokio::time::Instant,
     /// Where to.
@@ -24,14 +24,14 @@ pub struct Attempt {
 /// Wraps an outbox and records each send through it. Cheap to clone:
 /// clones share the record.
 #[derive(Clone)]
-pub struct RecordingOutbox<O> {
+pub(crate) struct RecordingOutbox<O> {
     inner: O,
     attempts: Arc<Mutex<Vec<Attempt>>>,
 }
 
 impl<O> RecordingOutbox<O> {
     /// Records the sends made through `inner`.
-    pub fn new(inner: O) -> Self {
+    pub(crate) fn new(inner: O) -> Self {
         Self {
             inner,
             attempts: Arc::default(),
@@ -39,7 +39,7 @@ impl<O> RecordingOutbox<O> {
     }
 
     /// The attempts so far, in the order they ended.
-    pub fn attempts(&self) -> Vec<Attempt> {
+    pub(crate) fn attempts(&self) -> Vec<Attempt> {
         self.attempts
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -75,7 +75,7 @@ impl<O: Outbox> Outbox for RecordingOutbox<O> {
 }
 
 /// The attempts whose body contains `marker`, oldest first.
-pub fn attempts_of(attempts: &[Attempt], marker: &str) -> Vec<Attempt> {
+pub(crate) fn attempts_of(attempts: &[Attempt], marker: &str) -> Vec<Attempt> {
     let mut of: Vec<_> = attempts
         .iter()
         .filter(|attempt| attempt.body.contains(marker))

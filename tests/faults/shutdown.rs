@@ -12,7 +12,7 @@ use crate::process::{self, Effects};
 /// second replica already serving: the first stops receiving, finishes its
 /// calls within the grace period and exits 0; every call gets its answer and
 /// every effect happens once.
-pub async fn shutdown() {
+pub(crate) async fn shutdown() {
     const CALLS: usize = 100;
     let ls = aws::localstack().await;
     let client = sqs::client(&ls.sdk_config().await);

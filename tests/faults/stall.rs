@@ -16,7 +16,7 @@ use crate::process::{self, Effects};
 /// effect happens once, and the server's heartbeat kept trying throughout
 /// (it reports each extension left unanswered and tries again, instead of
 /// waiting behind a stalled send).
-pub async fn stall() {
+pub(crate) async fn stall() {
     const CALLS: usize = 60;
     const IN_FLIGHT: usize = 10;
     const VISIBILITY: Duration = Duration::from_secs(3);

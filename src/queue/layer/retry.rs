@@ -54,8 +54,11 @@ impl<O> Layer<O> for RetryLayer {
     }
 }
 
-/// An outbox that retries sends failing for a passing reason. See the
-/// [module docs](self).
+/// An outbox that retries sends failing for a passing reason: after a pause
+/// of 100 ms doubling to 5 s, until the send goes out, fails for good, would
+/// be tried past the deadline, or the stop token is cancelled (then it fails
+/// with [`QueueError::Closed`]). Each attempt sends the same message, FIFO
+/// deduplication id included.
 #[derive(Debug, Clone)]
 pub struct Retry<O> {
     inner: O,
