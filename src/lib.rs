@@ -10,11 +10,14 @@
 //! * [`wire`]: one MCP JSON-RPC message ⇄ one queue message (body and
 //!   attributes), session ids. No I/O.
 //! * [`queue`]: the broker seam ([`Inbox`](queue::Inbox),
-//!   [`Outbox`](queue::Outbox)) and its implementations. Knows nothing of MCP.
+//!   [`Outbox`](queue::Outbox)), its implementations, and its
+//!   [layers](queue::layer) (SNS envelopes, signatures, send retry). Knows
+//!   nothing of MCP.
 //! * [`server`]: [`QueueServer`] polls a request queue
 //!   and runs each request through a fresh rmcp service.
 //! * [`client`]: [`QueueClientTransport`], an
-//!   rmcp client transport.
+//!   rmcp client transport, made by its
+//!   [builder](QueueClientTransport::builder).
 
 pub mod client;
 pub mod queue;
