@@ -8,7 +8,8 @@ use tokio_util::sync::CancellationToken;
 use tower_layer::Layer;
 
 use super::{ClientError, QueueClientTransport};
-use crate::queue::layer::{RetryLayer, SignLayer, UnwrapEnvelopeLayer, VerifyLayer};
+use crate::queue::layer::stack::Stacked;
+use crate::queue::layer::{Layers, RetryLayer, SignLayer, VerifyLayer};
 use crate::queue::memory::{MemoryBroker, MemoryQueueOptions};
 use crate::queue::{Inbox, Outbox};
 use crate::wire::signing::{Signing, SigningKeys};
@@ -89,11 +90,6 @@ impl QueueClientConfig {
     }
 }
 
-/// Wraps the inbox in a layer of the user's.
-type WrapInbox = Box<dyn FnOnce(Arc<dyn Inbox>) -> Arc<dyn Inbox> + Send>;
-/// Wraps the outbox in a layer of the user's.
-type WrapOutbox = Box<dyn FnOnce(Arc<dyn Outbox>) -> Arc<dyn Outbox> + Send>;
-
 /// Builds a [`QueueClientTransport`]: settings first, then the broker it
 /// talks through ([`build`](Self::build), [`memory`](Self::memory),
 /// `connect_sqs`, `connect_sns_sqs`).
@@ -113,8 +109,7 @@ pub struct QueueClientBuilder {
     /// An existing reply queue (`reply_queue`, feature `sqs`).
     #[cfg_attr(not(feature = "sqs"), allow(dead_code))]
     pub(super) reply_queue: Option<String>,
-    inbox_layers: Vec<WrapInbox>,
-    outbox_layers: Vec<WrapOutbox>,
+    layers: Layers,
 }
 
 impl std::fmt::Debug for QueueClientBuilder {
@@ -122,8 +117,7 @@ impl std::fmt::Debug for QueueClientBuilder {
         f.debug_struct("QueueClientBuilder")
             .field("config", &self.config)
             .field("reply_queue", &self.reply_queue)
-            .field("inbox_layers", &self.inbox_layers.len())
-            .field("outbox_layers", &self.outbox_layers.len())
+            .field("layers", &self.layers)
             .finish()
     }
 }
@@ -133,8 +127,7 @@ impl QueueClientBuilder {
         Self {
             config: QueueClientConfig::new(server_address),
             reply_queue: None,
-            inbox_layers: Vec::new(),
-            outbox_layers: Vec::new(),
+            layers: Layers::default(),
         }
     }
 
@@ -192,8 +185,7 @@ impl QueueClientBuilder {
         L: Layer<Arc<dyn Inbox>> + Send + 'static,
         L::Service: Inbox,
     {
-        self.inbox_layers
-            .push(Box::new(move |inbox| Arc::new(layer.layer(inbox))));
+        self.layers.push_inbox(layer);
         self
     }
     /// Wraps the outbox in `layer`, between signing and the broker; layers
@@ -204,8 +196,7 @@ impl QueueClientBuilder {
         L: Layer<Arc<dyn Outbox>> + Send + 'static,
         L::Service: Outbox,
     {
-        self.outbox_layers
-            .push(Box::new(move |outbox| Arc::new(layer.layer(outbox))));
+        self.layers.push_outbox(layer);
         self
     }
     /// The settings so far.
@@ -232,21 +223,13 @@ impl QueueClientBuilder {
         outbox: impl Outbox + 'static,
         client_id: String,
     ) -> QueueClientTransport {
-        // The stack of `queue::layer`, outermost last:
-        //   inbox:  broker → UnwrapEnvelope → yours → Verify
-        //   outbox: broker → yours → Sign → Retry
-        let mut inbox: Arc<dyn Inbox> = Arc::new(UnwrapEnvelopeLayer.layer(reply_inbox));
-        for wrap in self.inbox_layers {
-            inbox = wrap(inbox);
-        }
-        let mut outbox: Arc<dyn Outbox> = Arc::new(outbox);
-        for wrap in self.outbox_layers {
-            outbox = wrap(outbox);
-        }
-        if let Some(signing) = &self.config.signing {
-            inbox = Arc::new(VerifyLayer::new(signing.clone()).layer(inbox));
-            outbox = Arc::new(SignLayer::new(signing.keys.clone()).layer(outbox));
-        }
+        // The layers of `queue::layer`, and the send retry outermost.
+        let signing = self.config.signing.as_ref();
+        let verify = signing.map(|signing| VerifyLayer::new(signing.clone()));
+        let sign = signing.map(|signing| SignLayer::new(signing.keys.clone()));
+        let Stacked { inbox, outbox, .. } =
+            self.layers
+                .stack(Arc::new(reply_inbox), Arc::new(outbox), verify, sign);
         // Closing the transport ends retries in progress.
         let stop = CancellationToken::new();
         let outbox = Arc::new(

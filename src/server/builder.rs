@@ -9,15 +9,11 @@ use std::time::Duration;
 use tower_layer::Layer;
 
 use super::{DeadLetter, QueueServer, ReplyPolicy, ServerConfig, ServiceFactory, dispatch};
-use crate::queue::layer::{SignLayer, UnwrapEnvelopeLayer, VerifyLayer};
+use crate::queue::layer::stack::Stacked;
+use crate::queue::layer::{Layers, SignLayer, VerifyLayer};
 use crate::queue::{Inbox, Outbox};
 use crate::wire::session::SessionKeys;
 use crate::wire::signing::{Signing, SigningKeys};
-
-/// Wraps the inbox in a layer of the user's.
-type WrapInbox = Box<dyn FnOnce(Arc<dyn Inbox>) -> Arc<dyn Inbox> + Send>;
-/// Wraps the outbox in a layer of the user's.
-type WrapOutbox = Box<dyn FnOnce(Arc<dyn Outbox>) -> Arc<dyn Outbox> + Send>;
 
 /// Builds a [`QueueServer`]: [`QueueServer::builder`] (any inbox and
 /// outbox) or, with the AWS settings of the environment, `QueueServer::sqs`
@@ -26,8 +22,7 @@ pub struct QueueServerBuilder {
     inbox: Arc<dyn Inbox>,
     outbox: Arc<dyn Outbox>,
     config: ServerConfig,
-    inbox_layers: Vec<WrapInbox>,
-    outbox_layers: Vec<WrapOutbox>,
+    layers: Layers,
 }
 
 /// Shows the configuration so far and the request queue's address.
@@ -36,8 +31,7 @@ impl fmt::Debug for QueueServerBuilder {
         f.debug_struct("QueueServerBuilder")
             .field("queue", &self.inbox.info().address)
             .field("config", &self.config)
-            .field("inbox_layers", &self.inbox_layers.len())
-            .field("outbox_layers", &self.outbox_layers.len())
+            .field("layers", &self.layers)
             .finish_non_exhaustive()
     }
 }
@@ -54,8 +48,7 @@ impl QueueServer<()> {
             inbox: Arc::new(inbox),
             outbox: Arc::new(outbox),
             config,
-            inbox_layers: Vec::new(),
-            outbox_layers: Vec::new(),
+            layers: Layers::default(),
         }
     }
 }
@@ -160,8 +153,7 @@ impl QueueServerBuilder {
         L: Layer<Arc<dyn Inbox>> + Send + 'static,
         L::Service: Inbox,
     {
-        self.inbox_layers
-            .push(Box::new(move |inbox| Arc::new(layer.layer(inbox))));
+        self.layers.push_inbox(layer);
         self
     }
     /// Wraps the outbox in `layer`, between signing and the broker; layers
@@ -172,33 +164,22 @@ impl QueueServerBuilder {
         L: Layer<Arc<dyn Outbox>> + Send + 'static,
         L::Service: Outbox,
     {
-        self.outbox_layers
-            .push(Box::new(move |outbox| Arc::new(layer.layer(outbox))));
+        self.layers.push_outbox(layer);
         self
     }
     /// Builds the server; `factory` makes a fresh rmcp service per request.
     pub fn build<F: ServiceFactory>(self, factory: F) -> QueueServer<F> {
-        // The stack of `queue::layer`, outermost last:
-        //   inbox:  broker → UnwrapEnvelope → yours → Verify
-        //   outbox: broker → yours → Sign
-        let mut inbox: Arc<dyn Inbox> = Arc::new(UnwrapEnvelopeLayer.layer(self.inbox));
-        for wrap in self.inbox_layers {
-            inbox = wrap(inbox);
-        }
-        let mut outbox = self.outbox;
-        for wrap in self.outbox_layers {
-            outbox = wrap(outbox);
-        }
-        // Answers to refused messages are not signed (see dispatch).
-        let unsigned_outbox = outbox.clone();
-        if let Some(signing) = &self.config.signing {
-            inbox = Arc::new(
-                VerifyLayer::new(signing.clone())
-                    .max_age(self.config.signature_max_age)
-                    .layer(inbox),
-            );
-            outbox = Arc::new(SignLayer::new(signing.keys.clone()).layer(outbox));
-        }
+        let signing = self.config.signing.as_ref();
+        let verify = signing.map(|signing| {
+            VerifyLayer::new(signing.clone()).max_age(self.config.signature_max_age)
+        });
+        let sign = signing.map(|signing| SignLayer::new(signing.keys.clone()));
+        // Answers to refused messages go out unsigned (see dispatch).
+        let Stacked {
+            inbox,
+            outbox,
+            unsigned_outbox,
+        } = self.layers.stack(self.inbox, self.outbox, verify, sign);
         QueueServer {
             shared: Arc::new(dispatch::Shared::new(
                 factory,

@@ -47,8 +47,10 @@
 mod envelope;
 mod retry;
 mod signing;
+pub(crate) mod stack;
 
 pub use envelope::{UnwrapEnvelope, UnwrapEnvelopeLayer};
 pub use retry::{Retry, RetryLayer};
 pub use signing::{Sign, SignLayer, SignatureRefused, Verify, VerifyLayer};
+pub(crate) use stack::Layers;
 pub use tower_layer::{Identity, Layer, Stack};
