@@ -383,6 +383,46 @@ mod tests {
         }
     }
 
+    /// Never accepts: the broker cannot be reached.
+    struct DownOutbox;
+
+    #[async_trait]
+    impl Outbox for DownOutbox {
+        fn accepts(&self, _: &str) -> bool {
+            true
+        }
+        async fn send(&self, _: &str, _: QueueMessage) -> Result<(), QueueError> {
+            Err(QueueError::service("unreachable"))
+        }
+        async fn max_message_size(&self, _: &str) -> Result<usize, QueueError> {
+            Ok(crate::queue::DEFAULT_MAX_MESSAGE_SIZE)
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn closing_the_transport_ends_a_send_retry() {
+        let broker = MemoryBroker::new();
+        let replies = broker.create_queue("replies", Default::default());
+        let mut transport = QueueClientTransport::builder("memory://requests")
+            .wait(std::time::Duration::from_secs(1))
+            .send_retry(std::time::Duration::from_secs(3600))
+            .build(broker.inbox(&replies).expect("queue exists"), DownOutbox);
+        let ping: ClientJsonRpcMessage =
+            serde_json::from_str(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#).unwrap();
+        let sending = tokio::spawn(transport.send(ping));
+        tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+        assert!(!sending.is_finished(), "still retrying after 10 s");
+        let closed_at = tokio::time::Instant::now();
+        transport.close().await.expect("closed");
+        let sent = sending.await.expect("not panicked");
+        assert!(
+            matches!(sent, Err(ClientError::Queue(QueueError::Closed))),
+            "{sent:?}"
+        );
+        // Within the reply poll it waits for, not the hour of `send_retry`.
+        assert!(closed_at.elapsed() <= std::time::Duration::from_secs(2));
+    }
+
     #[test]
     fn fifo_groups_are_per_request_and_always_valid() {
         let message = |body: &str| -> ClientJsonRpcMessage { serde_json::from_str(body).unwrap() };
