@@ -44,12 +44,13 @@
 //! #[async_trait]
 //! impl TestBroker for Memory {
 //!     async fn create_queue_with(&self, prefix: &str, spec: QueueSpec) -> String {
-//!         let defaults = MemoryQueueOptions::default();
-//!         let options = MemoryQueueOptions {
-//!             visibility_timeout: spec.visibility_timeout.unwrap_or(defaults.visibility_timeout),
-//!             max_message_size: spec.max_message_size.unwrap_or(defaults.max_message_size),
-//!             redrive: None,
-//!         };
+//!         let mut options = MemoryQueueOptions::default();
+//!         if let Some(timeout) = spec.visibility_timeout {
+//!             options = options.with_visibility_timeout(timeout);
+//!         }
+//!         if let Some(bytes) = spec.max_message_size {
+//!             options = options.with_max_message_size(bytes);
+//!         }
 //!         self.0.create_queue(&unique_name(prefix), options)
 //!     }
 //!     async fn inbox(&self, address: &str) -> Arc<dyn Inbox> {
