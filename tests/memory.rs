@@ -50,6 +50,23 @@ impl TestBroker for Memory {
 
 asyncmcp_testkit::broker_tests!(Memory::new());
 
+/// The contract again through the layers every inbox and client outbox get
+/// (SNS envelope unwrapping, send retry): what they let through passes
+/// unchanged. (The signing layers change what they pass, a signature more;
+/// the scenarios run them end to end.)
+mod through_layers {
+    use asyncmcp::queue::layer::{RetryLayer, UnwrapEnvelopeLayer};
+    use asyncmcp_testkit::Layered;
+
+    use super::Memory;
+
+    asyncmcp_testkit::contract_tests!(Layered::new(
+        Memory::new(),
+        UnwrapEnvelopeLayer,
+        RetryLayer::new(std::time::Duration::from_secs(5)),
+    ));
+}
+
 /// `QueueClientTransport::memory` creates its reply queue on connect and
 /// deletes it on close.
 #[tokio::test]

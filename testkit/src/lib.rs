@@ -84,6 +84,7 @@ pub mod contract;
 pub mod demo_tools;
 mod faulty_outbox;
 mod fixture;
+mod layered;
 pub mod py_peer;
 pub mod scenarios;
 pub mod server_cli;
@@ -95,6 +96,7 @@ pub mod aws;
 pub use broker::{QueueSpec, TestBroker, unique_name};
 pub use faulty_outbox::{Attempt, Failure, FaultyOutbox};
 pub use fixture::{Fixture, eventually, next_reply};
+pub use layered::Layered;
 
 /// Defines one test per check of the [`contract`] suite (in a module
 /// `contract`) and one per [scenario](scenarios) (in a module `scenarios`),
