@@ -25,6 +25,22 @@ pub fn is_fifo(address: &str) -> bool {
     address.ends_with(".fifo")
 }
 
+/// Whether `address` is an SQS queue URL:
+/// `<scheme>://<host>[:<port>]/<12-digit account>/<queue name>`, or
+/// LocalStack's `.../queue/<region>/<account>/<name>`, with no query,
+/// fragment or user info. What an SQS outbox sends to, and what a command
+/// taking a queue URL can check before making any call.
+///
+/// ```
+/// use asyncmcp::queue::is_queue_url;
+/// assert!(is_queue_url("https://sqs.us-east-1.amazonaws.com/123456789012/requests"));
+/// assert!(is_queue_url("http://localhost:4566/queue/us-east-1/000000000000/requests"));
+/// assert!(!is_queue_url("https://example.com/hooks/reply"));
+/// ```
+pub fn is_queue_url(address: &str) -> bool {
+    QueueUrl::parse(address).is_some()
+}
+
 /// The longest SQS queue name, `.fifo` included.
 const MAX_QUEUE_NAME: usize = 80;
 
@@ -244,6 +260,7 @@ mod tests {
             ),
         ];
         for (url, host, region) in cases {
+            assert!(is_queue_url(url), "{url}");
             let parsed = QueueUrl::parse(url).unwrap_or_else(|| panic!("{url}"));
             assert_eq!(parsed.host, host, "{url}");
             assert_eq!(parsed.region, region, "{url}");
@@ -313,6 +330,7 @@ mod tests {
             "",
         ] {
             assert_eq!(QueueUrl::parse(address), None, "{address}");
+            assert!(!is_queue_url(address), "{address}");
         }
     }
 

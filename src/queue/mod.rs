@@ -65,7 +65,7 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1_048_576;
 /// The most message attributes SQS accepts on one message.
 pub const MAX_ATTRIBUTES: usize = 10;
 
-pub use address::{is_fifo, is_topic_arn};
+pub use address::{is_fifo, is_queue_url, is_topic_arn};
 pub use error::QueueError;
 
 /// The value of one message attribute.

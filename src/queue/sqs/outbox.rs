@@ -8,7 +8,7 @@ use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName, SendMessageBatchRequestEntry};
 
 use super::{entry_results, is_refused, map_sdk_error};
-use crate::queue::address::QueueUrl;
+use crate::queue::address::is_queue_url;
 use crate::queue::batch::{BatcherConfig, FlushResult};
 use crate::queue::batched::{BatchSend, BatchedOutbox, SizeLookup, typed};
 use crate::queue::{DEFAULT_MAX_MESSAGE_SIZE, Outbox, QueueError, QueueMessage};
@@ -81,7 +81,7 @@ impl BatchSend for Sqs {
     const SERVICE_LIMIT: usize = DEFAULT_MAX_MESSAGE_SIZE;
 
     fn accepts(&self, address: &str) -> bool {
-        QueueUrl::parse(address).is_some()
+        is_queue_url(address)
     }
 
     async fn max_size(&self, address: &str) -> Result<SizeLookup, QueueError> {
