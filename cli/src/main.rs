@@ -12,6 +12,7 @@
 //! (2 for a command line clap refuses).
 
 mod aws;
+mod dlq;
 mod logging;
 mod safe;
 mod setup;
@@ -35,6 +36,9 @@ enum Command {
     /// Creates the queues and topics a deployment needs, idempotently, and
     /// prints their URLs and ARNs.
     Setup(setup::Args),
+    /// Lists the requests in a dead-letter queue, or sends them back.
+    #[command(subcommand, after_help = dlq::EXAMPLES)]
+    Dlq(dlq::Command),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +58,7 @@ fn main() -> ExitCode {
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Setup(args) => setup::run(args).await,
+        Command::Dlq(command) => dlq::run(command).await,
     }
 }
 
