@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Starts LocalStack (SQS + SNS) for asyncmcp development and creates the demo queues.
+# Starts LocalStack (SQS + SNS) for asyncmcp development and creates the demo queues and
+# topics (with `asyncmcp setup`).
 #
 #   localstack/start.sh        then   export AWS_ENDPOINT_URL=http://localhost:4566
 #   localstack/stop.sh         stops what start.sh started
@@ -16,6 +17,10 @@
 #   LOCALSTACK_PYTHON     interpreter that creates the virtualenv (default python3, >= 3.9)
 #   LOCALSTACK_MODE       auto (default), host or docker
 #   LOCALSTACK_TIMEOUT    seconds to wait for health (default 120)
+#   LOCALSTACK_DEMO_RESOURCES  1 (default): create the demo queues and topics; 0: don't
+#                         (scripts/test.sh and bench.sh: their tests make their own)
+#   ASYNCMCP_BIN          a built `asyncmcp` to create them with (default: cargo runs the
+#                         workspace's, building it first if needed: a few minutes the first time)
 set -euo pipefail
 
 LOG_PREFIX="localstack/start.sh"
@@ -167,6 +172,38 @@ else
     esac
 fi
 
-AWS_ENDPOINT_URL="${ENDPOINT}" "${REPO_ROOT}/localstack/init/ready.d/create-resources.sh" >&2
+# create_demo_resources: the queues and topics the README and the examples use, made with
+# `asyncmcp setup` (idempotent; what it prints goes to stderr, as stdout carries the export
+# line). The settings are all on the command line: ASYNCMCP_* variables of the caller's shell
+# are not read, and the LocalStack credentials replace any of the caller's.
+#   mcp-requests (DLQ mcp-requests-dlq after 5 receives), mcp-responses: the SQS examples
+#   mcp-requests-topic -> mcp-sns-requests (raw delivery; DLQ mcp-sns-requests-dlq),
+#   mcp-replies-topic: the SNS examples
+create_demo_resources() {
+    local asyncmcp
+    if [[ -n "${ASYNCMCP_BIN:-}" ]]; then
+        asyncmcp=("${ASYNCMCP_BIN}")
+    else
+        command -v cargo >/dev/null 2>&1 ||
+            die "cargo not found: it builds the asyncmcp command that creates the demo queues (install Rust from https://rustup.rs, or set ASYNCMCP_BIN, or LOCALSTACK_DEMO_RESOURCES=0)"
+        log "creating the demo queues and topics with asyncmcp setup (cargo run -p asyncmcp-cli; the first build takes a few minutes)"
+        asyncmcp=(cargo run --quiet --manifest-path "${REPO_ROOT}/Cargo.toml" -p asyncmcp-cli --)
+    fi
+    local -a env=(env -u AWS_PROFILE -u ASYNCMCP_FIFO -u ASYNCMCP_TOPIC -u ASYNCMCP_REPLY_TOPIC
+        -u ASYNCMCP_REPLY_QUEUE AWS_ENDPOINT_URL="${ENDPOINT}" AWS_REGION=us-east-1
+        AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test)
+    "${env[@]}" "${asyncmcp[@]}" setup --queue mcp-requests --max-receive-count 5 \
+        --reply-queue mcp-responses >&2 ||
+        die "asyncmcp setup could not create the SQS demo queues (see above)"
+    "${env[@]}" "${asyncmcp[@]}" setup --queue mcp-sns-requests --max-receive-count 5 \
+        --topic mcp-requests-topic --reply-topic mcp-replies-topic >&2 ||
+        die "asyncmcp setup could not create the SNS demo topics (see above)"
+}
+
+case "${LOCALSTACK_DEMO_RESOURCES:-1}" in
+1) create_demo_resources ;;
+0) ;;
+*) die "LOCALSTACK_DEMO_RESOURCES must be 1 or 0 (got '${LOCALSTACK_DEMO_RESOURCES}')" ;;
+esac
 
 echo "export AWS_ENDPOINT_URL=${ENDPOINT} AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test"

@@ -101,7 +101,9 @@ ensure_localstack() {
         else
             STARTED_LOCALSTACK=1
         fi
-        "${REPO_ROOT}/localstack/start.sh" >/dev/null ||
+        # The tests and the bench make their own queues: no demo ones (nor the build of the
+        # command that makes them).
+        LOCALSTACK_DEMO_RESOURCES=0 "${REPO_ROOT}/localstack/start.sh" >/dev/null ||
             die "LocalStack did not start (see the messages above); Docker users can also run: docker compose --env-file localstack/versions.env -f localstack/docker-compose.yml up -d"
         export AWS_ENDPOINT_URL="http://localhost:${port}"
     fi
