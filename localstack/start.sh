@@ -33,6 +33,9 @@ MODE="${LOCALSTACK_MODE:-auto}"
 TIMEOUT="${LOCALSTACK_TIMEOUT:-120}"
 ENDPOINT="http://localhost:${PORT}"
 LOG_FILE="${STATE_DIR}/localstack.log"
+DEMO_RESOURCES="${LOCALSTACK_DEMO_RESOURCES:-1}"
+[[ "${DEMO_RESOURCES}" == [01] ]] ||
+    die "LOCALSTACK_DEMO_RESOURCES must be 1 or 0 (got '${DEMO_RESOURCES}')"
 
 # Host mode: localstack-core at the version pinned in versions.env (which says what Python
 # it needs). moto-ext provides SNS; the upper bounds avoid releases that break start-up.
@@ -200,10 +203,8 @@ create_demo_resources() {
         die "asyncmcp setup could not create the SNS demo topics (see above)"
 }
 
-case "${LOCALSTACK_DEMO_RESOURCES:-1}" in
-1) create_demo_resources ;;
-0) ;;
-*) die "LOCALSTACK_DEMO_RESOURCES must be 1 or 0 (got '${LOCALSTACK_DEMO_RESOURCES}')" ;;
-esac
+if [[ "${DEMO_RESOURCES}" == 1 ]]; then
+    create_demo_resources
+fi
 
 echo "export AWS_ENDPOINT_URL=${ENDPOINT} AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test"
