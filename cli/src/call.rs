@@ -52,6 +52,7 @@ pub(crate) struct CallArgs {
 
 /// Runs `asyncmcp call`.
 pub(crate) async fn run(args: CallArgs) -> Result<Done, Failure> {
+    let target = args.connect.target()?;
     let arguments = match args.arguments.as_deref() {
         None => None,
         Some("-") => {
@@ -66,7 +67,7 @@ pub(crate) async fn run(args: CallArgs) -> Result<Done, Failure> {
         Some(text) => Some(parse_arguments(text)?),
     };
     let progress = Progress::on_stderr();
-    let mut session = Session::open(&args.connect, ProgressClient::new(progress.clone())).await?;
+    let mut session = Session::open(target, ProgressClient::new(progress.clone())).await?;
     let called = call(&mut session, &args.tool, arguments).await;
     progress.finish();
     let outcome = called.and_then(|result| {

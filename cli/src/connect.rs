@@ -27,8 +27,16 @@ use asyncmcp::queue::sqs::{self, SqsInbox, SqsOutbox};
 use asyncmcp::queue::{RoutingOutbox, is_topic_arn};
 use asyncmcp::wire::signing::{SigningError, SigningKeys};
 use base64::Engine;
+
+use crate::exit::Failure;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 
+/// The variable naming the server's request queue, when no flag names the
+/// server.
+pub(crate) const QUEUE_URL_VAR: &str = "ASYNCMCP_QUEUE_URL";
+/// The variable naming the server's request topic, when no flag names the
+/// server.
+pub(crate) const TOPIC_ARN_VAR: &str = "ASYNCMCP_TOPIC_ARN";
 /// The variable holding the current signing key.
 pub(crate) const SIGNING_KEY_VAR: &str = "ASYNCMCP_SIGNING_KEY";
 /// The variable holding the previous signing key, still accepted on replies.
@@ -40,6 +48,8 @@ pub(crate) const PREVIOUS_SIGNING_KEY_VAR: &str = "ASYNCMCP_SIGNING_KEY_PREVIOUS
 macro_rules! environment_help {
     () => {
         "Environment:\n  \
+         ASYNCMCP_QUEUE_URL, ASYNCMCP_TOPIC_ARN  the server, when neither flag names it (one \
+         of the two)\n  \
          ASYNCMCP_SIGNING_KEY           key signing requests and checking replies (hex or base64, \
          at least 32 bytes); never a flag, so that `ps` does not show it\n  \
          ASYNCMCP_SIGNING_KEY_PREVIOUS  the key before it, still accepted on replies (rotation)\n  \
@@ -58,19 +68,16 @@ const SHARED_REPLY_QUEUE_WAIT: Duration = Duration::from_secs(5);
 /// How to reach a queue-backed MCP server.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct ConnectArgs {
-    /// The server's request queue (an SQS queue URL).
-    #[arg(
-        long,
-        env = "ASYNCMCP_QUEUE_URL",
-        value_name = "URL",
-        required_unless_present = "topic_arn",
-        conflicts_with = "topic_arn",
-        value_parser = parse_queue_url
-    )]
+    // Not clap `env` settings: with both variables read by clap, a flag
+    // could not override the other one's variable (`--topic-arn` with
+    // ASYNCMCP_QUEUE_URL exported would conflict). Read in `target`.
+    /// The server's request queue (an SQS queue URL) [env: ASYNCMCP_QUEUE_URL]
+    #[arg(long, value_name = "URL", conflicts_with = "topic_arn", value_parser = parse_queue_url)]
     pub(crate) queue_url: Option<String>,
 
-    /// The SNS topic the server's request queue is subscribed to.
-    #[arg(long, env = "ASYNCMCP_TOPIC_ARN", value_name = "ARN", value_parser = parse_topic_arn)]
+    /// The SNS topic the server's request queue is subscribed to [env:
+    /// ASYNCMCP_TOPIC_ARN]
+    #[arg(long, value_name = "ARN", value_parser = parse_topic_arn)]
     pub(crate) topic_arn: Option<String>,
 
     /// Receive replies on this existing queue (perhaps shared with other
@@ -122,9 +129,30 @@ pub(crate) enum SettingsError {
     /// Only the previous key is set.
     #[error("{PREVIOUS_SIGNING_KEY_VAR} is set but {SIGNING_KEY_VAR} is not")]
     PreviousWithoutCurrent,
-    /// Neither `--queue-url` nor `--topic-arn` (clap checks this first).
-    #[error("name the server with --queue-url or --topic-arn")]
+    /// Nothing names the server.
+    #[error(
+        "name the server with --queue-url or --topic-arn (or {QUEUE_URL_VAR} or {TOPIC_ARN_VAR})"
+    )]
     NoServer,
+    /// Both variables name a server, and no flag chooses.
+    #[error(
+        "both {QUEUE_URL_VAR} and {TOPIC_ARN_VAR} are set: choose with --queue-url or --topic-arn"
+    )]
+    TwoServers,
+    /// A variable holds something unusable.
+    #[error("{var}: {reason}")]
+    Invalid {
+        /// The variable.
+        var: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl From<SettingsError> for Failure {
+    fn from(error: SettingsError) -> Self {
+        Failure::Usage(error.to_string())
+    }
 }
 
 /// The server and settings, checked, ready to [`connect`](Self::connect).
@@ -133,6 +161,7 @@ pub(crate) struct Target {
     builder: QueueClientBuilder,
     over_sns: bool,
     reply_queue: Option<String>,
+    timeout: Duration,
 }
 
 impl ConnectArgs {
@@ -145,11 +174,11 @@ impl ConnectArgs {
     /// [`target`](Self::target), with the environment read through `var`.
     fn target_with(&self, var: impl Fn(&str) -> Option<String>) -> Result<Target, SettingsError> {
         let (server, over_sns) = match (&self.queue_url, &self.topic_arn) {
-            (Some(url), _) => (url, false),
-            (None, Some(arn)) => (arn, true),
-            (None, None) => return Err(SettingsError::NoServer),
+            (Some(url), _) => (url.clone(), false),
+            (None, Some(arn)) => (arn.clone(), true),
+            (None, None) => server_from(&var)?,
         };
-        let mut builder = QueueClientTransport::builder(server.as_str());
+        let mut builder = QueueClientTransport::builder(server);
         if let Some(id) = &self.client_id {
             builder = builder.client_id(id.as_str());
         }
@@ -166,11 +195,33 @@ impl ConnectArgs {
             builder,
             over_sns,
             reply_queue: self.reply_queue_url.clone(),
+            timeout: self.timeout,
         })
     }
 }
 
+/// The server named by [`QUEUE_URL_VAR`] or [`TOPIC_ARN_VAR`] (exactly one),
+/// and whether it is a topic.
+fn server_from(var: impl Fn(&str) -> Option<String>) -> Result<(String, bool), SettingsError> {
+    let set = |name| var(name).filter(|value| !value.trim().is_empty());
+    let invalid = |var| move |reason| SettingsError::Invalid { var, reason };
+    match (set(QUEUE_URL_VAR), set(TOPIC_ARN_VAR)) {
+        (Some(_), Some(_)) => Err(SettingsError::TwoServers),
+        (Some(url), None) => Ok((
+            parse_queue_url(&url).map_err(invalid(QUEUE_URL_VAR))?,
+            false,
+        )),
+        (None, Some(arn)) => Ok((parse_topic_arn(&arn).map_err(invalid(TOPIC_ARN_VAR))?, true)),
+        (None, None) => Err(SettingsError::NoServer),
+    }
+}
+
 impl Target {
+    /// How long the whole command may take (`--timeout`).
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// Connects, with the AWS settings of the environment: opens the reply
     /// queue given, or creates one (over SNS, with its own reply topic).
     pub(crate) async fn connect(self) -> Result<QueueClientTransport, ClientError> {
@@ -355,41 +406,68 @@ mod tests {
         );
     }
 
+    const URL: &str = "http://localhost:4566/000000000000/requests";
+    const ARN: &str = "arn:aws:sns:us-east-1:000000000000:requests";
+
+    /// Whether `args` and the variables `vars` name a topic (`Ok(true)`) or
+    /// a queue (`Ok(false)`).
+    fn over_sns(args: &[&str], vars: &[(&str, &str)]) -> Result<bool, String> {
+        let cli = Cli::try_parse_from(std::iter::once("x").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        let target = cli
+            .connect
+            .target_with(env(vars))
+            .map_err(|e| e.to_string())?;
+        Ok(target.over_sns)
+    }
+
     #[test]
     fn exactly_one_of_queue_url_and_topic_arn() {
-        let url = "http://localhost:4566/000000000000/requests";
-        let arn = "arn:aws:sns:us-east-1:000000000000:requests";
-        assert!(Cli::try_parse_from(["x"]).is_err(), "neither");
+        assert_eq!(over_sns(&["--queue-url", URL], &[]), Ok(false));
+        assert_eq!(over_sns(&["--topic-arn", ARN], &[]), Ok(true));
         assert!(
-            Cli::try_parse_from(["x", "--queue-url", url, "--topic-arn", arn]).is_err(),
+            over_sns(&["--queue-url", URL, "--topic-arn", ARN], &[]).is_err(),
             "both"
         );
-        let sqs = Cli::try_parse_from(["x", "--queue-url", url]).expect("a queue");
-        let target = sqs.connect.target_with(env(&[])).expect("settings");
-        assert!(!target.over_sns);
-        let sns = Cli::try_parse_from(["x", "--topic-arn", arn]).expect("a topic");
+        let neither = over_sns(&[], &[]).expect_err("neither");
+        assert!(neither.contains("--queue-url or --topic-arn"), "{neither}");
         assert!(
-            sns.connect
-                .target_with(env(&[]))
-                .expect("settings")
-                .over_sns
-        );
-        assert!(
-            Cli::try_parse_from(["x", "--topic-arn", url]).is_err(),
+            over_sns(&["--topic-arn", URL], &[]).is_err(),
             "a URL is no ARN"
         );
         assert!(
-            Cli::try_parse_from(["x", "--queue-url", arn]).is_err(),
+            over_sns(&["--queue-url", ARN], &[]).is_err(),
             "an ARN is no URL"
         );
     }
 
     #[test]
+    fn the_variables_name_the_server_when_no_flag_does() {
+        assert_eq!(over_sns(&[], &[(QUEUE_URL_VAR, URL)]), Ok(false));
+        assert_eq!(over_sns(&[], &[(TOPIC_ARN_VAR, ARN)]), Ok(true));
+        let both = [(QUEUE_URL_VAR, URL), (TOPIC_ARN_VAR, ARN)];
+        assert!(
+            over_sns(&[], &both).is_err(),
+            "two servers, no flag to choose"
+        );
+        assert_eq!(
+            over_sns(&["--topic-arn", ARN], &both),
+            Ok(true),
+            "a flag wins"
+        );
+        assert_eq!(
+            over_sns(&["--topic-arn", ARN], &[(QUEUE_URL_VAR, URL)]),
+            Ok(true)
+        );
+        let bad = over_sns(&[], &[(TOPIC_ARN_VAR, URL)]).expect_err("not an ARN");
+        assert!(bad.starts_with("ASYNCMCP_TOPIC_ARN: "), "{bad}");
+    }
+
+    #[test]
     fn the_client_id_and_timeout_are_checked() {
-        let url = "http://localhost:4566/000000000000/requests";
-        assert!(Cli::try_parse_from(["x", "--queue-url", url, "--client-id", "a b"]).is_err());
-        let cli = Cli::try_parse_from(["x", "--queue-url", url, "--timeout", "90s"]).expect("ok");
+        assert!(Cli::try_parse_from(["x", "--queue-url", URL, "--client-id", "a b"]).is_err());
+        let cli = Cli::try_parse_from(["x", "--queue-url", URL, "--timeout", "90s"]).expect("ok");
         assert_eq!(cli.connect.timeout, Duration::from_secs(90));
-        assert!(Cli::try_parse_from(["x", "--queue-url", url, "--timeout", "soon"]).is_err());
+        assert!(Cli::try_parse_from(["x", "--queue-url", URL, "--timeout", "soon"]).is_err());
     }
 }

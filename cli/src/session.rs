@@ -28,7 +28,7 @@ use rmcp::{ClientHandler, Peer, RoleClient, ServiceExt};
 use tokio::sync::oneshot;
 use tokio::time::{Instant, sleep_until, timeout};
 
-use crate::connect::ConnectArgs;
+use crate::connect::Target;
 use crate::exit::{Done, Failure};
 use crate::signals::{Signal, Signals};
 
@@ -60,22 +60,20 @@ pub(crate) struct Session<H: ClientHandler> {
 }
 
 impl<H: ClientHandler> Session<H> {
-    /// Connects as `args` say and initializes, within the deadline
+    /// Connects to `target` and initializes, within the deadline
     /// (`--timeout`, which starts now) and until a signal.
-    pub(crate) async fn open(args: &ConnectArgs, handler: H) -> Result<Self, Failure> {
-        let target = args
-            .target()
-            .map_err(|error| Failure::Usage(error.to_string()))?;
+    pub(crate) async fn open(target: Target, handler: H) -> Result<Self, Failure> {
         let mut signals = Signals::install().map_err(Failure::other)?;
-        let deadline = Instant::now() + args.timeout;
-        let failure = |stop| failure(stop, args.timeout);
+        let timeout = target.timeout();
+        let deadline = Instant::now() + timeout;
+        let as_failure = |stop| failure(stop, timeout);
         let transport = connect(target.connect(), &mut signals, deadline)
             .await
             .map_err(|stopped| match stopped {
                 Connect::Failed(error) => Failure::other(
                     anyhow::Error::new(error).context("cannot connect to the server"),
                 ),
-                Connect::Stopped(stop) => failure(stop),
+                Connect::Stopped(stop) => as_failure(stop),
             })?;
         let reply_queue = transport.reply_queue().to_owned();
         tracing::info!(
@@ -87,14 +85,14 @@ impl<H: ClientHandler> Session<H> {
         let (transport, mut returned) = Reclaim::new(transport);
         let started = tokio::select! {
             started = handler.serve(transport) => started.map_err(initialize_failure),
-            stop = stopped(&mut signals, deadline) => Err(failure(stop)),
+            stop = stopped(&mut signals, deadline) => Err(as_failure(stop)),
         };
         match started {
             Ok(client) => Ok(Self {
                 client,
                 signals,
                 deadline,
-                timeout: args.timeout,
+                timeout,
                 reply_queue,
                 returned,
             }),
@@ -167,6 +165,10 @@ fn failure(stop: Stop, timeout: Duration) -> Failure {
 pub(crate) fn request_failure(method: &'static str, error: ServiceError) -> Failure {
     match error {
         ServiceError::McpError(error) => Failure::JsonRpc { method, error },
+        ServiceError::TransportSend(error) => Failure::other(anyhow::anyhow!(
+            "{method} failed: cannot send it: {}",
+            error.error
+        )),
         error => Failure::other(anyhow::Error::new(error).context(format!("{method} failed"))),
     }
 }
@@ -178,6 +180,10 @@ fn initialize_failure(error: ClientInitializeError) -> Failure {
             method: "initialize",
             error,
         },
+        // Without rmcp's wording, which names the transport's type.
+        ClientInitializeError::TransportError { error, context } => Failure::other(
+            anyhow::anyhow!("initialize failed: cannot {context}: {}", error.error),
+        ),
         error => Failure::other(anyhow::Error::new(error).context("initialize failed")),
     }
 }

@@ -36,7 +36,8 @@ pub(crate) struct ToolsArgs {
 
 /// Runs `asyncmcp tools`.
 pub(crate) async fn run(args: ToolsArgs) -> Result<Done, Failure> {
-    let mut session = Session::open(&args.connect, ProgressClient::new(Progress::hidden())).await?;
+    let target = args.connect.target()?;
+    let mut session = Session::open(target, ProgressClient::new(Progress::hidden())).await?;
     let outcome = list(&mut session).await.and_then(|tools| {
         output::print_json(&serde_json::json!({ "tools": tools }))?;
         Ok(Done::Success)
