@@ -442,23 +442,24 @@ async fn start_long_call(
     (child, reply_queue, rest)
 }
 
-#[tokio::test]
-async fn ctrl_c_cancels_the_call_deletes_the_reply_queue_and_exits_130() {
+/// Stops a long call with `signal`: it must exit with `code`, having
+/// cancelled the call at the server and deleted its reply queue.
+async fn a_signal_cancels_the_call_and_deletes_the_reply_queue(signal: &str, code: i32) {
     let ls = aws::localstack().await;
     let server = sqs_server(ls, false).await;
     let (mut child, reply_queue, stderr) = start_long_call(ls, &server, &[]).await;
     let pid = child.id().expect("running").to_string();
     let killed = std::process::Command::new("kill")
-        .args(["-INT", &pid])
+        .args([signal, &pid])
         .status()
         .expect("run kill");
     assert!(killed.success());
     let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
         .await
-        .expect("exited within 30 s of SIGINT")
+        .expect("exited within 30 s of the signal")
         .expect("wait");
     let stderr = stderr.await.expect("stderr read");
-    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert_eq!(status.code(), Some(code), "{stderr}");
     assert!(
         !queue_exists(ls, &reply_queue).await,
         "{reply_queue} is gone"
@@ -471,6 +472,16 @@ async fn ctrl_c_cancels_the_call_deletes_the_reply_queue_and_exits_130() {
         .await,
         "the server's call was cancelled: {stderr}"
     );
+}
+
+#[tokio::test]
+async fn ctrl_c_cancels_the_call_deletes_the_reply_queue_and_exits_130() {
+    a_signal_cancels_the_call_and_deletes_the_reply_queue("-INT", 130).await;
+}
+
+#[tokio::test]
+async fn sigterm_cancels_the_call_deletes_the_reply_queue_and_exits_143() {
+    a_signal_cancels_the_call_and_deletes_the_reply_queue("-TERM", 143).await;
 }
 
 #[tokio::test]
@@ -496,5 +507,64 @@ async fn the_timeout_cancels_the_call_and_exits_124() {
         })
         .await,
         "the server's call was cancelled: {stderr}"
+    );
+}
+
+#[tokio::test]
+async fn a_given_reply_queue_is_used_and_left_in_place() {
+    let ls = aws::localstack().await;
+    let server = sqs_server(ls, false).await;
+    let replies = ls.create_queue("cli-replies").await;
+    let output = run(command(
+        ls,
+        &[
+            "call",
+            "--queue-url",
+            &server.address,
+            "--reply-queue-url",
+            &replies,
+            "--client-id",
+            "cli-test",
+            "add",
+            r#"{"a":2,"b":3}"#,
+        ],
+    ))
+    .await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(stdout_json(&output)["content"][0]["text"], "5");
+    let sqs_client = ls.sqs_client().await;
+    assert!(
+        sqs::queue_arn(&sqs_client, &replies).await.is_ok(),
+        "the given reply queue is still there"
+    );
+    assert_eq!(
+        aws::queue_depth(&sqs_client, &replies).await,
+        0,
+        "its reply was deleted"
+    );
+}
+
+#[tokio::test]
+async fn what_a_server_sends_reaches_a_terminal_escaped_and_jq_unchanged() {
+    let ls = aws::localstack().await;
+    let server = sqs_server(ls, false).await;
+    // Sets the terminal's title, clears the screen (C1 CSI), reverses text.
+    let hostile = "a\u{1b}]0;owned\u{7}b\u{9b}2Jc\u{202e}d";
+    let arguments = serde_json::json!({ "text": hostile }).to_string();
+    let output = run(command(
+        ls,
+        &["call", "--queue-url", &server.address, "echo", &arguments],
+    ))
+    .await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(
+        !stdout.contains(['\u{1b}', '\u{7}', '\u{9b}', '\u{202e}']),
+        "raw control characters on stdout: {stdout:?}"
+    );
+    assert_eq!(
+        stdout_json(&output)["content"][0]["text"],
+        hostile,
+        "the same text once parsed"
     );
 }
