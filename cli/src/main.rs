@@ -1,21 +1,35 @@
 //! The `asyncmcp` command: Model Context Protocol over queues (AWS SQS, SNS).
 //!
-//! This file holds only the command line's shape and the dispatch; each
-//! subcommand is a module of its own.
-//!
 //! # Output
 //!
 //! stdout is reserved for protocol traffic and results: an MCP connection
 //! over stdio, or JSON that a caller pipes into `jq`. Nothing else is ever
 //! written there. Logs, warnings and errors go to stderr (see [`logging`]).
-//! A failed command prints `asyncmcp: error: …` on stderr and exits with 1
-//! (2 for a command line clap refuses).
+//!
+//! # Layout
+//!
+//! This file holds only the subcommands and their dispatch; each subcommand
+//! is a module of its own. What several share: [`connect`] (reaching a
+//! queue-backed server), [`session`] (one MCP client session, its deadline
+//! and signals), [`exit`] (exit codes and error reports of `call`/`tools`),
+//! [`output`] (JSON on stdout), [`progress`] (the progress bar), [`aws`]
+//! (AWS clients for `setup`/`dlq`), [`safe`] (printing untrusted text).
+//! `setup` and `dlq` report a failure as `asyncmcp: error: …` on stderr and
+//! exit with 1 (2 for a command line clap refuses).
 
 mod aws;
+mod call;
+mod connect;
 mod dlq;
+mod exit;
 mod logging;
+mod output;
+mod progress;
 mod safe;
+mod session;
 mod setup;
+mod signals;
+mod tools;
 
 use std::process::ExitCode;
 
@@ -33,6 +47,10 @@ struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Calls one tool of a queue-backed MCP server; its result as JSON on stdout.
+    Call(call::CallArgs),
+    /// Lists the tools of a queue-backed MCP server as JSON on stdout.
+    Tools(tools::ToolsArgs),
     /// Creates the queues and topics a deployment needs, idempotently, and
     /// prints their URLs and ARNs.
     Setup(setup::Args),
@@ -45,29 +63,32 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init();
     tracing::debug!(?cli, "parsed the command line");
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
-        Err(error) => return fail(&anyhow::Error::new(error).context("starting tokio")),
+        Err(error) => return exit::report(Err(exit::Failure::other(error))),
     };
-    match runtime.block_on(run(cli.command)) {
+    match cli.command {
+        Command::Call(args) => exit::report(runtime.block_on(call::run(args))),
+        Command::Tools(args) => exit::report(runtime.block_on(tools::run(args))),
+        Command::Setup(args) => or_fail(runtime.block_on(setup::run(args))),
+        Command::Dlq(command) => or_fail(runtime.block_on(dlq::run(command))),
+    }
+}
+
+/// The exit code of an administrative command: its own, or a failure
+/// reported with its causes on one line of stderr.
+fn or_fail(result: anyhow::Result<ExitCode>) -> ExitCode {
+    match result {
         Ok(code) => code,
-        Err(error) => fail(&error),
+        Err(error) => {
+            // The causes can quote what a queue or an endpoint said: escaped.
+            eprintln!("asyncmcp: error: {}", safe::escaped(&describe(&error)));
+            ExitCode::FAILURE
+        }
     }
-}
-
-async fn run(command: Command) -> anyhow::Result<ExitCode> {
-    match command {
-        Command::Setup(args) => setup::run(args).await,
-        Command::Dlq(command) => dlq::run(command).await,
-    }
-}
-
-/// Reports `error` with its causes on one line of stderr; the exit code of
-/// a failure.
-fn fail(error: &anyhow::Error) -> ExitCode {
-    // The causes can quote what a queue or an endpoint said: escaped.
-    eprintln!("asyncmcp: error: {}", safe::escaped(&describe(error)));
-    ExitCode::FAILURE
 }
 
 /// `error` and its causes, joined with `: `. The message of a

@@ -53,6 +53,7 @@ use rmcp::transport::Transport;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use self::order::{Received, Reorder};
 use crate::queue::memory::MemoryBroker;
@@ -69,6 +70,9 @@ pub enum ClientError {
     #[error(transparent)]
     Wire(#[from] wire::WireError),
 }
+
+/// How long closing waits for the deletes of handled replies.
+const ACK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Cleanup run on close, e.g. deleting a reply queue created on connect.
 pub type OnClose = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
@@ -136,6 +140,8 @@ pub struct QueueClientTransport {
     order: Reorder,
     stop: CancellationToken,
     pollers: Vec<tokio::task::JoinHandle<()>>,
+    /// The deletes of handled replies, which closing waits for.
+    acks: TaskTracker,
     on_close: Option<OnClose>,
 }
 
@@ -187,6 +193,7 @@ impl QueueClientTransport {
             session_id: Mutex::new(None),
         });
         let (sender, incoming) = mpsc::channel(256);
+        let acks = TaskTracker::new();
         let pollers = (0..config.pollers.max(1))
             .map(|_| {
                 tokio::spawn(poller::run(
@@ -196,6 +203,7 @@ impl QueueClientTransport {
                     poller::PollSettings {
                         wait: config.wait,
                         orphan_after: config.orphan_after,
+                        acks: acks.clone(),
                     },
                     stop.clone(),
                 ))
@@ -207,6 +215,7 @@ impl QueueClientTransport {
             order: Reorder::new(config.order_wait),
             stop,
             pollers,
+            acks,
             on_close: None,
         }
     }
@@ -283,6 +292,16 @@ impl Transport<RoleClient> for QueueClientTransport {
                 poller.abort();
             }
             let _ = poller.await;
+        }
+        // Replies handled but not yet deleted: deleting the reply queue under
+        // them fails (with a warning), and on a queue that stays they would be
+        // delivered again, to another client as an orphan.
+        self.acks.close();
+        if tokio::time::timeout(ACK_WAIT, self.acks.wait())
+            .await
+            .is_err()
+        {
+            tracing::debug!("deletes of handled replies still running at close");
         }
         if let Some(cleanup) = self.on_close.take() {
             cleanup().await;
@@ -421,6 +440,73 @@ mod tests {
         );
         // Within the reply poll it waits for, not the hour of `send_retry`.
         assert!(closed_at.elapsed() <= std::time::Duration::from_secs(2));
+    }
+
+    /// A memory inbox whose deletes take 200 ms, and say when they are done.
+    struct SlowAckInbox {
+        inner: crate::queue::memory::MemoryInbox,
+        acked: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    #[async_trait]
+    impl Inbox for SlowAckInbox {
+        fn info(&self) -> &crate::queue::QueueInfo {
+            self.inner.info()
+        }
+        async fn receive(
+            &self,
+            max: usize,
+            wait: std::time::Duration,
+        ) -> Result<Vec<crate::queue::Delivery>, QueueError> {
+            self.inner.receive(max, wait).await
+        }
+        async fn ack(&self, receipt: &crate::queue::Receipt) -> Result<(), QueueError> {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            let acked = self.inner.ack(receipt).await;
+            self.acked.store(true, std::sync::atomic::Ordering::SeqCst);
+            acked
+        }
+        async fn extend(
+            &self,
+            receipt: &crate::queue::Receipt,
+            visibility: std::time::Duration,
+        ) -> Result<(), QueueError> {
+            self.inner.extend(receipt, visibility).await
+        }
+        async fn release(&self, receipt: &crate::queue::Receipt) -> Result<(), QueueError> {
+            self.inner.release(receipt).await
+        }
+    }
+
+    #[tokio::test]
+    async fn closing_waits_for_the_deletes_of_handled_replies_before_cleanup() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let broker = MemoryBroker::new();
+        let replies = broker.create_queue("replies", Default::default());
+        let acked = Arc::new(AtomicBool::new(false));
+        let acked_before_cleanup = Arc::new(AtomicBool::new(false));
+        let inbox = SlowAckInbox {
+            inner: broker.inbox(&replies).expect("queue exists"),
+            acked: acked.clone(),
+        };
+        let (seen, cleanup_saw) = (acked.clone(), acked_before_cleanup.clone());
+        let mut transport = QueueClientTransport::builder("memory://requests")
+            .wait(std::time::Duration::from_millis(100))
+            .build(inbox, broker.outbox())
+            .on_close(Box::new(move || {
+                Box::pin(
+                    async move { cleanup_saw.store(seen.load(Ordering::SeqCst), Ordering::SeqCst) },
+                )
+            }));
+        let reply = serde_json::json!({"jsonrpc": "2.0", "id": 1, "result": {}});
+        let message = wire::encode(&reply, &Headers::default()).expect("encoded");
+        broker.outbox().send(&replies, message).await.expect("sent");
+        assert!(transport.receive().await.is_some(), "the reply came");
+        transport.close().await.expect("closed");
+        assert!(
+            acked_before_cleanup.load(Ordering::SeqCst),
+            "the reply was deleted before the cleanup (which deletes the queue) ran"
+        );
     }
 
     #[test]

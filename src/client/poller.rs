@@ -17,7 +17,8 @@
 //!
 //! On close or drop, a poll in progress is let finish and what it returns is
 //! released, so that messages of other clients sharing the queue are not
-//! hidden for a visibility timeout by an abandoned call.
+//! hidden for a visibility timeout by an abandoned call. Closing also waits
+//! (a little) for the deletes of messages already handled.
 
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
@@ -26,6 +27,7 @@ use futures::future::join_all;
 use rmcp::model::ServerJsonRpcMessage;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::Shared;
 use super::order::Received;
@@ -46,6 +48,10 @@ pub(super) struct PollSettings {
     pub(super) wait: Duration,
     /// Receives after which another client's message is an orphan.
     pub(super) orphan_after: u32,
+    /// Where the deletes of handled messages run, so that closing can wait
+    /// for them: before a reply queue is deleted, or before the process
+    /// exits and a reply left undeleted would be delivered again.
+    pub(super) acks: TaskTracker,
 }
 
 pub(super) async fn run(
@@ -127,7 +133,7 @@ pub(super) async fn run(
         // An empty poll has nothing to delete: no task for it.
         if !done.is_empty() {
             let inbox = inbox.clone();
-            tokio::spawn(async move {
+            settings.acks.spawn(async move {
                 let acks = done.iter().map(|delivery| inbox.ack(&delivery.receipt));
                 for result in join_all(acks).await {
                     if let Err(error) = result {
