@@ -247,7 +247,7 @@ impl Target {
 }
 
 /// The signing keys in the environment, if any.
-fn signing_keys(
+pub(crate) fn signing_keys(
     var: impl Fn(&str) -> Option<String>,
 ) -> Result<Option<SigningKeys>, SettingsError> {
     let read = |name: &'static str| -> Result<Option<Vec<u8>>, SettingsError> {
@@ -287,7 +287,7 @@ fn signing_keys(
 
 /// A key written in hex (only hex digits, an even number of them) or else in
 /// base64 (standard or URL-safe alphabet, padded or not).
-fn decode_key(text: &str) -> Option<Vec<u8>> {
+pub(crate) fn decode_key(text: &str) -> Option<Vec<u8>> {
     let text = text.trim();
     if text.len().is_multiple_of(2) && text.bytes().all(|b| b.is_ascii_hexdigit()) {
         return hex::decode(text).ok();
@@ -303,7 +303,7 @@ fn decode_key(text: &str) -> Option<Vec<u8>> {
 }
 
 /// `--queue-url`, `--reply-queue-url`: an http(s) URL.
-fn parse_queue_url(text: &str) -> Result<String, String> {
+pub(crate) fn parse_queue_url(text: &str) -> Result<String, String> {
     if text.starts_with("https://") || text.starts_with("http://") {
         Ok(text.to_owned())
     } else {
@@ -312,7 +312,7 @@ fn parse_queue_url(text: &str) -> Result<String, String> {
 }
 
 /// `--topic-arn`: an SNS topic ARN.
-fn parse_topic_arn(text: &str) -> Result<String, String> {
+pub(crate) fn parse_topic_arn(text: &str) -> Result<String, String> {
     if is_topic_arn(text) {
         Ok(text.to_owned())
     } else {

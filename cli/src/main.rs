@@ -18,6 +18,7 @@
 //! exit with 1 (2 for a command line clap refuses).
 
 mod aws;
+mod bridge;
 mod call;
 mod connect;
 mod dlq;
@@ -26,6 +27,7 @@ mod logging;
 mod output;
 mod progress;
 mod safe;
+mod serve;
 mod session;
 mod setup;
 mod signals;
@@ -47,6 +49,8 @@ struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Runs a stdio MCP server (any language) as a queue worker.
+    Serve(serve::ServeArgs),
     /// Calls one tool of a queue-backed MCP server; its result as JSON on stdout.
     Call(call::CallArgs),
     /// Lists the tools of a queue-backed MCP server as JSON on stdout.
@@ -63,14 +67,18 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init();
     tracing::debug!(?cli, "parsed the command line");
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    // A server forwards many calls at once: all cores. The clients make one
+    // call or a few: one thread.
+    let mut runtime = match &cli.command {
+        Command::Serve(_) => tokio::runtime::Builder::new_multi_thread(),
+        _ => tokio::runtime::Builder::new_current_thread(),
+    };
+    let runtime = match runtime.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => return exit::report(Err(exit::Failure::other(error))),
     };
     match cli.command {
+        Command::Serve(args) => runtime.block_on(serve::run(args)),
         Command::Call(args) => exit::report(runtime.block_on(call::run(args))),
         Command::Tools(args) => exit::report(runtime.block_on(tools::run(args))),
         Command::Setup(args) => or_fail(runtime.block_on(setup::run(args))),

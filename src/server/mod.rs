@@ -36,6 +36,7 @@ mod heartbeat;
 mod inflight;
 pub mod policy;
 mod poller;
+mod redeliver;
 mod replay;
 mod request;
 mod transport;
@@ -50,6 +51,7 @@ use tokio_util::task::TaskTracker;
 
 pub use builder::QueueServerBuilder;
 pub use policy::{Refusal, ReplyPolicy};
+pub use redeliver::Redeliver;
 pub use request::REQUEST_TIMEOUT;
 
 use crate::queue::{Inbox, QueueInfo};

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rmcp::model::{
-    ClientJsonRpcMessage, ClientRequest, ErrorCode, InitializeRequestParams, JsonRpcRequest,
-    RequestId, ServerJsonRpcMessage, ServerResult,
+    ClientJsonRpcMessage, ClientRequest, ErrorCode, GetExtensions, InitializeRequestParams,
+    JsonRpcRequest, RequestId, ServerJsonRpcMessage, ServerResult,
 };
 use rmcp::service::serve_directly_with_ct;
 use rmcp::{RoleServer, Service};
@@ -25,6 +25,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::heartbeat::{self, Heartbeat};
+use super::redeliver::Redeliver;
 use super::transport::RequestTransport;
 
 use crate::queue::{Inbox, Outbox, QueueError, QueueMessage, Receipt};
@@ -44,6 +45,9 @@ pub(super) enum Outcome {
     Cancelled,
     /// Shutdown ran out of grace: release it for another replica.
     Abandoned,
+    /// The handler gave it back unanswered ([`Redeliver`]): leave it for
+    /// redelivery, or dead-letter it on its last allowed delivery.
+    Redeliver,
     /// The final response could not be sent for a passing reason: leave the
     /// request for redelivery.
     ReplyFailed,
@@ -81,6 +85,8 @@ impl ReplyError {
 pub(super) struct Finished {
     pub(super) outcome: Outcome,
     pub(super) response: Option<String>,
+    /// With [`Outcome::Redeliver`]: the handler's reason.
+    pub(super) redeliver_reason: Option<String>,
 }
 
 /// Sends the messages of one request to its reply address.
@@ -259,7 +265,7 @@ pub(super) struct Run {
 /// another replica nor keeps the run from ending.
 pub(super) async fn run<S: Service<RoleServer>>(
     service: S,
-    request: JsonRpcRequest<ClientRequest>,
+    mut request: JsonRpcRequest<ClientRequest>,
     peer_info: Option<InitializeRequestParams>,
     run: Run,
 ) -> Finished {
@@ -274,6 +280,8 @@ pub(super) async fn run<S: Service<RoleServer>>(
         abandon,
     } = run;
     let id = request.id.clone();
+    let redeliver = Redeliver::new();
+    request.request.extensions_mut().insert(redeliver.clone());
     let (transport, mut emitted) = RequestTransport::new(ClientJsonRpcMessage::Request(request));
     let service_ct = CancellationToken::new();
     // Kept, not awaited: the service runs on its own task, and dropping this
@@ -304,7 +312,7 @@ pub(super) async fn run<S: Service<RoleServer>>(
     };
     let work = async {
         tokio::select! {
-            outcome = relay(&mut reply, &mut emitted, &id) => outcome,
+            outcome = relay(&mut reply, &mut emitted, &id, &redeliver) => outcome,
             () = tokio::time::sleep_until(limit.0) => {
                 service_ct.cancel();
                 tracing::warn!(?timeout, ceiling = ?visibility_ceiling, "request timed out; handler cancelled");
@@ -326,10 +334,15 @@ pub(super) async fn run<S: Service<RoleServer>>(
             tracing::info!("request abandoned at shutdown; releasing it");
             Outcome::Abandoned
         }
+        () = redeliver.requested() => Outcome::Redeliver,
     };
+    if outcome == Outcome::Redeliver {
+        service_ct.cancel();
+    }
     Finished {
         outcome,
         response: reply.kept_final.take(),
+        redeliver_reason: redeliver.reason(),
     }
 }
 
@@ -339,9 +352,17 @@ async fn relay(
     reply: &mut Reply,
     emitted: &mut mpsc::Receiver<ServerJsonRpcMessage>,
     id: &RequestId,
+    redeliver: &Redeliver,
 ) -> Outcome {
     loop {
-        let Some(message) = emitted.recv().await else {
+        let received = emitted.recv().await;
+        // Checked before anything is sent: the handler asks before it
+        // returns, so its response (an error in place of a result it could
+        // not compute) is never sent.
+        if redeliver.is_requested() {
+            return Outcome::Redeliver;
+        }
+        let Some(message) = received else {
             // The service stopped without a final response.
             tracing::error!("service ended without a response");
             let error = wire::error_reply(

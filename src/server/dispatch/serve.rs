@@ -158,7 +158,8 @@ impl<F: ServiceFactory> Shared<F> {
                 self.replay.keep(key.clone(), response, Instant::now());
             }
             drop(registration);
-            self.settle_run(finished.outcome, letter).await;
+            self.settle_run(finished.outcome, finished.redeliver_reason, letter)
+                .await;
         }
         .instrument(span)
         .await

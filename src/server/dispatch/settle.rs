@@ -5,6 +5,9 @@
 //! reason, the message is left for a redelivery soon ([`retry_soon`]), which
 //! is answered then (from the replay cache when the answer was kept). A
 //! request abandoned at shutdown is released for another replica at once.
+//! A request its handler gave back ([`Redeliver`](crate::server::Redeliver))
+//! is left for redelivery, like a failed send, and dead-lettered with the
+//! handler's reason on its last allowed delivery.
 //!
 //! [`retry_soon`]: Shared::retry_soon
 
@@ -19,7 +22,12 @@ impl<F: ServiceFactory> Shared<F> {
     /// Settles a request that ran, as its `outcome` says; `request` is what
     /// dead-lettering it needs, when its final response could not be sent on
     /// its last allowed delivery.
-    pub(super) async fn settle_run(&self, outcome: Outcome, request: dead_letter::Request<'_>) {
+    pub(super) async fn settle_run(
+        &self,
+        outcome: Outcome,
+        redeliver_reason: Option<String>,
+        request: dead_letter::Request<'_>,
+    ) {
         let delivery = request.delivery;
         match outcome {
             Outcome::Answered | Outcome::Cancelled => self.ack(delivery).await,
@@ -30,6 +38,17 @@ impl<F: ServiceFactory> Shared<F> {
             Outcome::Abandoned => {
                 if let Err(error) = self.inbox.release(&delivery.receipt).await {
                     tracing::warn!(%error, "could not release request; it reappears after its visibility timeout");
+                }
+            }
+            Outcome::Redeliver => {
+                let reason = redeliver_reason
+                    .unwrap_or_else(|| "the handler gave the request back".to_owned());
+                if self.is_last_attempt(delivery) {
+                    let reason = format!("{reason} (on delivery {})", delivery.receive_count);
+                    Box::pin(self.dead_letter(request, &reason)).await;
+                } else {
+                    tracing::warn!(%reason, receive_count = delivery.receive_count, "handler gave the request back; left for redelivery");
+                    self.retry_soon(delivery).await;
                 }
             }
             Outcome::ReplyFailed => {
