@@ -10,7 +10,8 @@
 #   scripts/test.sh --test interop          runs the library's tests/interop.rs alone
 #
 # It installs what the tests need (LocalStack via localstack/start.sh; the Python asyncmcp
-# 0.2.1 peer into .venv/py-peer), starts LocalStack unless AWS_ENDPOINT_URL already points
+# 0.2.1 peer into .venv/py-peer; MCP Inspector, server-everything, a Node 22 to run them and
+# the Python MCP SDK 2.x into .tools), starts LocalStack unless AWS_ENDPOINT_URL already points
 # at a healthy one, runs cargo fmt --check, cargo clippy, cargo doc and cargo test over the
 # whole workspace, and stops the LocalStack it started when it exits. Settings: see scripts/env.sh.
 set -euo pipefail
@@ -22,8 +23,9 @@ cd "${REPO_ROOT}"
 
 require_rust clippy
 ensure_python_peer
+ensure_real_clients
 ensure_localstack
-log "AWS_ENDPOINT_URL=${AWS_ENDPOINT_URL} ASYNCMCP_PY_PEER=${ASYNCMCP_PY_PEER}"
+log "AWS_ENDPOINT_URL=${AWS_ENDPOINT_URL} ASYNCMCP_PY_PEER=${ASYNCMCP_PY_PEER} ASYNCMCP_NODE=${ASYNCMCP_NODE}"
 
 log "cargo fmt --check"
 cargo fmt --all --check

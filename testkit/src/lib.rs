@@ -86,6 +86,7 @@ mod faulty_outbox;
 mod fixture;
 mod layered;
 pub mod py_peer;
+pub mod real_clients;
 pub mod scenarios;
 pub mod server_cli;
 pub mod support;
