@@ -235,7 +235,7 @@ async fn concurrent_calls_are_multiplexed_over_one_server_process() {
             (message, text_of(&result))
         }
     });
-    let answers = futures_join_all(calls).await;
+    let answers = spawn_all(calls).await;
     assert_eq!(answers.len(), 30);
     for (message, answer) in answers {
         assert_eq!(answer, format!("Echo: {message}"));
@@ -249,7 +249,7 @@ async fn concurrent_calls_are_multiplexed_over_one_server_process() {
 }
 
 /// Runs every future at once and collects their outputs in order.
-async fn futures_join_all<F: std::future::Future + Send + 'static>(
+async fn spawn_all<F: std::future::Future + Send + 'static>(
     futures: impl Iterator<Item = F>,
 ) -> Vec<F::Output>
 where
