@@ -2,6 +2,8 @@
 
 #![allow(dead_code, reason = "each test file uses its own part")]
 
+pub mod serve;
+
 use std::process::ExitStatus;
 
 use asyncmcp_testkit::aws::LocalStack;
