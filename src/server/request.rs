@@ -36,6 +36,9 @@ use crate::wire::{self, Headers, WireError};
 /// (the code MCP SDKs use for request timeouts).
 pub const REQUEST_TIMEOUT: ErrorCode = ErrorCode(-32001);
 
+/// How long a handler that gave its request back may take to return.
+const DRAIN_AFTER_REDELIVER: Duration = Duration::from_secs(1);
+
 /// How a request ended, which decides how its delivery is settled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Outcome {
@@ -337,6 +340,20 @@ pub(super) async fn run<S: Service<RoleServer>>(
         () = redeliver.requested() => Outcome::Redeliver,
     };
     if outcome == Outcome::Redeliver {
+        // The handler asked before returning: take (and drop) what it still
+        // emits, its response included, so that it ends normally rather
+        // than failing to send into a closed channel.
+        let _ = tokio::time::timeout(DRAIN_AFTER_REDELIVER, async {
+            while let Some(message) = emitted.recv().await {
+                if matches!(
+                    message,
+                    ServerJsonRpcMessage::Response(_) | ServerJsonRpcMessage::Error(_)
+                ) {
+                    break;
+                }
+            }
+        })
+        .await;
         service_ct.cancel();
     }
     Finished {

@@ -29,6 +29,12 @@ pub(crate) trait Downstream: Send + Sync + 'static {
 
     /// A live connection for the next request.
     fn lease(&self) -> impl Future<Output = Result<Self::Lease, Unavailable>> + Send;
+
+    /// Why a request's connection closed before its answer, as the caller
+    /// (or a dead-lettered copy) is told.
+    fn closed(&self) -> &'static str {
+        "the server's connection closed before it answered"
+    }
 }
 
 /// An rmcp server service that forwards each request to a [`Downstream`]:
@@ -76,7 +82,7 @@ impl<D: Downstream> Forwarder<D> {
             .await
         {
             Ok(handle) => handle,
-            Err(error) => return Err(failed(context, error)),
+            Err(error) => return Err(failed(context, error, self.downstream.closed())),
         };
         let downstream_token = handle.progress_token.clone();
         if let Some(token) = context.meta.get_progress_token() {
@@ -107,7 +113,7 @@ impl<D: Downstream> Forwarder<D> {
         // progress that came before the answer pass on before the route goes.
         tokio::task::yield_now().await;
         connection.routes.remove(&downstream_token);
-        let result = answer.map_err(|error| failed(context, error))?;
+        let result = answer.map_err(|error| failed(context, error, self.downstream.closed()))?;
         if let Some((kind, generation)) = generation {
             connection.lists.store(kind, generation, result.clone());
         }
@@ -178,12 +184,13 @@ fn passed_on_meta(meta: &RequestMetaObject) -> Option<RequestMetaObject> {
 
 /// The error for a request the downstream did not answer: its own error
 /// as it is; otherwise, the downstream is gone ([`lost`]).
-fn failed(context: &RequestContext<RoleServer>, error: ServiceError) -> ErrorData {
+fn failed(context: &RequestContext<RoleServer>, error: ServiceError, closed: &str) -> ErrorData {
     match error {
         ServiceError::McpError(error) => error,
         ServiceError::Cancelled { .. } => {
             ErrorData::internal_error("the request was cancelled", None)
         }
+        ServiceError::TransportClosed => lost(context, closed),
         other => lost(context, &format!("the server did not answer: {other}")),
     }
 }

@@ -177,6 +177,10 @@ async fn futures_select_all<F: std::future::Future + Unpin>(
 impl Downstream for ChildPool {
     type Lease = Lease;
 
+    fn closed(&self) -> &'static str {
+        "the server process exited before it answered"
+    }
+
     async fn lease(&self) -> Result<Lease, Unavailable> {
         if let Some(lease) = self.least_busy() {
             return Ok(lease);
