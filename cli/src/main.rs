@@ -9,7 +9,8 @@
 //! # Layout
 //!
 //! This file holds only the subcommands and their dispatch; each subcommand
-//! is a module of its own. What several share: [`connect`] (reaching a
+//! is a module of its own; `serve` and `proxy` share [`bridge`] (forwarding
+//! MCP between two connections). What several share: [`connect`] (reaching a
 //! queue-backed server), [`session`] (one MCP client session, its deadline
 //! and signals), [`exit`] (exit codes and error reports of `call`/`tools`),
 //! [`output`] (JSON on stdout), [`progress`] (the progress bar), [`aws`]

@@ -60,6 +60,9 @@ const WATCH_INTERVAL: Duration = Duration::from_secs(1);
     "\n  ASYNCMCP_PROXY_TOKEN           with --listen, the bearer token clients must send \
      (unless --bearer-token-env names another variable); never a flag"
 ))]
+#[command(mut_arg("timeout", |arg| arg.help(
+    "How long connecting to the server (and its initialize) may take (e.g. `30s`, `5m`)"
+)))]
 pub(crate) struct ProxyArgs {
     #[command(flatten)]
     connect: ConnectArgs,
