@@ -7,15 +7,21 @@
 
 use std::path::PathBuf;
 use std::process::{Output, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use asyncmcp::QueueServer;
+use asyncmcp::queue::sqs::{SqsInbox, SqsOutbox};
 use asyncmcp_testkit::aws::{self, LocalStack};
+use asyncmcp_testkit::demo_tools::{DemoServer, DemoStats};
+use asyncmcp_testkit::eventually;
 use asyncmcp_testkit::py_peer::py_peer_python;
 use asyncmcp_testkit::real_clients::{inspector, mcp2_python, node, server_everything};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStderr, Command};
+use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
+use tokio_util::sync::CancellationToken;
 
 /// The settings of the command that a developer's environment could hold;
 /// removed so that each test sets what it means to.
@@ -594,63 +600,158 @@ fn reply_queue_of(stderr: &str) -> String {
         .to_owned()
 }
 
+/// `asyncmcp proxy` over stdio, driven with raw JSON-RPC lines; killed
+/// when dropped.
+struct StdioProxy {
+    process: Child,
+    stdin: Option<ChildStdin>,
+    stdout: Lines<BufReader<ChildStdout>>,
+    stderr: tokio::task::JoinHandle<String>,
+}
+
+impl StdioProxy {
+    /// Starts the proxy for `queue` (logging at `info`, for the reply queue's
+    /// name) and initializes it.
+    async fn start(ls: &LocalStack, queue: &str) -> Self {
+        let mut command = asyncmcp(ls, &["proxy", "--queue-url", queue]);
+        command.env("ASYNCMCP_LOG", "info").stdin(Stdio::piped());
+        let mut process = command.spawn().expect("start asyncmcp proxy");
+        let mut proxy = Self {
+            stdin: process.stdin.take(),
+            stdout: BufReader::new(process.stdout.take().expect("stdout")).lines(),
+            stderr: drain(
+                BufReader::new(process.stderr.take().expect("stderr")).lines(),
+                String::new(),
+            ),
+            process,
+        };
+        proxy
+            .send(
+                json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                "protocolVersion": "2025-06-18", "capabilities": {},
+                "clientInfo": {"name": "raw", "version": "1"}}}),
+            )
+            .await;
+        let initialized = proxy.answer(0).await;
+        assert!(
+            initialized["result"]["serverInfo"].is_object(),
+            "{initialized}"
+        );
+        proxy
+            .send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .await;
+        proxy
+    }
+
+    async fn send(&mut self, message: Value) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin
+            .write_all(format!("{message}\n").as_bytes())
+            .await
+            .expect("write to the proxy");
+    }
+
+    /// The answer to request `id` (messages before it are skipped).
+    async fn answer(&mut self, id: u64) -> Value {
+        tokio::time::timeout(LIMIT, async {
+            while let Some(line) = self.stdout.next_line().await.expect("read stdout") {
+                let message: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("not JSON-RPC on stdout ({e}): {line}"));
+                if message["id"] == id {
+                    return message;
+                }
+            }
+            panic!("stdout ended before the answer to {id}");
+        })
+        .await
+        .expect("an answer in time")
+    }
+
+    /// Closes stdin; the proxy must exit with 0. Returns its stderr.
+    async fn close(mut self) -> String {
+        drop(self.stdin.take());
+        let status = tokio::time::timeout(LIMIT, self.process.wait())
+            .await
+            .expect("exited in time")
+            .expect("wait");
+        let stderr = (&mut self.stderr).await.expect("stderr");
+        assert!(status.success(), "{status}\n{stderr}");
+        stderr
+    }
+}
+
+/// A tools/call request.
+fn tool_call(id: u64, name: &str, arguments: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+           "params": {"name": name, "arguments": arguments}})
+}
+
 #[tokio::test]
 async fn the_stdio_proxy_deletes_its_reply_queue_when_stdin_closes() {
     let ls = aws::localstack().await;
     let backend = everything(ls).await;
-    let mut command = asyncmcp(ls, &["proxy", "--queue-url", &backend.queue]);
-    command.env("ASYNCMCP_LOG", "info").stdin(Stdio::piped());
-    let mut proxy = command.spawn().expect("start asyncmcp proxy");
-    let mut stdin = proxy.stdin.take().expect("stdin");
-    let mut stdout = BufReader::new(proxy.stdout.take().expect("stdout")).lines();
-    let stderr = drain(
-        BufReader::new(proxy.stderr.take().expect("stderr")).lines(),
-        String::new(),
-    );
-
-    let messages = [
-        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2025-06-18", "capabilities": {},
-            "clientInfo": {"name": "raw", "version": "1"}}}),
-        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
-        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
-               "params": {"name": "get-sum", "arguments": {"a": 4, "b": 5}}}),
-    ];
-    for message in messages {
-        stdin
-            .write_all(format!("{message}\n").as_bytes())
-            .await
-            .expect("write");
-    }
-    let answer = tokio::time::timeout(LIMIT, async {
-        while let Some(line) = stdout.next_line().await.expect("read stdout") {
-            let message: Value = serde_json::from_str(&line).expect("JSON-RPC on stdout");
-            if message["id"] == 2 {
-                return message;
-            }
-        }
-        panic!("stdout ended before the answer");
-    })
-    .await
-    .expect("an answer in time");
+    let mut proxy = StdioProxy::start(ls, &backend.queue).await;
+    proxy
+        .send(tool_call(1, "get-sum", json!({"a": 4, "b": 5})))
+        .await;
+    let answer = proxy.answer(1).await;
     assert_eq!(
         answer["result"]["content"][0]["text"], "The sum of 4 and 5 is 9.",
         "{answer}"
     );
 
-    drop(stdin);
-    let status = tokio::time::timeout(LIMIT, proxy.wait())
-        .await
-        .expect("exited in time")
-        .expect("wait");
-    let stderr = stderr.await.expect("stderr");
-    assert!(status.success(), "{status}\n{stderr}");
+    let stderr = proxy.close().await;
     let reply_queue = reply_queue_of(&stderr);
     assert!(reply_queue.contains("asyncmcp-reply-"), "{reply_queue}");
     assert!(
         !queue_exists(ls, &reply_queue).await,
         "{reply_queue} is gone\n{stderr}"
     );
+}
+
+#[tokio::test]
+async fn a_cancellation_reaches_the_queue_backed_server() {
+    let ls = aws::localstack().await;
+    // The test kit's demo server, whose counters show a cancelled sleep.
+    let queue = ls.create_queue("proxy-demo-requests").await;
+    let sqs_client = ls.sqs_client().await;
+    let inbox = SqsInbox::open(sqs_client.clone(), &queue)
+        .await
+        .expect("open the request queue");
+    let stats = Arc::new(DemoStats::default());
+    let stop = CancellationToken::new();
+    QueueServer::builder(inbox, SqsOutbox::new(sqs_client))
+        .build(DemoServer::factory(stats.clone()))
+        .spawn(stop.clone());
+    let _stop = stop.drop_guard();
+
+    let mut proxy = StdioProxy::start(ls, &queue).await;
+    proxy
+        .send(tool_call(1, "sleep", json!({"ms": 60_000})))
+        .await;
+    assert!(
+        eventually(LIMIT, || stats.calls.load(Ordering::Relaxed) == 1).await,
+        "the sleep started"
+    );
+    proxy
+        .send(
+            json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                     "params": {"requestId": 1, "reason": "changed my mind"}}),
+        )
+        .await;
+    assert!(
+        eventually(LIMIT, || stats.sleeps_cancelled.load(Ordering::Relaxed)
+            == 1)
+        .await,
+        "the server's sleep was cancelled"
+    );
+    proxy
+        .send(tool_call(2, "add", json!({"a": 2, "b": 3})))
+        .await;
+    let sum = proxy.answer(2).await;
+    assert_eq!(sum["result"]["content"][0]["text"], "5", "{sum}");
+    assert_eq!(stats.sleeps_completed.load(Ordering::Relaxed), 0);
+    proxy.close().await;
 }
 
 #[tokio::test]
