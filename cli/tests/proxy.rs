@@ -377,26 +377,33 @@ async fn inspector_over_http_reaches_server_everything_through_the_queue() {
         names(&listed, "tools").iter().any(|name| name == "get-sum"),
         "{listed}"
     );
-    let sum = json_of(
-        &finish(inspector_cli(
-            &http,
-            &[
-                "--method",
-                "tools/call",
-                "--tool-name",
-                "get-sum",
-                "--tool-arg",
-                "a=20",
-                "--tool-arg",
-                "b=22",
-            ],
-        ))
-        .await,
+    // Three sessions at once, over the one queue connection.
+    let sum = |a: &'static str, b: &'static str| {
+        let method = [
+            "--method",
+            "tools/call",
+            "--tool-name",
+            "get-sum",
+            "--tool-arg",
+            a,
+            "--tool-arg",
+            b,
+        ];
+        finish(inspector_cli(&http, &method))
+    };
+    let (first, second, third) = tokio::join!(
+        sum("a=20", "b=22"),
+        sum("a=1", "b=2"),
+        sum("a=100", "b=200")
     );
-    assert_eq!(
-        sum["content"][0]["text"], "The sum of 20 and 22 is 42.",
-        "{sum}"
-    );
+    for (output, text) in [
+        (first, "The sum of 20 and 22 is 42."),
+        (second, "The sum of 1 and 2 is 3."),
+        (third, "The sum of 100 and 200 is 300."),
+    ] {
+        let sum = json_of(&output);
+        assert_eq!(sum["content"][0]["text"], text, "{sum}");
+    }
 }
 
 /// The status code of a raw `initialize` POST to `url`, with `authorization`
@@ -513,21 +520,14 @@ async fn a_public_address_without_a_token_is_refused_before_connecting() {
     assert!(output.stdout.is_empty());
 }
 
-#[tokio::test]
-async fn the_python_mcp_sdk_2_calls_tools_and_sees_progress_through_the_proxy() {
-    let ls = aws::localstack().await;
-    let backend = everything(ls).await;
+/// Runs `tests/clients/mcp2_client.py ARGS` (the Python MCP SDK 2.x) and
+/// checks what it saw: the tools, echo's answer, and the 4 progress updates
+/// of trigger-long-running-operation, each of which crossed serve, the
+/// queue and the proxy, its token mapped at each hop.
+async fn mcp2_client_sees_tools_and_progress(ls: &LocalStack, args: &[&str]) {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients/mcp2_client.py");
     let mut client = Command::new(mcp2_python());
-    client
-        .arg(script)
-        .args([
-            env!("CARGO_BIN_EXE_asyncmcp"),
-            "proxy",
-            "--queue-url",
-            &backend.queue,
-        ])
-        .envs(ls.aws_env());
+    client.arg(script).args(args).envs(ls.aws_env());
     for var in COMMAND_VARS {
         client.env_remove(var);
     }
@@ -548,23 +548,32 @@ async fn the_python_mcp_sdk_2_calls_tools_and_sees_progress_through_the_proxy() 
         long.starts_with("Long running operation completed"),
         "{report}"
     );
-    // server-everything reports each of the 4 steps; every one crossed
-    // serve, the queue and the proxy, its token mapped at each hop.
-    let progress: Vec<f64> = report["progress"]
-        .as_array()
-        .expect("progress")
+    let updates = report["progress"].as_array().expect("progress");
+    let progress: Vec<f64> = updates
         .iter()
         .filter_map(|update| update["progress"].as_f64())
         .collect();
     assert_eq!(progress, [1.0, 2.0, 3.0, 4.0], "{report}");
     assert!(
-        report["progress"]
-            .as_array()
-            .expect("progress")
-            .iter()
-            .all(|update| update["total"] == 4.0),
+        updates.iter().all(|update| update["total"] == 4.0),
         "{report}"
     );
+}
+
+#[tokio::test]
+async fn the_python_mcp_sdk_2_calls_tools_and_sees_progress_over_stdio() {
+    let ls = aws::localstack().await;
+    let backend = everything(ls).await;
+    let proxy = env!("CARGO_BIN_EXE_asyncmcp");
+    mcp2_client_sees_tools_and_progress(ls, &[proxy, "proxy", "--queue-url", &backend.queue]).await;
+}
+
+#[tokio::test]
+async fn the_python_mcp_sdk_2_calls_tools_and_sees_progress_over_http() {
+    let ls = aws::localstack().await;
+    let backend = everything(ls).await;
+    let proxy = http_proxy(ls, &backend.queue, &[], &[]).await;
+    mcp2_client_sees_tools_and_progress(ls, &["--http", &proxy.url]).await;
 }
 
 /// Whether the queue `url` still exists (among the reply queues).
