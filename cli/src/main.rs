@@ -9,7 +9,8 @@
 //! # Layout
 //!
 //! This file holds only the subcommands and their dispatch; each subcommand
-//! is a module of its own. What several share: [`connect`] (reaching a
+//! is a module of its own; `serve` and `proxy` share [`bridge`] (forwarding
+//! MCP between two connections). What several share: [`connect`] (reaching a
 //! queue-backed server), [`session`] (one MCP client session, its deadline
 //! and signals), [`exit`] (exit codes and error reports of `call`/`tools`),
 //! [`output`] (JSON on stdout), [`progress`] (the progress bar), [`aws`]
@@ -26,6 +27,7 @@ mod exit;
 mod logging;
 mod output;
 mod progress;
+mod proxy;
 mod safe;
 mod serve;
 mod session;
@@ -51,6 +53,9 @@ struct Cli {
 enum Command {
     /// Runs a stdio MCP server (any language) as a queue worker.
     Serve(serve::ServeArgs),
+    /// Serves a queue-backed MCP server to a local MCP client, over stdio
+    /// or Streamable HTTP.
+    Proxy(proxy::ProxyArgs),
     /// Calls one tool of a queue-backed MCP server; its result as JSON on stdout.
     Call(call::CallArgs),
     /// Lists the tools of a queue-backed MCP server as JSON on stdout.
@@ -70,7 +75,7 @@ fn main() -> ExitCode {
     // A server forwards many calls at once: all cores. The clients make one
     // call or a few: one thread.
     let mut runtime = match &cli.command {
-        Command::Serve(_) => tokio::runtime::Builder::new_multi_thread(),
+        Command::Serve(_) | Command::Proxy(_) => tokio::runtime::Builder::new_multi_thread(),
         _ => tokio::runtime::Builder::new_current_thread(),
     };
     let runtime = match runtime.enable_all().build() {
@@ -79,6 +84,13 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve::run(args)),
+        Command::Proxy(args) => {
+            let code = exit::report(runtime.block_on(proxy::run(args)));
+            // The read of stdin under way blocks a thread no shutdown can
+            // end: leave it behind rather than wait.
+            runtime.shutdown_background();
+            code
+        }
         Command::Call(args) => exit::report(runtime.block_on(call::run(args))),
         Command::Tools(args) => exit::report(runtime.block_on(tools::run(args))),
         Command::Setup(args) => or_fail(runtime.block_on(setup::run(args))),

@@ -119,6 +119,15 @@ impl<H: ClientHandler> Session<H> {
         }
     }
 
+    /// Runs `work` until it is done or a signal comes, whatever the
+    /// deadline (a proxy serves for as long as its caller stays).
+    pub(crate) async fn until_signal<F: Future>(&mut self, work: F) -> Result<F::Output, Signal> {
+        tokio::select! {
+            output = work => Ok(output),
+            signal = self.signals.recv() => Err(signal),
+        }
+    }
+
     /// The failure a [`Stop`] of this session makes.
     pub(crate) fn failure(&self, stop: Stop) -> Failure {
         failure(stop, self.timeout)

@@ -24,7 +24,6 @@ pub(crate) enum LogSink {
     /// that names no request belongs to none of them.
     Stderr,
     /// To the one caller, once it is connected (the stdio proxy).
-    #[expect(dead_code, reason = "the proxy, next, uses it")]
     Caller(Arc<OnceLock<Peer<RoleServer>>>),
 }
 
