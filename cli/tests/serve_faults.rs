@@ -8,34 +8,16 @@
 //! `asyncmcp call`. Needs LocalStack (`scripts/test.sh` starts it) and
 //! `ASYNCMCP_MCP2_PYTHON`.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use asyncmcp_testkit::aws::{self, LocalStack};
 use asyncmcp_testkit::{eventually, real_clients, unique_name};
+use common::Run;
+use common::serve::{Serve, run_to_end};
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
-
-/// What serve prints on stderr once it takes requests.
-const READY: &str = "asyncmcp serve: ready:";
-
-/// Settings of the commands a developer's shell could hold.
-const COMMAND_VARS: [&str; 12] = [
-    "ASYNCMCP_QUEUE_URL",
-    "ASYNCMCP_TOPIC_ARN",
-    "ASYNCMCP_REPLY_QUEUE_URL",
-    "ASYNCMCP_CLIENT_ID",
-    "ASYNCMCP_TIMEOUT",
-    "ASYNCMCP_SIGNING_KEY",
-    "ASYNCMCP_SIGNING_KEY_PREVIOUS",
-    "ASYNCMCP_SESSION_KEY",
-    "ASYNCMCP_REQUEST_TIMEOUT",
-    "ASYNCMCP_DEAD_LETTER_QUEUE",
-    "ASYNCMCP_MAX_RECEIVE_COUNT",
-    "ASYNCMCP_CHILDREN",
-];
 
 /// A directory of its own for one test's runs file, removed when dropped.
 struct FaultDir(PathBuf);
@@ -74,158 +56,47 @@ impl Drop for FaultDir {
     }
 }
 
-/// `asyncmcp serve` running the fault server; stopped (SIGTERM, then
-/// SIGKILL) when dropped.
-struct Serve {
-    process: tokio::process::Child,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Serve {
-    /// Starts serve on `queue` with `flags`, the server seeing `env`, and
-    /// waits for its ready line.
-    async fn start(
-        ls: &LocalStack,
-        queue: &str,
-        dir: &FaultDir,
-        flags: &[&str],
-        env: &[(&str, &str)],
-    ) -> Self {
-        let python = real_clients::mcp2_python();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/servers/fault_server.py");
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_asyncmcp"));
-        for var in COMMAND_VARS {
-            command.env_remove(var);
-        }
-        command
-            .args(["serve", "--queue-url", queue, "--shutdown-grace", "1s"])
-            .args(flags)
-            .arg("--")
-            .arg(python)
-            .arg(script)
-            .envs(ls.aws_env())
-            .env("FAULT_DIR", &dir.0)
-            .env("ASYNCMCP_LOG", "warn")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let mut process = command.spawn().expect("start asyncmcp serve");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let mut lines = BufReader::new(process.stderr.take().expect("piped stderr")).lines();
-        let kept = stderr.clone();
-        tokio::spawn(async move {
-            let mut ready_tx = Some(ready_tx);
-            while let Ok(Some(line)) = lines.next_line().await {
-                if line.contains(READY)
-                    && let Some(tx) = ready_tx.take()
-                {
-                    let _ = tx.send(());
-                }
-                let mut kept = kept.lock().expect("stderr lock");
-                kept.push_str(&line);
-                kept.push('\n');
-            }
-        });
-        let serve = Self { process, stderr };
-        match tokio::time::timeout(Duration::from_secs(60), ready_rx).await {
-            Ok(Ok(())) => serve,
-            _ => panic!(
-                "asyncmcp serve was not ready within 60 s; its stderr:\n{}",
-                serve.stderr()
-            ),
-        }
-    }
-
-    /// What serve printed on stderr so far.
-    fn stderr(&self) -> String {
-        self.stderr.lock().expect("stderr lock").clone()
-    }
-
-    /// Waits until serve has said `needle` on stderr (within 60 s).
-    async fn wait_for_stderr(&self, needle: &str) {
-        let said = eventually(Duration::from_secs(60), || self.stderr().contains(needle)).await;
-        assert!(
-            said,
-            "serve said {needle:?}; its stderr:\n{}",
-            self.stderr()
-        );
-    }
-
-    /// Panics unless serve is still running.
-    fn assert_running(&mut self) {
-        let exited = self.process.try_wait().expect("check on serve");
-        assert!(
-            exited.is_none(),
-            "serve exited ({exited:?}); its stderr:\n{}",
-            self.stderr()
-        );
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        // SIGTERM first, so that serve stops its server processes itself.
-        if let Some(pid) = self.process.id() {
-            let _ = std::process::Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status();
-            for _ in 0..50 {
-                if matches!(self.process.try_wait(), Ok(Some(_))) {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-        let _ = self.process.start_kill();
-    }
-}
-
-/// How one `asyncmcp call` ended.
-#[derive(Debug)]
-struct Called {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Called {
-    /// The text of a successful call's first content block.
-    fn text(&self) -> String {
-        assert_eq!(self.code, Some(0), "the call succeeded: {self:#?}");
-        let result: Value = serde_json::from_str(&self.stdout).expect("a JSON result");
-        result["content"][0]["text"]
-            .as_str()
-            .unwrap_or_else(|| panic!("a text result: {self:#?}"))
-            .to_owned()
-    }
+/// `asyncmcp serve` on `queue` with `flags`, running the fault server,
+/// which sees `env` and records its runs in `dir`; once ready.
+async fn start_serve(
+    ls: &LocalStack,
+    queue: &str,
+    dir: &FaultDir,
+    flags: &[&str],
+    env: &[(&str, &str)],
+) -> Serve {
+    let python = real_clients::mcp2_python().display().to_string();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/servers/fault_server.py")
+        .display()
+        .to_string();
+    let mut args = vec!["--queue-url", queue];
+    args.extend_from_slice(flags);
+    args.extend(["--", &python, &script]);
+    let dir = dir.0.to_str().expect("a UTF-8 temporary directory");
+    // Warnings only, unless the test asks for more (a later setting wins).
+    let mut all = vec![("FAULT_DIR", dir), ("ASYNCMCP_LOG", "warn")];
+    all.extend_from_slice(env);
+    Serve::start_with(ls, &args, &all).await
 }
 
 /// `asyncmcp call --queue-url QUEUE TOOL ARGS` (within 90 s).
-async fn call(ls: &LocalStack, queue: &str, tool: &str, args: Value) -> Called {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_asyncmcp"));
-    for var in COMMAND_VARS {
-        command.env_remove(var);
-    }
-    command
-        .args(["call", "--queue-url", queue, "--timeout", "90s", tool])
-        .arg(args.to_string())
-        .envs(ls.aws_env())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let output = tokio::time::timeout(Duration::from_secs(120), command.output())
-        .await
-        .expect("asyncmcp call ended within 120 s")
-        .expect("run asyncmcp call");
-    Called {
-        code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+async fn call(ls: &LocalStack, queue: &str, tool: &str, args: Value) -> Run {
+    let args = args.to_string();
+    run_to_end(
+        ls,
+        &[
+            "call",
+            "--queue-url",
+            queue,
+            "--timeout",
+            "90s",
+            tool,
+            &args,
+        ],
+        &[],
+    )
+    .await
 }
 
 /// The pid of the server process that answers the `pid` tool.
@@ -249,7 +120,7 @@ async fn a_process_killed_mid_call_is_restarted_and_its_calls_run_again() {
     let ls = aws::localstack().await;
     let queue = ls.create_queue("serve-kill").await;
     let dir = FaultDir::new();
-    let mut serve = Serve::start(ls, &queue, &dir, &[], &[]).await;
+    let mut serve = start_serve(ls, &queue, &dir, &[], &[]).await;
     let first = server_pid(ls, &queue).await;
 
     let tags = ["kill-a", "kill-b", "kill-c"];
@@ -313,7 +184,7 @@ async fn a_call_that_crashes_the_process_once_is_answered_by_its_second_run() {
     let ls = aws::localstack().await;
     let queue = ls.create_queue("serve-crash-once").await;
     let dir = FaultDir::new();
-    let mut serve = Serve::start(ls, &queue, &dir, &[], &[]).await;
+    let mut serve = start_serve(ls, &queue, &dir, &[], &[]).await;
 
     let text = call(ls, &queue, "crash_once", serde_json::json!({"tag": "once"}))
         .await
@@ -330,13 +201,13 @@ async fn a_call_never_answered_times_out_and_the_process_stays_usable() {
     let ls = aws::localstack().await;
     let queue = ls.create_queue("serve-hang").await;
     let dir = FaultDir::new();
-    let mut serve = Serve::start(ls, &queue, &dir, &["--request-timeout", "2s"], &[]).await;
+    let mut serve = start_serve(ls, &queue, &dir, &["--request-timeout", "2s"], &[]).await;
     let before = server_pid(ls, &queue).await;
 
     let hung = call(ls, &queue, "hang", serde_json::json!({})).await;
     // Exit 1 with the server's JSON-RPC error, not 124: answered before
     // the call's own 90 s deadline.
-    assert_eq!(hung.code, Some(1), "{hung:#?}");
+    assert_eq!(hung.status.code(), Some(1), "{hung:#?}");
     assert!(hung.stderr.contains("-32001"), "a timeout error: {hung:#?}");
     assert!(hung.stderr.contains("timed out") || hung.stderr.contains("timeout"));
 
@@ -368,7 +239,7 @@ async fn garbage_on_the_server_stdout_does_not_corrupt_answers() {
         ("FAULT_GARBAGE", "1"),
         ("ASYNCMCP_LOG", "warn,rmcp::transport::async_rw=debug"),
     ];
-    let mut serve = Serve::start(ls, &queue, &dir, &[], &env).await;
+    let mut serve = start_serve(ls, &queue, &dir, &[], &env).await;
 
     for text in ["one", "two", "three"] {
         let echoed = call(ls, &queue, "echo", serde_json::json!({"text": text})).await;
@@ -405,7 +276,7 @@ async fn a_call_that_always_crashes_is_dead_lettered_and_serve_goes_on() {
     let dead = ls.create_queue("serve-doomed-dlq").await;
     let dir = FaultDir::new();
     let flags = ["--dead-letter-queue", &dead, "--max-receive-count", "2"];
-    let mut serve = Serve::start(ls, &queue, &dir, &flags, &[]).await;
+    let mut serve = start_serve(ls, &queue, &dir, &flags, &[]).await;
 
     let doomed = call(
         ls,
@@ -414,7 +285,11 @@ async fn a_call_that_always_crashes_is_dead_lettered_and_serve_goes_on() {
         serde_json::json!({"tag": "doomed"}),
     )
     .await;
-    assert_eq!(doomed.code, Some(1), "an error, not a result: {doomed:#?}");
+    assert_eq!(
+        doomed.status.code(),
+        Some(1),
+        "an error, not a result: {doomed:#?}"
+    );
     assert!(doomed.stdout.is_empty(), "{doomed:#?}");
     assert!(doomed.stderr.contains("dead-lettered"), "{doomed:#?}");
     assert_eq!(dir.runs_of("doomed").len(), 2, "ran on both deliveries");
@@ -472,7 +347,7 @@ async fn two_processes_share_concurrent_calls() {
     // Serve takes requests once one process is up: the other's start is
     // awaited (from its log line), or every call could go to the first.
     let log = [("ASYNCMCP_LOG", "warn,asyncmcp::serve::pool=info")];
-    let mut serve = Serve::start(ls, &queue, &dir, &["--children", "2"], &log).await;
+    let mut serve = start_serve(ls, &queue, &dir, &["--children", "2"], &log).await;
     for child in ["child=0", "child=1"] {
         serve
             .wait_for_stderr(&format!("server process ready {child}"))

@@ -7,6 +7,7 @@ pub mod serve;
 use std::process::ExitStatus;
 
 use asyncmcp_testkit::aws::LocalStack;
+use serde_json::Value;
 
 /// The `ASYNCMCP_*` variables the subcommands read: removed from a run's
 /// environment unless the test sets them, so that the caller's shell does
@@ -36,6 +37,17 @@ impl Run {
     pub fn ok(self) -> Self {
         assert!(self.status.success(), "asyncmcp failed: {self:#?}");
         self
+    }
+
+    /// The text of the first content block of a successful `asyncmcp call`'s
+    /// result (its JSON on stdout).
+    pub fn text(&self) -> String {
+        assert_eq!(self.status.code(), Some(0), "the call succeeded: {self:#?}");
+        let result: Value = serde_json::from_str(&self.stdout).expect("a JSON result");
+        result["content"][0]["text"]
+            .as_str()
+            .unwrap_or_else(|| panic!("a text result: {self:#?}"))
+            .to_owned()
     }
 
     /// Panics unless the run failed with exit code 1 and said `needle` on

@@ -6,18 +6,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use asyncmcp_testkit::aws::LocalStack;
-use asyncmcp_testkit::real_clients;
+use asyncmcp_testkit::{eventually, real_clients};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Child;
-use tokio::sync::watch;
 
 use super::Run;
 
 /// What `serve` says on stderr once it polls its queue.
 pub const READY: &str = "asyncmcp serve: ready: ";
 
-/// How long a test waits for the ready line: the first start of a Node or
-/// Python server on a busy 2-core machine takes a few seconds.
+/// How long a test waits for a line on `serve`'s stderr, the ready line
+/// first: the first start of a Node or Python server on a busy 2-core
+/// machine takes a few seconds.
 pub const READY_WITHIN: Duration = Duration::from_secs(60);
 
 /// The settings `serve` (and the subcommands) read from the environment:
@@ -73,12 +73,13 @@ fn command(ls: &LocalStack, args: &[&str], env: &[(&str, &str)]) -> tokio::proce
     command
 }
 
-/// Runs `asyncmcp ARGS` (e.g. `serve ... -- cmd`) to its end, within 90 s,
-/// with only the settings given in `env`.
+/// Runs `asyncmcp ARGS` (e.g. `serve ... -- cmd`, `call ...`) to its end,
+/// within 120 s (past a call's own `--timeout 90s`), with only the settings
+/// given in `env`.
 pub async fn run_to_end(ls: &LocalStack, args: &[&str], env: &[(&str, &str)]) -> Run {
-    let output = tokio::time::timeout(Duration::from_secs(90), command(ls, args, env).output())
+    let output = tokio::time::timeout(Duration::from_secs(120), command(ls, args, env).output())
         .await
-        .expect("asyncmcp finished within 90 s")
+        .expect("asyncmcp finished within 120 s")
         .expect("run asyncmcp");
     Run {
         status: output.status,
@@ -91,6 +92,8 @@ pub async fn run_to_end(ls: &LocalStack, args: &[&str], env: &[(&str, &str)]) ->
 pub struct Serve {
     child: Child,
     pid: u32,
+    /// The arguments after `serve`, named when a wait fails.
+    args: Vec<String>,
     stdout: Arc<Mutex<String>>,
     stderr: Arc<Mutex<String>>,
 }
@@ -115,32 +118,54 @@ impl Serve {
         let pid = child.id().expect("a pid");
         let stdout = Arc::new(Mutex::new(String::new()));
         let stderr = Arc::new(Mutex::new(String::new()));
-        let (ready_tx, mut ready) = watch::channel(false);
-        collect(child.stdout.take().expect("stdout"), stdout.clone(), None);
-        collect(
-            child.stderr.take().expect("stderr"),
-            stderr.clone(),
-            Some(ready_tx),
-        );
+        collect(child.stdout.take().expect("stdout"), stdout.clone());
+        collect(child.stderr.take().expect("stderr"), stderr.clone());
         let mut serve = Serve {
             child,
             pid,
+            args: args.iter().map(|arg| arg.to_string()).collect(),
             stdout,
             stderr,
         };
+        serve.wait_for_stderr(READY).await;
+        serve
+    }
+
+    /// Waits until `serve` has said `needle` on stderr; panics with its
+    /// stderr if it exits first or does not say it within
+    /// [`READY_WITHIN`].
+    pub async fn wait_for_stderr(&mut self, needle: &str) {
+        let stderr = self.stderr.clone();
+        let said = || stderr.lock().is_ok_and(|text| text.contains(needle));
         tokio::select! {
-            waited = tokio::time::timeout(READY_WITHIN, ready.wait_for(|ready| *ready)) => {
-                if waited.is_err() {
-                    panic!("asyncmcp serve {args:?} was not ready within {READY_WITHIN:?}; stderr:\n{}", serve.stderr());
-                }
+            said = eventually(READY_WITHIN, said) => {
+                assert!(
+                    said,
+                    "asyncmcp serve {:?} did not say {needle:?} within {READY_WITHIN:?}; stderr:\n{}",
+                    self.args,
+                    self.stderr()
+                );
             }
-            status = serve.child.wait() => {
+            status = self.child.wait() => {
                 // Let the reader take the last lines.
                 tokio::time::sleep(Duration::from_millis(100)).await;
-                panic!("asyncmcp serve {args:?} exited ({status:?}) before it was ready; stderr:\n{}", serve.stderr());
+                panic!(
+                    "asyncmcp serve {:?} exited ({status:?}) before it said {needle:?}; stderr:\n{}",
+                    self.args,
+                    self.stderr()
+                );
             }
         }
-        serve
+    }
+
+    /// Panics, with its stderr, unless `serve` is still running.
+    pub fn assert_running(&mut self) {
+        let exited = self.child.try_wait().expect("check on asyncmcp serve");
+        assert!(
+            exited.is_none(),
+            "asyncmcp serve exited ({exited:?}); stderr:\n{}",
+            self.stderr()
+        );
     }
 
     /// The process id of `serve`.
@@ -206,21 +231,11 @@ impl Drop for Serve {
     }
 }
 
-/// Reads `stream` line by line into `into`; the first line that says
-/// [`READY`] sets `ready`.
-fn collect(
-    stream: impl AsyncRead + Unpin + Send + 'static,
-    into: Arc<Mutex<String>>,
-    ready: Option<watch::Sender<bool>>,
-) {
+/// Reads `stream` line by line into `into`.
+fn collect(stream: impl AsyncRead + Unpin + Send + 'static, into: Arc<Mutex<String>>) {
     tokio::spawn(async move {
         let mut lines = BufReader::new(stream).lines();
         while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(ready) = &ready
-                && line.starts_with(READY)
-            {
-                ready.send_replace(true);
-            }
             if let Ok(mut text) = into.lock() {
                 text.push_str(&line);
                 text.push('\n');
