@@ -131,7 +131,8 @@ impl<F: ServiceFactory> Shared<F> {
                 reply.send_value(&error).await
             }
             (Err(reason), _) => {
-                tracing::warn!(message_id = %delivery.message_id, reason = %clip(&reason.to_string()), "cannot answer: no usable reply address");
+                // Not clipped: see the same warning in serve.rs.
+                tracing::warn!(message_id = %delivery.message_id, %reason, "cannot answer: no usable reply address");
                 Ok(())
             }
             (Ok(_), None) => Ok(()),

@@ -50,7 +50,10 @@ impl<F: ServiceFactory> Shared<F> {
             let caller = match route.caller(&request.id) {
                 Ok(caller) => caller,
                 Err(reason) => {
-                    tracing::warn!(reason = %clip(&reason.to_string()), "request dropped: no usable reply address");
+                    // Not clipped: the address in it is cut and escaped
+                    // already (policy.rs), and clipping the whole would cut
+                    // off why it was refused and which setting allows it.
+                    tracing::warn!(%reason, "request dropped: no usable reply address");
                     self.ack(&delivery).await;
                     return;
                 }
