@@ -406,13 +406,22 @@ async fn inspector_over_http_reaches_server_everything_through_the_queue() {
     }
 }
 
+/// `HOST:PORT` of `http://HOST:PORT/mcp`.
+fn authority_of(url: &str) -> &str {
+    url.strip_prefix("http://")
+        .and_then(|rest| rest.strip_suffix("/mcp"))
+        .expect("http://HOST:PORT/mcp")
+}
+
 /// The status code of a raw `initialize` POST to `url`, with `authorization`
 /// as the `Authorization` header.
 async fn post_status(url: &str, authorization: Option<&str>) -> u16 {
-    let authority = url
-        .strip_prefix("http://")
-        .and_then(|rest| rest.strip_suffix("/mcp"))
-        .expect("http://HOST:PORT/mcp");
+    post_status_as(url, authority_of(url), authorization).await
+}
+
+/// [`post_status`] with `host` as the `Host` header.
+async fn post_status_as(url: &str, host: &str, authorization: Option<&str>) -> u16 {
+    let authority = authority_of(url);
     let body = json!({
         "jsonrpc": "2.0", "id": 1, "method": "initialize",
         "params": {"protocolVersion": "2025-06-18", "capabilities": {},
@@ -423,7 +432,7 @@ async fn post_status(url: &str, authorization: Option<&str>) -> u16 {
         .map(|value| format!("Authorization: {value}\r\n"))
         .unwrap_or_default();
     let request = format!(
-        "POST /mcp HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\n\
+        "POST /mcp HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
          Accept: application/json, text/event-stream\r\n{auth}Content-Length: {}\r\n\
          Connection: close\r\n\r\n{body}",
         body.len()
@@ -494,6 +503,73 @@ async fn over_http_a_bearer_token_from_the_environment_is_required() {
     assert!(
         !refused.status.success(),
         "Inspector without the token is refused"
+    );
+}
+
+/// DNS rebinding: a web page of `evil.example`, whose name the attacker
+/// then points at 127.0.0.1, reaches the proxy with `Host: evil.example`.
+#[tokio::test]
+async fn over_http_a_foreign_host_is_refused_and_the_token_stays_out_of_ps() {
+    let ls = aws::localstack().await;
+    let backend = everything(ls).await;
+    let open = http_proxy(ls, &backend.queue, &[], &[]).await;
+    let port = authority_of(&open.url)
+        .rsplit(':')
+        .next()
+        .expect("a port")
+        .to_owned();
+    for host in [format!("evil.example:{port}"), "evil.example".to_owned()] {
+        assert_eq!(
+            post_status_as(&open.url, &host, None).await,
+            403,
+            "Host: {host}"
+        );
+    }
+    for host in [format!("127.0.0.1:{port}"), format!("localhost:{port}")] {
+        assert_eq!(
+            post_status_as(&open.url, &host, None).await,
+            200,
+            "Host: {host}"
+        );
+    }
+
+    // The token comes from the environment only: the command line, which
+    // `ps` shows every user, holds no trace of it.
+    let token = format!("tok-{}", asyncmcp_testkit::unique_name("proxy"));
+    let guarded = http_proxy(
+        ls,
+        &backend.queue,
+        &[],
+        &[("ASYNCMCP_PROXY_TOKEN", token.as_str())],
+    )
+    .await;
+    let pid = guarded.process.id().expect("a running proxy");
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("read its command line");
+    let words: Vec<String> = cmdline
+        .split(|byte| *byte == 0)
+        .map(|word| String::from_utf8_lossy(word).into_owned())
+        .collect();
+    assert!(
+        words.iter().any(|word| word == "proxy"),
+        "the proxy's command line: {words:?}"
+    );
+    assert!(
+        !words.iter().any(|word| word.contains(&token)),
+        "no token in {words:?}"
+    );
+    // The token is in force, and the Host check stays on with it.
+    let bearer = format!("Bearer {token}");
+    let local = authority_of(&guarded.url).to_owned();
+    assert_eq!(post_status(&guarded.url, None).await, 401, "no token");
+    assert_eq!(post_status(&guarded.url, Some(&bearer)).await, 200);
+    assert_eq!(
+        post_status_as(&guarded.url, "evil.example", Some(&bearer)).await,
+        403,
+        "a foreign Host, even with the token"
+    );
+    assert_eq!(
+        post_status_as(&guarded.url, &local, Some(&bearer)).await,
+        200
     );
 }
 

@@ -3,13 +3,15 @@ calling a server-everything behind `asyncmcp serve`, for the `asyncmcp serve` te
 
 Usage:
     python py_asyncmcp_client.py --server-queue-url URL --reply-queue-url URL \
-        --message TEXT [--timeout 60]
+        (--message TEXT | --tool NAME --arguments JSON [--calls N]) [--timeout 60]
 
-Initializes, lists the tools, calls echo {"message": TEXT} and prints one JSON line per
-result on stdout:
+Initializes, lists the tools, then calls echo {"message": TEXT}, or calls NAME N times
+(one after the other, in the one session) with JSON, where each `{i}` in a string value
+becomes the call's number (0 to N-1). Prints one JSON line per result on stdout:
     {"server": "<serverInfo.name>"}
     {"tools": [...]}            (sorted tool names)
-    {"echo": "Echo: TEXT"}      (text of the first content block)
+    {"echo": "Echo: TEXT"}      (text of the first content block), or per call
+    {"call": i, "text": "..."}
 Exits 1 on any error (including a tool result with isError) or after --timeout seconds.
 AWS settings come from the AWS_* variables.
 """
@@ -61,17 +63,36 @@ async def run(args: argparse.Namespace) -> None:
                 emit({"server": init.serverInfo.name})
                 tools = await session.list_tools()
                 emit({"tools": sorted(tool.name for tool in tools.tools)})
-                echo = await session.call_tool("echo", {"message": args.message})
-                emit({"echo": first_text(echo)})
+                if args.tool is None:
+                    echo = await session.call_tool("echo", {"message": args.message})
+                    emit({"echo": first_text(echo)})
+                    return
+                for i in range(args.calls):
+                    arguments = numbered(json.loads(args.arguments), i)
+                    result = await session.call_tool(args.tool, arguments)
+                    emit({"call": i, "text": first_text(result)})
+
+
+def numbered(arguments: dict, i: int) -> dict:
+    """`arguments` with `{i}` in each string value replaced by `i`."""
+    return {
+        key: value.replace("{i}", str(i)) if isinstance(value, str) else value
+        for key, value in arguments.items()
+    }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--server-queue-url", required=True)
     parser.add_argument("--reply-queue-url", required=True)
-    parser.add_argument("--message", required=True)
+    parser.add_argument("--message")
+    parser.add_argument("--tool")
+    parser.add_argument("--arguments", default="{}")
+    parser.add_argument("--calls", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=60.0)
     args = parser.parse_args()
+    if (args.message is None) == (args.tool is None):
+        parser.error("give exactly one of --message and --tool")
     try:
         anyio.run(run, args)
     except BaseException as exc:  # noqa: BLE001 - report anything, exception groups included
