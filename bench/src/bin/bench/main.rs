@@ -365,8 +365,11 @@ async fn measure(
         );
         rows.push(row);
     }
-    client.stop().await?;
-    server.stop().await?;
+    // Both finish their last long poll before they exit: wait for the two
+    // at once.
+    let (client, server) = tokio::join!(client.stop(), server.stop());
+    client?;
+    server?;
     Ok(rows)
 }
 
