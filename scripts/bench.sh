@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# The asyncmcp benchmark: ours against the raw SQS ceiling and Python asyncmcp 0.2.1.
+# The asyncmcp benchmark: ours against the raw SQS ceiling and Python asyncmcp 0.2.1, or
+# (--scenario serve) `asyncmcp serve` against the library's server and a process per request.
 #
 #   scripts/bench.sh [bench options...]     e.g. scripts/bench.sh --calls 500 --in-flight 1,50
+#   scripts/bench.sh --scenario serve       asyncmcp serve wrapping server-everything, alone
 #   scripts/bench.sh --help                 every option
 #
-# It installs Python asyncmcp 0.2.1 into its own virtualenv (.venv/py-peer), starts
-# LocalStack unless AWS_ENDPOINT_URL already points at a healthy one, and runs the bench
-# binary (crate bench/) in release mode; the LocalStack it started is stopped when it exits.
+# It installs Python asyncmcp 0.2.1 into its own virtualenv (.venv/py-peer) and Node with
+# server-everything into .tools (ensure_real_clients), starts LocalStack unless
+# AWS_ENDPOINT_URL already points at a healthy one, builds the bench binary (crate bench/)
+# and the asyncmcp command (crate cli/) in release mode and runs the bench; the LocalStack it
+# started is stopped when it exits.
 # Settings: see scripts/env.sh. Against real AWS, run the binary directly:
 #   cargo run --release -p asyncmcp-bench --bin bench -- --stacks raw,sqs,sns-sqs
 set -euo pipefail
@@ -18,6 +22,7 @@ cd "${REPO_ROOT}"
 
 require_rust build
 ensure_python_peer
+ensure_real_clients
 ensure_localstack
 export BENCH_PYTHON="${ASYNCMCP_PY_PEER}"
 # A LocalStack that localstack/start.sh runs on this host shares the machine's cores with
@@ -26,8 +31,10 @@ localstack_paths
 if [[ -z "${BENCH_BROKER_PID:-}" ]] && pid="$(started_pid)"; then
     export BENCH_BROKER_PID="${pid}"
 fi
-log "AWS_ENDPOINT_URL=${AWS_ENDPOINT_URL} BENCH_PYTHON=${BENCH_PYTHON}"
+log "AWS_ENDPOINT_URL=${AWS_ENDPOINT_URL} BENCH_PYTHON=${BENCH_PYTHON} ASYNCMCP_NODE=${ASYNCMCP_NODE}"
 cargo build --release -p asyncmcp-bench --bin bench
+# The `serve` stack runs the asyncmcp binary beside the bench's (target/release/asyncmcp).
+cargo build --release -p asyncmcp-cli
 # Run the binary itself, not through cargo, so cargo's own memory and CPU stay out of the
 # machine while it measures.
 "${CARGO_TARGET_DIR:-target}/release/bench" "$@"

@@ -20,17 +20,28 @@
 //!   subscribed queues (raw delivery);
 //! * `python`, `python-poll0`: Python asyncmcp 0.2.1 over SQS with its
 //!   default settings, and with `poll_interval_seconds=0` (`py_bench.py`,
-//!   run by the interpreter in `--python`).
+//!   run by the interpreter in `--python`);
+//! * `serve`: the `asyncmcp serve` binary (`--asyncmcp`) wrapping
+//!   server-everything (`--node`, `--server-everything`), over SQS
+//!   (`wrapped.rs`);
+//! * `per-request`: the process-per-request baseline, a fresh
+//!   server-everything per call (`per_request.rs`).
+//!
+//! `--scenario serve` measures `sqs` (the library's server with the demo
+//! echo), `serve` and `per-request` and reports how `asyncmcp serve`
+//! compares with both.
 //!
 //! The measured processes talk to the bench over stdin/stdout
 //! (`protocol.rs`); this same binary plays our roles (`serve`, `drive`).
 
 mod ours;
+mod per_request;
 mod process;
 mod protocol;
 mod raw;
 mod report;
 mod setup;
+mod wrapped;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -45,10 +56,16 @@ use clap::{Parser, Subcommand, ValueEnum};
 use process::Measured;
 use protocol::{Command, RunResult, Stats};
 use report::Row;
+use wrapped::{Server, Wrapped};
 
 /// Benchmark asyncmcp against the raw SQS ceiling and Python asyncmcp.
 #[derive(Parser)]
 struct Args {
+    /// What to compare: the transports (raw SQS, ours, Python), or
+    /// `asyncmcp serve` against the library's server and a process per
+    /// request. Sets the default --stacks and --in-flight.
+    #[arg(long, value_enum, default_value = "transports")]
+    scenario: Scenario,
     /// Tool calls per in-flight level (Rust stacks).
     #[arg(long, default_value_t = 1000)]
     calls: usize,
@@ -56,18 +73,35 @@ struct Args {
     /// about ten times slower.
     #[arg(long, default_value_t = 200)]
     python_calls: usize,
-    /// In-flight levels, comma separated. 20 is where the comparison with
-    /// Python is made.
-    #[arg(long, value_delimiter = ',', default_value = "1,10,20,50,200")]
+    /// Tool calls for the process-per-request baseline, which starts a
+    /// server process per call.
+    #[arg(long, default_value_t = 30)]
+    per_request_calls: usize,
+    /// In-flight levels, comma separated [default: 1,10,20,50,200; with
+    /// `--scenario serve` 1,10,50]. 20 is where the comparison with Python
+    /// is made.
+    #[arg(long, value_delimiter = ',')]
     in_flight: Vec<usize>,
-    /// The stacks to measure, comma separated, in this order.
-    #[arg(
-        long,
-        value_enum,
-        value_delimiter = ',',
-        default_value = "raw,sqs,sns-sqs,python,python-poll0"
-    )]
+    /// In-flight levels of the process-per-request baseline. At 1, one
+    /// process after another, as the wrapper it stands for runs.
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    per_request_in_flight: Vec<usize>,
+    /// The stacks to measure, comma separated, in this order [default:
+    /// raw,sqs,sns-sqs,python,python-poll0; with `--scenario serve`
+    /// sqs,serve,per-request].
+    #[arg(long, value_enum, value_delimiter = ',')]
     stacks: Vec<Stack>,
+    /// The `asyncmcp` binary for the `serve` stack [default: `asyncmcp`
+    /// beside this binary, which `cargo build --release -p asyncmcp-cli`
+    /// puts there].
+    #[arg(long, env = "BENCH_ASYNCMCP")]
+    asyncmcp: Option<PathBuf>,
+    /// Node, to run server-everything (scripts/bench.sh installs it).
+    #[arg(long, env = "ASYNCMCP_NODE")]
+    node: Option<PathBuf>,
+    /// server-everything's entry point (scripts/bench.sh installs it).
+    #[arg(long, env = "ASYNCMCP_SERVER_EVERYTHING")]
+    server_everything: Option<PathBuf>,
     /// The Python interpreter with asyncmcp 0.2.1 installed (scripts/bench.sh
     /// makes one).
     #[arg(long, env = "BENCH_PYTHON", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../.venv/py-peer/bin/python"))]
@@ -90,6 +124,38 @@ struct Args {
     role: Option<Role>,
 }
 
+/// What a run compares.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
+enum Scenario {
+    /// Our transport against the raw SQS ceiling and Python asyncmcp.
+    Transports,
+    /// `asyncmcp serve` against the library's server and a process per
+    /// request.
+    Serve,
+}
+
+impl Scenario {
+    fn stacks(self) -> Vec<Stack> {
+        match self {
+            Scenario::Transports => vec![
+                Stack::Raw,
+                Stack::Sqs,
+                Stack::SnsSqs,
+                Stack::Python,
+                Stack::PythonPoll0,
+            ],
+            Scenario::Serve => vec![Stack::Sqs, Stack::Serve, Stack::PerRequest],
+        }
+    }
+
+    fn in_flight(self) -> Vec<usize> {
+        match self {
+            Scenario::Transports => vec![1, 10, 20, 50, 200],
+            Scenario::Serve => vec![1, 10, 50],
+        }
+    }
+}
+
 /// A measured stack.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -99,6 +165,8 @@ pub enum Stack {
     SnsSqs,
     Python,
     PythonPoll0,
+    Serve,
+    PerRequest,
 }
 
 impl Stack {
@@ -110,11 +178,18 @@ impl Stack {
             Stack::SnsSqs => "asyncmcp SNS+SQS",
             Stack::Python => "Python asyncmcp (defaults)",
             Stack::PythonPoll0 => "Python asyncmcp (poll 0)",
+            Stack::Serve => "asyncmcp serve (server-everything)",
+            Stack::PerRequest => "process per request (server-everything)",
         }
     }
 
     fn is_python(self) -> bool {
         matches!(self, Stack::Python | Stack::PythonPoll0)
+    }
+
+    /// Whether the stack's tools are server-everything's.
+    pub fn wraps_server_everything(self) -> bool {
+        matches!(self, Stack::Serve | Stack::PerRequest)
     }
 }
 
@@ -127,6 +202,10 @@ enum Role {
     /// Make calls when told to (reads commands on stdin).
     #[command(hide = true)]
     Drive(RoleArgs),
+    /// Serve requests with a fresh server process each (reads commands on
+    /// stdin).
+    #[command(hide = true)]
+    PerRequest(per_request::PerRequestArgs),
 }
 
 /// What a measured process needs to know.
@@ -146,6 +225,12 @@ pub struct RoleArgs {
     /// Concurrent long polls (default: the library's default).
     #[arg(long)]
     pollers: Option<usize>,
+    /// The name of the echo tool's argument (clients).
+    #[arg(long, default_value = "text")]
+    echo_field: String,
+    /// Calls made before the first level (clients).
+    #[arg(long, default_value_t = 20)]
+    warm_up: usize,
 }
 
 #[tokio::main]
@@ -157,17 +242,24 @@ async fn main() -> anyhow::Result<()> {
         Some(Role::Serve(role)) => ours::serve(role).await,
         Some(Role::Drive(role)) if role.raw => raw::drive(role).await,
         Some(Role::Drive(role)) => ours::drive(role).await,
+        Some(Role::PerRequest(role)) => per_request::serve(role).await,
         None => bench(args).await,
     }
 }
 
-async fn bench(args: Args) -> anyhow::Result<()> {
+async fn bench(mut args: Args) -> anyhow::Result<()> {
+    if args.stacks.is_empty() {
+        args.stacks = args.scenario.stacks();
+    }
+    if args.in_flight.is_empty() {
+        args.in_flight = args.scenario.in_flight();
+    }
     anyhow::ensure!(
-        args.calls > 0 && args.python_calls > 0,
+        args.calls > 0 && args.python_calls > 0 && args.per_request_calls > 0,
         "--calls must be at least 1"
     );
     anyhow::ensure!(
-        !args.in_flight.contains(&0),
+        !args.in_flight.contains(&0) && !args.per_request_in_flight.contains(&0),
         "in-flight levels must be at least 1"
     );
     if args.report_from.is_none()
@@ -226,16 +318,23 @@ async fn measure(
     stack: Stack,
     endpoints: &setup::Endpoints,
 ) -> anyhow::Result<Vec<Row>> {
-    let (program, server_args, client_args) = commands(args, stack, endpoints)?;
-    let mut server = Measured::start("server", &program, &server_args).await?;
-    let mut client = Measured::start("client", &program, &client_args).await?;
-    let calls = if stack.is_python() {
-        args.python_calls
-    } else {
-        args.calls
+    let commands = commands(args, stack, endpoints)?;
+    let mut server = match stack {
+        Stack::Serve => {
+            Server::Wrapped(Wrapped::start(&commands.server.0, &commands.server.1).await?)
+        }
+        _ => Server::Measured(
+            Measured::start("server", &commands.server.0, &commands.server.1).await?,
+        ),
+    };
+    let mut client = Measured::start("client", &commands.client.0, &commands.client.1).await?;
+    let (calls, levels) = match stack {
+        _ if stack.is_python() => (args.python_calls, &args.in_flight),
+        Stack::PerRequest => (args.per_request_calls, &args.per_request_in_flight),
+        _ => (args.calls, &args.in_flight),
     };
     let mut rows = Vec::new();
-    for &in_flight in &args.in_flight {
+    for &in_flight in levels {
         let broker_before = broker_cpu(args.broker_pid)?;
         let (server_before, client_before) = (server.usage()?, client.usage()?);
         let (server_calls, client_calls) = (server.stats().await?, client.stats().await?);
@@ -266,8 +365,11 @@ async fn measure(
         );
         rows.push(row);
     }
-    client.stop().await?;
-    server.stop().await?;
+    // Both finish their last long poll before they exit: wait for the two
+    // at once.
+    let (client, server) = tokio::join!(client.stop(), server.stop());
+    client?;
+    server?;
     Ok(rows)
 }
 
@@ -278,12 +380,14 @@ fn broker_cpu(pid: Option<u32>) -> anyhow::Result<Option<f64>> {
         .context("reading the broker's CPU time (--broker-pid)")
 }
 
+/// The server's and the client's program and arguments for a stack.
+struct Commands {
+    server: (String, Vec<String>),
+    client: (String, Vec<String>),
+}
+
 /// The program and the server's and client's arguments for `stack`.
-fn commands(
-    args: &Args,
-    stack: Stack,
-    e: &setup::Endpoints,
-) -> anyhow::Result<(String, Vec<String>, Vec<String>)> {
+fn commands(args: &Args, stack: Stack, e: &setup::Endpoints) -> anyhow::Result<Commands> {
     if stack.is_python() {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/src/bin/bench/py_bench.py");
         let mut server = vec![
@@ -305,7 +409,11 @@ fn commands(
                 side.extend(["--poll-interval".into(), "0".into()]);
             }
         }
-        return Ok((args.python.display().to_string(), server, client));
+        let python = args.python.display().to_string();
+        return Ok(Commands {
+            server: (python.clone(), server),
+            client: (python, client),
+        });
     }
     let program = std::env::current_exe()?.display().to_string();
     let mut common = vec![
@@ -322,7 +430,73 @@ fn commands(
         common.push("--raw".into());
     }
     let role = |name: &str| [vec![name.to_owned()], common.clone()].concat();
-    Ok((program, role("serve"), role("drive")))
+    if !stack.wraps_server_everything() {
+        return Ok(Commands {
+            server: (program.clone(), role("serve")),
+            client: (program, role("drive")),
+        });
+    }
+    let (node, server_everything) = server_everything(args)?;
+    // server-everything's echo takes `message`; a process per call is slow
+    // enough that a short warm-up will do.
+    let mut client = role("drive");
+    client.extend(["--echo-field".into(), "message".into()]);
+    if stack == Stack::PerRequest {
+        client.extend(["--warm-up".into(), "2".into()]);
+        let mut server = role("per-request");
+        server.extend(["--program".into(), node, "--arg".into(), server_everything]);
+        return Ok(Commands {
+            server: (program.clone(), server),
+            client: (program, client),
+        });
+    }
+    let asyncmcp = match &args.asyncmcp {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()?.with_file_name("asyncmcp"),
+    };
+    anyhow::ensure!(
+        asyncmcp.exists(),
+        "no asyncmcp binary at {}; build it with `cargo build --release -p asyncmcp-cli` \
+         (scripts/bench.sh does) or pass --asyncmcp",
+        asyncmcp.display()
+    );
+    // As many requests at once as the library's server in `ours.rs`, so that
+    // the deepest level is not held back by the default of 64.
+    let server = vec![
+        "serve".into(),
+        "--queue-url".into(),
+        e.request_queue.clone(),
+        "--max-in-flight".into(),
+        ours::MAX_IN_FLIGHT.to_string(),
+        "--".into(),
+        node,
+        server_everything,
+    ];
+    Ok(Commands {
+        server: (asyncmcp.display().to_string(), server),
+        client: (program, client),
+    })
+}
+
+/// Node and server-everything's entry point, from the flags or
+/// `ASYNCMCP_NODE` and `ASYNCMCP_SERVER_EVERYTHING`.
+fn server_everything(args: &Args) -> anyhow::Result<(String, String)> {
+    let found = |path: &Option<PathBuf>, flag: &str, var: &str| match path {
+        Some(path) if path.exists() => Ok(path.display().to_string()),
+        Some(path) => anyhow::bail!("{var}={} does not exist", path.display()),
+        None => anyhow::bail!(
+            "{var} is not set; scripts/bench.sh installs Node and server-everything and sets \
+             it (ensure_real_clients in scripts/env.sh), or pass {flag}"
+        ),
+    };
+    Ok((
+        found(&args.node, "--node", "ASYNCMCP_NODE")?,
+        found(
+            &args.server_everything,
+            "--server-everything",
+            "ASYNCMCP_SERVER_EVERYTHING",
+        )?,
+    ))
 }
 
 /// Runs `calls` calls of `call`, keeping `in_flight` outstanding; a failed

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use asyncmcp::queue::sns::{self, SnsOutbox};
 use asyncmcp::queue::sqs::{self, ApiCallCounter, SqsInbox, SqsOutbox};
 use asyncmcp::queue::{Outbox, RoutingOutbox, is_topic_arn};
+use asyncmcp::server::ServiceFactory;
 use asyncmcp::{QueueClientTransport, QueueServer};
 use rmcp::ServiceExt;
 use tokio_util::sync::CancellationToken;
@@ -15,10 +16,16 @@ use crate::demo_tools::{DemoServer, DemoStats};
 use crate::protocol;
 
 /// Requests a server handles at once: enough for the deepest level.
-const MAX_IN_FLIGHT: usize = 256;
+pub const MAX_IN_FLIGHT: usize = 256;
 
 /// The server: the demo tools on the request queue.
 pub async fn serve(args: RoleArgs) -> anyhow::Result<()> {
+    serve_with(args, DemoServer::factory(Arc::new(DemoStats::default()))).await
+}
+
+/// A [`QueueServer`] running `factory`'s services on the request queue,
+/// answering the bench's commands until stdin closes.
+pub async fn serve_with(args: RoleArgs, factory: impl ServiceFactory) -> anyhow::Result<()> {
     let counter = ApiCallCounter::new();
     let (sqs_client, outbox) = clients(&args, &counter).await;
     let inbox = SqsInbox::open(sqs_client, &args.request_queue).await?;
@@ -27,16 +34,15 @@ pub async fn serve(args: RoleArgs) -> anyhow::Result<()> {
         builder = builder.pollers(pollers);
     }
     let shutdown = CancellationToken::new();
-    let server = builder
-        .build(DemoServer::factory(Arc::new(DemoStats::default())))
-        .spawn(shutdown.clone());
+    let server = builder.build(factory).spawn(shutdown.clone());
     protocol::serve_server(&counter).await?;
     shutdown.cancel();
     server.await?;
     Ok(())
 }
 
-/// The client: `tools/call echo` through the transport.
+/// The client: `tools/call echo` through the transport, its one argument
+/// named `--echo-field`, after `--warm-up` calls.
 pub async fn drive(args: RoleArgs) -> anyhow::Result<()> {
     let counter = ApiCallCounter::new();
     let (sqs_client, outbox) = clients(&args, &counter).await;
@@ -49,20 +55,18 @@ pub async fn drive(args: RoleArgs) -> anyhow::Result<()> {
     let transport = builder.build(Arc::new(inbox), outbox);
     let client = ().serve(transport).await?;
     let peer = client.peer().clone();
+    let arguments = serde_json::json!({ args.echo_field.as_str(): "ping" });
     let call = move || {
-        let peer = peer.clone();
+        let (peer, arguments) = (peer.clone(), arguments.clone());
         async move {
             let result = peer
-                .call_tool(crate::support::call(
-                    "echo",
-                    serde_json::json!({"text": "ping"}),
-                ))
+                .call_tool(crate::support::call("echo", arguments))
                 .await?;
             anyhow::ensure!(result.is_error != Some(true), "tool error: {result:?}");
             Ok(())
         }
     };
-    crate::run_level(20, 10, call.clone()).await;
+    crate::run_level(args.warm_up, 10, call.clone()).await;
     protocol::serve_client(&counter, call).await?;
     client.cancel().await?;
     Ok(())

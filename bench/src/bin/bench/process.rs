@@ -80,10 +80,11 @@ impl Measured {
         self.ask(&Command::Stats).await
     }
 
-    /// CPU time and peak RSS so far.
+    /// CPU time and peak RSS so far, with those of its children (see
+    /// [`read_tree_usage`]).
     pub fn usage(&self) -> anyhow::Result<Usage> {
         let pid = self.child.id().context("process already exited")?;
-        read_usage(pid).with_context(|| format!("reading /proc/{pid} of {}", self.name))
+        read_tree_usage(pid).with_context(|| format!("reading /proc/{pid} of {}", self.name))
     }
 
     /// Closes stdin and waits for a clean exit.
@@ -114,6 +115,52 @@ const TICKS_PER_SECOND: f64 = 100.0;
 
 /// CPU time and peak RSS of any process.
 pub fn read_usage(pid: u32) -> anyhow::Result<Usage> {
+    read_own_usage(pid).map(|(usage, _)| usage)
+}
+
+/// CPU time and peak RSS of a process with its children: the CPU time of
+/// the children it has waited for (`cutime`, `cstime`) and of its live
+/// descendants, and the sum of its and its live descendants' peak RSS.
+/// A server that runs its tools in child processes (`asyncmcp serve` and
+/// the process-per-request baseline) is then charged for them; for a
+/// process without children this is [`read_usage`].
+pub fn read_tree_usage(pid: u32) -> anyhow::Result<Usage> {
+    let (mut total, waited_cpu_s) = read_own_usage(pid)?;
+    total.cpu_s += waited_cpu_s;
+    for child in descendants(pid) {
+        // A child may exit between listing and reading: it is then counted
+        // in the parent's waited-for time once reaped.
+        if let Ok(usage) = read_usage(child) {
+            total.cpu_s += usage.cpu_s;
+            total.peak_rss_mib += usage.peak_rss_mib;
+        }
+    }
+    Ok(total)
+}
+
+/// The live descendants of `pid`, from `/proc/<pid>/task/*/children`.
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    let mut pending = vec![pid];
+    while let Some(parent) = pending.pop() {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{parent}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            let Ok(children) = std::fs::read_to_string(task.path().join("children")) else {
+                continue;
+            };
+            for child in children.split_whitespace().filter_map(|c| c.parse().ok()) {
+                found.push(child);
+                pending.push(child);
+            }
+        }
+    }
+    found
+}
+
+/// A process's own usage, and the CPU seconds of the children it waited for.
+fn read_own_usage(pid: u32) -> anyhow::Result<(Usage, f64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the command name (which may contain spaces) in ")".
     let rest = stat.rsplit_once(')').context("no ')' in stat")?.1;
@@ -123,14 +170,19 @@ pub fn read_usage(pid: u32) -> anyhow::Result<Usage> {
         Ok(fields.get(i - 3).context("short stat")?.parse::<f64>()?)
     };
     let cpu_s = (ticks(14)? + ticks(15)?) / TICKS_PER_SECOND;
+    // cutime and cstime, fields 16 and 17.
+    let waited_cpu_s = (ticks(16)? + ticks(17)?) / TICKS_PER_SECOND;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let peak_kib = status
         .lines()
         .find_map(|line| line.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .context("no VmHWM in status")?;
-    Ok(Usage {
-        cpu_s,
-        peak_rss_mib: peak_kib / 1024.0,
-    })
+    Ok((
+        Usage {
+            cpu_s,
+            peak_rss_mib: peak_kib / 1024.0,
+        },
+        waited_cpu_s,
+    ))
 }

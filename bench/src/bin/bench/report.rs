@@ -94,13 +94,14 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-fn find(rows: &[Row], stack: Stack, in_flight: usize) -> Option<&Row> {
+fn find<'a>(rows: &[&'a Row], stack: Stack, in_flight: usize) -> Option<&'a Row> {
     rows.iter()
+        .copied()
         .find(|r| r.stack == stack && r.in_flight == in_flight)
 }
 
 /// The best Python setting's throughput at `in_flight`.
-fn python_best(rows: &[Row], in_flight: usize) -> Option<f64> {
+fn python_best(rows: &[&Row], in_flight: usize) -> Option<f64> {
     [Stack::Python, Stack::PythonPoll0]
         .iter()
         .filter_map(|&s| find(rows, s, in_flight))
@@ -108,17 +109,37 @@ fn python_best(rows: &[Row], in_flight: usize) -> Option<f64> {
         .reduce(f64::max)
 }
 
-/// The results table, the ratios and the targets, as Markdown.
+/// The report of a run, as Markdown: the transports' table, ratios and
+/// targets, and the `asyncmcp serve` comparison, each when measured.
 pub fn markdown(endpoint: &str, rows: &[Row]) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "`tools/call echo` round trips; endpoint: {endpoint}\n");
+    let wrapping = |r: &Row| r.stack.wraps_server_everything();
+    let transports =
+        rows.iter().any(|r| !wrapping(r) && r.stack != Stack::Sqs) || !rows.iter().any(wrapping);
+    if transports {
+        let rows: Vec<&Row> = rows.iter().filter(|r| !wrapping(r)).collect();
+        out += &transports_markdown(&rows);
+    }
+    if rows.iter().any(wrapping) {
+        if transports {
+            out.push('\n');
+        }
+        out += &serve_markdown(rows);
+    }
+    out
+}
+
+/// The transports' table, ratios and targets.
+fn transports_markdown(rows: &[&Row]) -> String {
+    let mut out = String::new();
     out.push_str(
         "| stack | in flight | calls | errors | calls/s | p50 ms | p99 ms | API calls / call \
          | CPU s / 1k calls (server + client) | broker CPU s / 1k calls \
          | peak RSS MiB (server / client) |\n\
          |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
-    for r in rows {
+    for r in rows.iter().copied() {
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} + {:.2} | {} | {:.0} / {:.0} |",
@@ -234,6 +255,70 @@ pub fn markdown(endpoint: &str, rows: &[Row]) -> String {
     out
 }
 
+/// `asyncmcp serve` against the library's server (the same client load)
+/// and against a process per request.
+fn serve_markdown(rows: &[Row]) -> String {
+    let rows: Vec<&Row> = rows
+        .iter()
+        .filter(|r| matches!(r.stack, Stack::Sqs | Stack::Serve | Stack::PerRequest))
+        .collect();
+    let mut out = String::from(
+        "`asyncmcp serve` (wrapping server-everything) against the library's server \
+         (demo echo) and a process per request; server CPU and RSS include its child \
+         processes, RSS only those alive at the end of the level\n\n\
+         | stack | in flight | calls | errors | calls/s | p50 ms | p99 ms \
+         | CPU s / 1k calls (server + client) | broker CPU s / 1k calls | server peak RSS MiB |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for r in &rows {
+        let label = match r.stack {
+            Stack::Sqs => "asyncmcp library server (demo echo)",
+            stack => stack.label(),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.2} + {:.2} | {} | {:.0} |",
+            label,
+            r.in_flight,
+            r.calls,
+            r.errors,
+            r.calls_per_s,
+            r.p50_ms,
+            r.p99_ms,
+            r.server_cpu_s_per_1k,
+            r.client_cpu_s_per_1k,
+            r.broker_cpu_s_per_1k
+                .map_or_else(|| "-".to_owned(), |cpu| format!("{cpu:.2}")),
+            r.server_peak_rss_mib,
+        );
+    }
+    let ratio = |a: Option<&Row>, b: Option<&Row>, f: Metric| match (a, b) {
+        (Some(a), Some(b)) if f(b) > 0.0 => format!("{:.2}", f(a) / f(b)),
+        _ => "-".into(),
+    };
+    let per_request_at_1 = find(&rows, Stack::PerRequest, 1);
+    out.push_str(
+        "\n| in flight | serve / library calls/s | serve / library p50 \
+         | serve / process per request calls/s (same in flight) \
+         | serve / process per request at 1 in flight, calls/s |\n\
+         |---:|---:|---:|---:|---:|\n",
+    );
+    for serve in rows.iter().copied().filter(|r| r.stack == Stack::Serve) {
+        let level = serve.in_flight;
+        let library = find(&rows, Stack::Sqs, level);
+        let _ = writeln!(
+            out,
+            "| {level} | {} | {} | {} | {} |",
+            ratio(Some(serve), library, |r| r.calls_per_s),
+            ratio(Some(serve), library, |r| r.p50_ms),
+            ratio(Some(serve), find(&rows, Stack::PerRequest, level), |r| r
+                .calls_per_s),
+            ratio(Some(serve), per_request_at_1, |r| r.calls_per_s),
+        );
+    }
+    out
+}
+
 /// A figure of a row.
 type Metric = fn(&Row) -> f64;
 
@@ -293,6 +378,8 @@ pub fn plot(path: &Path, rows: &[Row]) -> anyhow::Result<()> {
                 Stack::SnsSqs => RGBColor(0x75, 0x70, 0xb3),
                 Stack::Python => RGBColor(0xd9, 0x5f, 0x02),
                 Stack::PythonPoll0 => RGBColor(0xe7, 0x29, 0x8a),
+                Stack::Serve => RGBColor(0x66, 0xa6, 0x1e),
+                Stack::PerRequest => RGBColor(0xa6, 0x76, 0x1d),
             };
             let points: Vec<(f64, f64)> = rows
                 .iter()
