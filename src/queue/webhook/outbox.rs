@@ -16,19 +16,21 @@
 //! final: 2xx delivered; 3xx (redirects are never followed) and other 4xx a
 //! permanent failure, as is a URL or address the [`WebhookPolicy`] refuses.
 //!
-//! **How a final failure ends** (see [`QueueError::is_permanent`]):
-//!
-//! * *Permanent* (the receiver refused it, or may not be sent to): a
-//!   [`QueueError::EntryFailed`] with `sender_fault`. A server treats the
-//!   reply as undeliverable.
-//! * *Transient* (retries used up on 5xx / 408 / 429 / timeouts / refused
-//!   connections: the receiver is down): a [`QueueError::Service`] naming
-//!   the last failure and the attempt count. A server leaves the request for
-//!   redelivery, answers it then from its replay cache (one more round of
-//!   attempts), and on the last delivery its dead-lettering allows
-//!   ([`QueueServerBuilder::dead_letter`](crate::server::QueueServerBuilder::dead_letter))
-//!   moves the request to the dead-letter queue with the reason. A receiver
-//!   down for good thus ends with the request dead-lettered, nothing lost.
+//! **How a final failure ends.** Every final failure is permanent
+//! ([`QueueError::is_permanent`]): a [`QueueError::EntryFailed`] with
+//! `sender_fault`, its code `HTTP <status>`, `ForbiddenAddress` (the guard
+//! refused it) or `WebhookUnreachable` (retries used up on 5xx / 408 / 429 /
+//! timeouts / refused connections: the receiver is down), its message the
+//! last failure and the attempt count. The outbox's own retries are the
+//! retry budget: a queue server given a permanent reply failure does not
+//! leave the request to be redelivered and replayed into the same dead
+//! receiver; with dead-lettering configured
+//! ([`QueueServerBuilder::dead_letter`](crate::server::QueueServerBuilder::dead_letter))
+//! it moves the request to the dead-letter queue at once, with this error
+//! as the reason (and tries to tell the caller, at the same webhook), and
+//! removes it. A receiver down for good thus ends with the request
+//! dead-lettered, nothing lost; `asyncmcp dlq` can send it again later.
+//! Without dead-lettering the request is removed with a warning.
 //!
 //! **Concurrency.** At most [`per_destination`](WebhookOutboxBuilder::per_destination)
 //! deliveries to one origin (scheme, host, port) are in flight at once, so
@@ -423,9 +425,10 @@ impl Outbox for WebhookOutbox {
             pause = (pause * 2).min(settings.max_backoff);
             if attempts >= settings.max_attempts || Instant::now() + wait >= deadline {
                 tracing::warn!(webhook = %url, attempts, %reason, "webhook delivery failed");
-                return Err(QueueError::service(format!(
-                    "webhook {url} not delivered after {attempts} attempt(s): {reason}"
-                )));
+                return Err(refused(
+                    "WebhookUnreachable",
+                    format!("webhook {url} not delivered after {attempts} attempt(s): {reason}"),
+                ));
             }
             tracing::info!(webhook = %url, attempts, %reason, retry_in = ?wait, "webhook delivery failed; retrying");
             tokio::time::sleep(wait).await;
