@@ -24,6 +24,9 @@
 //!   topics and queue subscriptions. Messages published to a topic arrive in
 //!   the SQS queues subscribed to it, so consuming is always an `sqs` inbox.
 //!
+//! * `webhook` (feature `webhook`): replies POSTed to webhook URLs, with an
+//!   SSRF guard, retries and Standard Webhooks signatures.
+//!
 //! The SQS and SNS outboxes are one generic batched outbox (`batched`: the
 //! prechecks, the per-destination size lookup and [`batch::Batcher`]) over a
 //! small per-service trait that sends one batch; a further batching broker
@@ -52,6 +55,8 @@ pub mod memory;
 pub mod sns;
 #[cfg(feature = "sqs")]
 pub mod sqs;
+#[cfg(feature = "webhook")]
+pub mod webhook;
 
 /// The most messages one receive call returns (the SQS limit).
 pub const MAX_RECEIVE_BATCH: usize = 10;

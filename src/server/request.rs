@@ -90,6 +90,9 @@ pub(super) struct Finished {
     pub(super) response: Option<String>,
     /// With [`Outcome::Redeliver`]: the handler's reason.
     pub(super) redeliver_reason: Option<String>,
+    /// With [`Outcome::ReplyFailed`] or [`Outcome::Undeliverable`]: why the
+    /// final response was not sent, for the dead-letter reason.
+    pub(super) reply_error: Option<String>,
 }
 
 /// Sends the messages of one request to its reply address.
@@ -105,6 +108,8 @@ pub(super) struct Reply {
     keep_final: bool,
     /// The body of the final response (or error) once it has been sent.
     kept_final: Option<String>,
+    /// Why the final response (or error) was not sent, if it was not.
+    final_error: Option<String>,
 }
 
 impl Reply {
@@ -119,6 +124,7 @@ impl Reply {
             next_sequence: None,
             keep_final: false,
             kept_final: None,
+            final_error: None,
         }
     }
 
@@ -177,6 +183,9 @@ impl Reply {
             Ok(()) => self.kept_final = body,
             Err(error) => {
                 tracing::warn!(reply_to = %self.address, %error, "reply not sent");
+                if is_final {
+                    self.final_error = Some(error.to_string());
+                }
                 // The redelivery will replay this response rather than run
                 // the handler again.
                 if is_final && !error.is_permanent() {
@@ -360,6 +369,7 @@ pub(super) async fn run<S: Service<RoleServer>>(
         outcome,
         response: reply.kept_final.take(),
         redeliver_reason: redeliver.reason(),
+        reply_error: reply.final_error.take(),
     }
 }
 

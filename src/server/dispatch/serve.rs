@@ -135,7 +135,7 @@ impl<F: ServiceFactory> Shared<F> {
                     },
                 );
             }
-            let finished = request::run(
+            let mut finished = request::run(
                 self.factory.make(),
                 request,
                 peer_info,
@@ -156,13 +156,12 @@ impl<F: ServiceFactory> Shared<F> {
             // response that could not be sent is kept too: the redelivery
             // replays it instead of running the handler again.
             if matches!(finished.outcome, Outcome::Answered | Outcome::ReplyFailed)
-                && let Some(response) = finished.response
+                && let Some(response) = finished.response.take()
             {
                 self.replay.keep(key.clone(), response, Instant::now());
             }
             drop(registration);
-            self.settle_run(finished.outcome, finished.redeliver_reason, letter)
-                .await;
+            self.settle_run(finished, letter).await;
         }
         .instrument(span)
         .await

@@ -5,6 +5,8 @@
 //! reason, the message is left for a redelivery soon ([`retry_soon`]), which
 //! is answered then (from the replay cache when the answer was kept). A
 //! request abandoned at shutdown is released for another replica at once.
+//! A response that can never be sent dead-letters its request with the
+//! reason when dead-lettering is configured, and removes it otherwise.
 //! A request its handler gave back ([`Redeliver`](crate::server::Redeliver))
 //! is left for redelivery, like a failed send, and dead-lettered with the
 //! handler's reason on its last allowed delivery.
@@ -16,21 +18,36 @@ use crate::queue::Delivery;
 use crate::server::ServiceFactory;
 use crate::server::dead_letter;
 use crate::server::replay;
-use crate::server::request::{Outcome, ReplyError};
+use crate::server::request::{Finished, Outcome, ReplyError};
 
 impl<F: ServiceFactory> Shared<F> {
-    /// Settles a request that ran, as its `outcome` says; `request` is what
+    /// Settles a request that ran, as its outcome says; `request` is what
     /// dead-lettering it needs, when its final response could not be sent on
-    /// its last allowed delivery.
-    pub(super) async fn settle_run(
-        &self,
-        outcome: Outcome,
-        redeliver_reason: Option<String>,
-        request: dead_letter::Request<'_>,
-    ) {
+    /// its last allowed delivery, or can never be sent.
+    pub(super) async fn settle_run(&self, finished: Finished, request: dead_letter::Request<'_>) {
         let delivery = request.delivery;
+        let Finished {
+            outcome,
+            redeliver_reason,
+            reply_error,
+            ..
+        } = finished;
+        let why = reply_error
+            .map(|error| format!(": {error}"))
+            .unwrap_or_default();
         match outcome {
             Outcome::Answered | Outcome::Cancelled => self.ack(delivery).await,
+            // With dead-lettering configured, a response that can never be
+            // sent (e.g. a webhook that refused it, or stayed down through
+            // all its retries) leaves the request in the dead-letter queue
+            // with the reason, rather than nowhere.
+            Outcome::Undeliverable if self.config.dead_letter.is_some() => {
+                let reason = format!(
+                    "the final response can never be sent (delivery {}){why}",
+                    delivery.receive_count
+                );
+                Box::pin(self.dead_letter(request, &reason)).await;
+            }
             Outcome::Undeliverable => {
                 tracing::warn!("reply address refuses the response for good; request removed");
                 self.ack(delivery).await
@@ -54,7 +71,7 @@ impl<F: ServiceFactory> Shared<F> {
             Outcome::ReplyFailed => {
                 if self.is_last_attempt(delivery) {
                     let reason = format!(
-                        "the final response could not be sent on delivery {}",
+                        "the final response could not be sent on delivery {}{why}",
                         delivery.receive_count
                     );
                     // Boxed, as a rare path: inline, its state would enlarge
