@@ -411,3 +411,61 @@ async fn a_loopback_webhook_is_not_called_unless_allowed() {
     );
     counting.abort();
 }
+
+/// Python asyncmcp 0.2.1's webhook client (`mcp.ClientSession` over
+/// `asyncmcp.webhook.webhook_client`) calls our server: the handshake, tools,
+/// echo, an error and progress.
+#[tokio::test]
+async fn python_webhook_client_calls_our_server() {
+    let server = Server::start(WebhookInbox::builder(), loopback_policy(), 8).await;
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/py_webhook_client.py");
+    let run = tokio::process::Command::new(asyncmcp_testkit::py_peer::py_peer_python())
+        .arg(&script)
+        .args(["--server-url", &server.url, "--timeout", "60"])
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(90), run)
+        .await
+        .expect("py_webhook_client.py ran over 90 s")
+        .expect("spawning py_webhook_client.py");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "py_webhook_client.py failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = stdout
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect();
+    let find = |key: &str| {
+        lines
+            .iter()
+            .find_map(|line| line.get(key).cloned())
+            .unwrap_or_else(|| panic!("no {key:?} line in {lines:?}"))
+    };
+    assert_eq!(find("session"), json!(true));
+    assert_eq!(
+        find("tools"),
+        json!(["add", "echo", "fail", "hash", "roots", "sleep"])
+    );
+    assert_eq!(find("echo"), json!("hello over webhooks"));
+    // A JSON-RPC error, as our server answers an unknown tool.
+    let error = find("error");
+    assert!(error["code"].as_i64().is_some_and(|c| c < 0), "{error}");
+    assert!(
+        error["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("not found")),
+        "{error}"
+    );
+    assert!(
+        find("progress").as_u64().is_some_and(|n| n > 0),
+        "{lines:?}"
+    );
+    assert!(find("sleep").is_string());
+}
