@@ -8,9 +8,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use asyncmcp::QueueServer;
-use asyncmcp::queue::Outbox;
-use asyncmcp::queue::webhook::{WebhookInbox, WebhookInboxBuilder, WebhookOutbox, WebhookPolicy};
+use asyncmcp::queue::memory::MemoryQueueOptions;
+use asyncmcp::queue::webhook::{
+    WebhookInbox, WebhookInboxBuilder, WebhookOutbox, WebhookPolicy, WebhookSigner, WebhookVerifier,
+};
+use asyncmcp::queue::{Outbox, QueueMessage, RoutingOutbox};
+use asyncmcp::{MemoryBroker, QueueServer};
 use asyncmcp_testkit::demo_tools::{DemoServer, DemoStats};
 use axum::http::HeaderMap;
 use axum::routing::post;
@@ -468,4 +471,109 @@ async fn python_webhook_client_calls_our_server() {
         "{lines:?}"
     );
     assert!(find("sleep").is_string());
+}
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// With a verifier, only requests signed with the secret are taken: unsigned,
+/// tampered and replayed ones are refused `401` and never run.
+#[tokio::test]
+async fn a_signing_inbox_refuses_unsigned_tampered_and_replayed_requests() {
+    let mut webhook = Webhook::start().await;
+    let verifier = WebhookVerifier::new(SECRET).expect("a secret");
+    let server = Server::start(
+        WebhookInbox::builder().verifier(verifier),
+        loopback_policy(),
+        8,
+    )
+    .await;
+    let signer = WebhookSigner::new(SECRET).expect("a secret");
+    let http = reqwest::Client::new();
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs() as i64
+    };
+    let send = |body: String, signed_body: Option<String>, id: &'static str| {
+        let mut request = http
+            .post(&server.url)
+            .header("X-Client-ID", "signed-client")
+            .body(body);
+        if let Some(signed) = signed_body {
+            for (name, value) in signer.headers(id, now(), &signed).expect("signed") {
+                request = request.header(name, value);
+            }
+        }
+        async move {
+            let response = request.send().await.expect("POST");
+            (
+                response.status().as_u16(),
+                response.text().await.expect("body"),
+            )
+        }
+    };
+    let mut echo = call(1, "echo", json!({"text": "signed"}));
+    echo["params"]["_meta"] = json!({"webhookUrl": webhook.url});
+    let body = echo.to_string();
+
+    let (status, text) = send(body.clone(), None, "").await;
+    assert_eq!(status, 401, "unsigned: {text}");
+    let tampered = body.replace("signed", "forged");
+    let (status, text) = send(tampered, Some(body.clone()), "msg_1").await;
+    assert_eq!(status, 401, "tampered: {text}");
+    let (status, text) = send(body.clone(), Some(body.clone()), "msg_2").await;
+    assert_eq!(status, 200, "signed: {text}");
+    let (status, text) = send(body.clone(), Some(body.clone()), "msg_2").await;
+    assert_eq!(status, 401, "replayed: {text}");
+
+    let reply = webhook.response(1).await;
+    assert_eq!(reply.body["result"]["content"][0]["text"], "signed");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(webhook.replies.try_recv().is_err(), "one call ran, once");
+}
+
+/// A server taking requests from a queue answers a caller that names a
+/// webhook in `initialize` (`params._meta.webhookUrl`) there, and its later
+/// requests too: the sealed session carries the URL.
+#[tokio::test]
+async fn a_queue_fed_server_answers_at_the_webhook_its_session_names() {
+    let mut webhook = Webhook::start().await;
+    let broker = MemoryBroker::new();
+    let requests = broker.create_queue("requests", MemoryQueueOptions::default());
+    let outbox = WebhookOutbox::builder(loopback_policy())
+        .build()
+        .expect("an outbox");
+    let routing = RoutingOutbox::new()
+        .with(Arc::new(broker.outbox()))
+        .with(Arc::new(outbox));
+    let shutdown = CancellationToken::new();
+    let _server = QueueServer::builder(broker.inbox(&requests).expect("inbox"), routing)
+        .wait(Duration::from_millis(200))
+        .allow_reply_prefix("http://127.0.0.1:")
+        .build(DemoServer::factory(Arc::new(DemoStats::default())))
+        .spawn(shutdown.clone());
+    let _stop = shutdown.drop_guard();
+    let send = |body: Value, session: Option<&str>| {
+        let mut message = QueueMessage::new(body.to_string()).with_string("ClientId", "queued");
+        if let Some(session) = session {
+            message = message.with_string("SessionId", session);
+        }
+        let (outbox, requests) = (broker.outbox(), requests.clone());
+        async move { outbox.send(&requests, message).await.expect("sent") }
+    };
+    send(initialize(&webhook.url), None).await;
+    let initialized = webhook.response(0).await;
+    let session = initialized.headers["x-session-id"]
+        .to_str()
+        .expect("text")
+        .to_owned();
+    send(
+        call(1, "echo", json!({"text": "from a queue"})),
+        Some(&session),
+    )
+    .await;
+    let reply = webhook.response(1).await;
+    assert_eq!(reply.body["result"]["content"][0]["text"], "from a queue");
+    assert_eq!(reply.headers["x-session-id"], session.as_str());
 }
