@@ -157,7 +157,9 @@ impl WebhookInboxBuilder {
         let name = format!("webhook-inbox-{}", uuid::Uuid::new_v4().simple());
         let options = MemoryQueueOptions::default()
             .with_visibility_timeout(self.visibility_timeout)
-            .with_max_message_size(self.max_body.max(DEFAULT_MAX_MESSAGE_SIZE));
+            // The body, plus its attributes: a few bounded headers and the
+            // webhook URL, itself part of the body.
+            .with_max_message_size(self.max_body.saturating_mul(2).saturating_add(64 * 1024));
         let queue = broker.create_queue(&name, options);
         // `create_queue` just made it: the inbox of it exists.
         let inbox = match broker.inbox(&queue) {
@@ -166,12 +168,11 @@ impl WebhookInboxBuilder {
         };
         // An address no outbox sends to: the server's default reply policy
         // (queues beside the request queue) then allows nothing by itself.
-        let mut info = QueueInfo::new(
+        let info = QueueInfo::new(
             format!("webhook-inbox:{}", self.path),
             self.visibility_timeout,
             self.max_body,
         );
-        info.fifo = false;
         WebhookInbox {
             shared: Arc::new(Shared {
                 info,
@@ -199,8 +200,11 @@ pub struct WebhookInbox {
     shared: Arc<Shared>,
 }
 
-/// A pending `initialize`: who sent it and its JSON-RPC id as text.
-type InitKey = (String, String);
+/// A pending `initialize`: who sent it, its JSON-RPC id as text, and its
+/// webhook URL. With the URL in the key, another caller reusing the client
+/// and request ids learns a session id only for a webhook it named itself,
+/// one it could have had by its own `initialize`.
+type InitKey = (String, String, String);
 
 /// Sessions ended by `DELETE`, oldest first.
 #[derive(Debug, Default)]
@@ -261,8 +265,8 @@ impl Shared {
         rx
     }
 
-    /// Forgets waiters of `key` that gave up.
-    fn forget_waiters(&self, key: &InitKey) {
+    /// Forgets waiters of `key` that gave up (their POST ended).
+    pub(super) fn forget_waiters(&self, key: &InitKey) {
         let mut pending = lock(&self.pending);
         if let Some(waiters) = pending.get_mut(key) {
             waiters.retain(|tx| !tx.is_closed());
@@ -274,14 +278,14 @@ impl Shared {
 
     /// Called for every message the server sent: hands an `initialize`'s
     /// waiters the session id of its final reply (`None` for an error).
-    fn sent(&self, message: &QueueMessage) {
+    fn sent(&self, address: &str, message: &QueueMessage) {
         let (Some(client), Some(request)) = (
             message.attribute(attr::CLIENT_ID),
             message.attribute(attr::REQUEST_ID),
         ) else {
             return;
         };
-        let key = (client.to_owned(), request.to_owned());
+        let key = (client.to_owned(), request.to_owned(), address.to_owned());
         let mut pending = lock(&self.pending);
         if !pending.contains_key(&key) {
             return;
@@ -396,11 +400,83 @@ impl Outbox for SessionTap {
         let seen = (!lock(&self.shared.pending).is_empty()).then(|| message.clone());
         self.outbox.send(address, message).await?;
         if let Some(seen) = seen {
-            self.shared.sent(&seen);
+            self.shared.sent(address, &seen);
         }
         Ok(())
     }
     async fn max_message_size(&self, address: &str) -> Result<usize, QueueError> {
         self.outbox.max_message_size(address).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(body: &str, session: Option<&str>) -> QueueMessage {
+        let mut message = QueueMessage::new(body)
+            .with_string(attr::CLIENT_ID, "c")
+            .with_string(attr::REQUEST_ID, "0");
+        if let Some(session) = session {
+            message = message.with_string(attr::SESSION_ID, session);
+        }
+        message
+    }
+
+    fn key(url: &str) -> InitKey {
+        ("c".to_owned(), "0".to_owned(), url.to_owned())
+    }
+
+    #[tokio::test]
+    async fn an_initialize_waiter_learns_only_its_own_webhooks_session() {
+        let inbox = WebhookInbox::builder().build();
+        let shared = &inbox.shared;
+        let mut mine = shared.expect_session(key("https://a/hook"));
+        let result = r#"{"jsonrpc":"2.0","id":0,"result":{}}"#;
+        // Another webhook's reply, and a notification: not the answer.
+        shared.sent("https://b/hook", &reply(result, Some("other")));
+        shared.sent(
+            "https://a/hook",
+            &reply(
+                r#"{"jsonrpc":"2.0","method":"notifications/message"}"#,
+                None,
+            ),
+        );
+        assert!(mine.try_recv().is_err());
+        shared.sent("https://a/hook", &reply(result, Some("sealed")));
+        assert_eq!(mine.await.expect("told"), Some("sealed".to_owned()));
+        assert!(lock(&shared.pending).is_empty());
+
+        let error = r#"{"jsonrpc":"2.0","id":0,"error":{"code":-1,"message":"no"}}"#;
+        let refused = shared.expect_session(key("https://a/hook"));
+        shared.sent("https://a/hook", &reply(error, Some("client's own")));
+        assert_eq!(refused.await.expect("told"), None);
+
+        drop(shared.expect_session(key("https://a/hook")));
+        shared.forget_waiters(&key("https://a/hook"));
+        assert!(lock(&shared.pending).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_released_delivery_comes_again_and_an_acked_one_frees_its_place() {
+        let inbox = WebhookInbox::builder().capacity(1).build();
+        let shared = &inbox.shared;
+        shared.admit(QueueMessage::new("{}")).await.expect("queued");
+        assert!(matches!(
+            shared.admit(QueueMessage::new("{}")).await,
+            Err(Admit::Full)
+        ));
+        let wait = Duration::from_millis(10);
+        let first = inbox.receive(10, wait).await.expect("received");
+        assert_eq!(first.len(), 1);
+        inbox.release(&first[0].receipt).await.expect("released");
+        let again = inbox.receive(10, wait).await.expect("received");
+        assert_eq!(again[0].receive_count, 2);
+        inbox.ack(&again[0].receipt).await.expect("acked");
+        assert!(inbox.receive(10, wait).await.expect("received").is_empty());
+        shared
+            .admit(QueueMessage::new("{}"))
+            .await
+            .expect("room again");
     }
 }

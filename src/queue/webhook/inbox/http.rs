@@ -183,22 +183,26 @@ async fn post_message(
     }
     // Registered before queueing: the reply may be sent before `admit`
     // returns.
-    let init_key = match (&id, is_initialize) {
-        (Some(id), true) => Some((client_id.to_owned(), wire::request_id_text(id))),
+    let init_key = match (&id, is_initialize, webhook_url) {
+        (Some(id), true, Some(url)) => Some((
+            client_id.to_owned(),
+            wire::request_id_text(id),
+            url.to_owned(),
+        )),
         _ => None,
     };
-    let waiting = init_key.clone().map(|key| shared.expect_session(key));
+    // Forgets the waiter however the POST ends, its caller gone included.
+    let _forget = init_key.clone().map(|key| Forget {
+        shared: shared.clone(),
+        key,
+    });
+    let waiting = init_key.map(|key| shared.expect_session(key));
     if let Err(refusal) = shared.admit(queued).await {
-        if let Some(key) = &init_key {
-            drop(waiting);
-            shared.forget_waiters(key);
-        }
         return refused(&shared, id.as_ref(), refusal);
     }
-    match (waiting, init_key) {
-        (Some(waiting), Some(key)) => {
+    match waiting {
+        Some(waiting) => {
             let outcome = tokio::time::timeout(shared.init_wait, waiting).await;
-            shared.forget_waiters(&key);
             match outcome {
                 Ok(Ok(Some(session))) => session_created(&session),
                 Ok(Ok(None)) => json_response(StatusCode::OK, &json!({"status": "received"})),
@@ -212,6 +216,18 @@ async fn post_message(
             json_response(StatusCode::OK, &json!({"status": "initialized"}))
         }
         _ => json_response(StatusCode::OK, &json!({"status": "received"})),
+    }
+}
+
+/// Forgets an `initialize`'s waiter when its POST ends.
+struct Forget {
+    shared: Arc<Shared>,
+    key: super::InitKey,
+}
+
+impl Drop for Forget {
+    fn drop(&mut self) {
+        self.shared.forget_waiters(&self.key);
     }
 }
 
