@@ -340,7 +340,7 @@ async fn a_flood_beyond_the_bound_is_refused_503_and_every_accepted_call_answere
     for id in 100..120 {
         let (http, url, session) = (http.clone(), server.url.clone(), session.clone());
         posts.spawn(async move {
-            let sleep = call(id, "sleep", json!({"ms": 200}));
+            let sleep = call(id, "sleep", json!({"ms": 500}));
             let (status, headers, body) = post_json(&http, &url, Some(&session), &sleep).await;
             (id, status, headers, body)
         });

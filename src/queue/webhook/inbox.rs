@@ -42,7 +42,7 @@
 //! # What a forged header can do
 //!
 //! Nothing here authenticates a caller unless a
-//! [`WebhookVerifier`](super::WebhookVerifier) is set
+//! [`WebhookVerifier`] is set
 //! ([`verifier`](WebhookInboxBuilder::verifier): Standard Webhooks
 //! signatures from a client holding the secret). Without one:
 //!
@@ -266,7 +266,7 @@ impl Shared {
     }
 
     /// Forgets waiters of `key` that gave up (their POST ended).
-    pub(super) fn forget_waiters(&self, key: &InitKey) {
+    fn forget_waiters(&self, key: &InitKey) {
         let mut pending = lock(&self.pending);
         if let Some(waiters) = pending.get_mut(key) {
             waiters.retain(|tx| !tx.is_closed());

@@ -19,9 +19,9 @@
 //!   stale and duplicate deliveries refused).
 
 mod guard;
-mod inbox;
-mod outbox;
-mod signing;
+pub mod inbox;
+pub mod outbox;
+pub mod signing;
 
 pub use guard::{
     AddressClass, GuardError, GuardedResolver, Lookup, SystemLookup, WebhookPolicy, classify,
