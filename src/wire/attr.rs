@@ -51,3 +51,7 @@ pub const INIT_CLIENT_TOPIC_ARN: &str = "client_topic_arn";
 /// `initialize` `_meta` key naming the client's reply topic (Python asyncmcp
 /// main branch, SNS+SQS transport).
 pub const INIT_META_CLIENT_TOPIC_ARN: &str = "clientTopicArn";
+
+/// `_meta` key naming the webhook URL replies are POSTed to (Python asyncmcp
+/// 0.2.1, webhook transport: required on `initialize`).
+pub const META_WEBHOOK_URL: &str = "webhookUrl";

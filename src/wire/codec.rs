@@ -354,7 +354,8 @@ fn non_empty(value: Option<&str>) -> Option<String> {
 
 /// The reply address an `initialize` request names, under any of the Python
 /// keys: a queue (`response_queue_url`, `_meta.responseQueueUrl`) or an SNS
-/// topic (`client_topic_arn`, `_meta.clientTopicArn`).
+/// topic (`client_topic_arn`, `_meta.clientTopicArn`), or a webhook URL
+/// (`_meta.webhookUrl`).
 fn initialize_reply_to(value: &Value) -> Option<String> {
     if value.get("method").and_then(Value::as_str) != Some("initialize") {
         return None;
@@ -366,6 +367,7 @@ fn initialize_reply_to(value: &Value) -> Option<String> {
         meta.and_then(|m| m.get(attr::INIT_META_RESPONSE_QUEUE_URL)),
         params.get(attr::INIT_CLIENT_TOPIC_ARN),
         meta.and_then(|m| m.get(attr::INIT_META_CLIENT_TOPIC_ARN)),
+        meta.and_then(|m| m.get(attr::META_WEBHOOK_URL)),
     ]
     .into_iter()
     .flatten()
@@ -505,7 +507,15 @@ mod tests {
             "protocolVersion":"2025-06-18","capabilities":{},
             "clientInfo":{"name":"py","version":"1"},
             "_meta":{"responseQueueUrl":"http://q/b"}}});
-        for (body, expected) in [(v021, "http://q/a"), (main, "http://q/b")] {
+        let webhook = json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
+            "protocolVersion":"2025-06-18","capabilities":{},
+            "clientInfo":{"name":"py","version":"1"},
+            "_meta":{"webhookUrl":"https://hooks.example/mcp"}}});
+        for (body, expected) in [
+            (v021, "http://q/a"),
+            (main, "http://q/b"),
+            (webhook, "https://hooks.example/mcp"),
+        ] {
             let queued = encode(&body, &Headers::default()).unwrap();
             let inbound = decode::<ClientJsonRpcMessage>(&queued).message.unwrap();
             assert_eq!(inbound.init_reply_to.as_deref(), Some(expected));

@@ -6,6 +6,10 @@
 //!   composes like any outbox: in a [`RoutingOutbox`](super::RoutingOutbox)
 //!   beside an SQS outbox, a server taking requests from SQS answers each
 //!   caller at the queue or webhook URL it named.
+//! * [`WebhookInbox`] (`inbox.rs`): an [`Inbox`](super::Inbox) fed by an
+//!   axum route (default `POST|DELETE /mcp/request`), wire-compatible with
+//!   Python asyncmcp 0.2.1's webhook server, bounded (`503` with
+//!   `Retry-After` when full), optionally checking signatures.
 //! * [`WebhookPolicy`] and [`GuardedResolver`] (`guard.rs`): the SSRF
 //!   guard, an allow-list of URL prefixes and a check of every address
 //!   connected to (no loopback, private, link-local or metadata addresses
@@ -15,12 +19,14 @@
 //!   stale and duplicate deliveries refused).
 
 mod guard;
-mod outbox;
-mod signing;
+pub mod inbox;
+pub mod outbox;
+pub mod signing;
 
 pub use guard::{
     AddressClass, GuardError, GuardedResolver, Lookup, SystemLookup, WebhookPolicy, classify,
 };
+pub use inbox::{DEFAULT_CAPACITY, DEFAULT_PATH, SessionTap, WebhookInbox, WebhookInboxBuilder};
 pub use outbox::{WebhookOutbox, WebhookOutboxBuilder};
 pub use signing::{
     DEFAULT_REMEMBERED_IDS, DEFAULT_TOLERANCE, SecretError, VerifyError, WebhookSigner,
