@@ -294,3 +294,31 @@ async fn with_a_secret_only_signed_deliveries_are_taken() {
     );
     transport.close().await.expect("closed");
 }
+
+/// The session comes from the initialize result's X-Session-ID when it
+/// arrives first; afterwards a delivery naming another session is refused.
+#[tokio::test]
+async fn deliveries_for_another_session_are_refused() {
+    let mut transport = WebhookClientTransport::builder(NOWHERE)
+        .start()
+        .await
+        .expect("receiver bound");
+    let url = transport.webhook_url().to_owned();
+    let handle = transport.handle();
+    let initialized = json!({"jsonrpc": "2.0", "id": 0, "result": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "serverInfo": {"name": "test", "version": "1"}}});
+    let session = |id: &str| [("X-Session-ID", id.to_owned())];
+    let (status, _) = post(&url, &session("s-1"), initialized.to_string()).await;
+    assert_eq!(status, 200);
+    assert_eq!(id_of(&next(&mut transport).await), json!(0));
+    assert_eq!(handle.session_id().as_deref(), Some("s-1"));
+
+    let reply = |id: u64| json!({"jsonrpc": "2.0", "id": id, "result": {}}).to_string();
+    let (status, _) = post(&url, &session("s-2"), reply(1)).await;
+    assert_eq!(status, 409);
+    let (status, _) = post(&url, &session("s-1"), reply(2)).await;
+    assert_eq!(status, 200);
+    assert_eq!(id_of(&next(&mut transport).await), json!(2));
+    transport.close().await.expect("closed");
+}
