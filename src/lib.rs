@@ -24,6 +24,8 @@ pub mod queue;
 pub mod server;
 pub mod wire;
 
+#[cfg(feature = "webhook")]
+pub use client::WebhookClientTransport;
 pub use client::{QueueClientConfig, QueueClientTransport};
 pub use queue::memory::MemoryBroker;
 pub use server::QueueServer;

@@ -21,6 +21,10 @@
 //! Signing and send retry are [layers](crate::queue::layer) of the inbox and
 //! outbox, stacked by the builder from its settings.
 //!
+//! [`webhook`] (feature `webhook`) has the HTTP counterpart,
+//! [`WebhookClientTransport`]: requests POSTed to a server, replies received
+//! on an embedded HTTP receiver.
+//!
 //! ```no_run
 //! # use asyncmcp::{MemoryBroker, QueueClientTransport};
 //! # use rmcp::ServiceExt;
@@ -39,10 +43,17 @@ mod poller;
 mod sns;
 #[cfg(feature = "sqs")]
 mod sqs;
+#[cfg(feature = "webhook")]
+pub mod webhook;
 
 pub use builder::{QueueClientBuilder, QueueClientConfig};
 #[cfg(feature = "sns")]
 pub use sns::SnsReplies;
+#[cfg(feature = "webhook")]
+pub use webhook::{
+    WebhookClientBuilder, WebhookClientConfig, WebhookClientError, WebhookClientHandle,
+    WebhookClientTransport,
+};
 
 use std::sync::{Arc, Mutex, PoisonError};
 
