@@ -577,3 +577,66 @@ async fn a_queue_fed_server_answers_at_the_webhook_its_session_names() {
     assert_eq!(reply.body["result"]["content"][0]["text"], "from a queue");
     assert_eq!(reply.headers["x-session-id"], session.as_str());
 }
+
+/// Our webhook client against our webhook server: an rmcp client over
+/// `WebhookClientTransport` lists the demo tools, calls them (a result and
+/// an error result), and its replies arrive on its own receiver.
+#[tokio::test]
+async fn our_webhook_client_calls_our_webhook_server() {
+    use asyncmcp::WebhookClientTransport;
+    use rmcp::ServiceExt;
+    use rmcp::model::CallToolRequestParams;
+
+    let server = Server::start(WebhookInbox::builder(), loopback_policy(), 8).await;
+    let transport = WebhookClientTransport::builder(server.url.clone())
+        .client_id("rust-webhook-client")
+        .start()
+        .await
+        .expect("the receiver starts");
+    let receiver = transport.webhook_url().to_owned();
+    assert!(receiver.starts_with("http://127.0.0.1:"), "{receiver}");
+    let handle = transport.handle();
+    let client = ().serve(transport).await.expect("initialized over webhooks");
+    assert!(handle.session_id().is_some(), "a session id was issued");
+
+    let tools = client.list_all_tools().await.expect("tools/list");
+    let mut names: Vec<_> = tools.iter().map(|tool| tool.name.to_string()).collect();
+    names.sort();
+    assert_eq!(names, ["add", "echo", "fail", "hash", "roots", "sleep"]);
+
+    let echo = client
+        .call_tool(
+            CallToolRequestParams::new("echo").with_arguments(
+                json!({"text": "both ends ours"})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+            ),
+        )
+        .await
+        .expect("echo");
+    let echoed = serde_json::to_value(&echo).expect("JSON");
+    assert_eq!(echoed["content"][0]["text"], "both ends ours", "{echoed}");
+
+    let failed = client
+        .call_tool(
+            CallToolRequestParams::new("fail").with_arguments(
+                json!({"message": "as asked"})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+            ),
+        )
+        .await
+        .expect("an error result is still a result");
+    assert_eq!(failed.is_error, Some(true));
+
+    client.cancel().await.expect("closed");
+    // The receiver is gone once the client is closed.
+    let refused = reqwest::Client::new()
+        .post(&receiver)
+        .body("{}")
+        .send()
+        .await;
+    assert!(refused.is_err(), "the receiver still answers: {refused:?}");
+}
