@@ -13,9 +13,14 @@
 //! [`Forwarder`](crate::bridge::Forwarder) over the [`pool`] of children,
 //! which are started once and multiplex every request over their one stdio
 //! connection.
+//!
+//! With `--webhook-listen` the requests come over HTTP instead and the
+//! replies go to webhooks ([`webhook`]).
 
 mod pool;
+mod webhook;
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -27,6 +32,7 @@ use crate::bridge::Forwarder;
 use crate::connect::{self, decode_key, parse_queue_url, parse_topic_arn};
 use crate::signals::Signals;
 use pool::{ChildCommand, ChildPool};
+use webhook::WebhookReplies;
 
 /// The example and the settings that are not flags, for `--help`.
 const AFTER_HELP: &str = "\
@@ -35,6 +41,8 @@ Example:
 
 Environment:
   ASYNCMCP_QUEUE_URL             the request queue, when --queue-url is not given
+  ASYNCMCP_WEBHOOK_LISTEN        the address to take requests over HTTP on, for --webhook-listen
+  ASYNCMCP_REPLY_WEBHOOK         webhook URL prefixes replies may go to, comma-separated
   ASYNCMCP_SIGNING_KEY           key checking requests and signing replies (hex or base64, at least
                                  32 bytes); never a flag, so that `ps` does not show it
   ASYNCMCP_SIGNING_KEY_PREVIOUS  the key before it, still accepted on requests (rotation)
@@ -48,7 +56,16 @@ The server process is started once (with --children, several) and kept; it is re
 backoff when it exits. Calls it held when it died are not answered: they are delivered again
 (and dead-lettered after --max-receive-count deliveries with --dead-letter-queue). Requests it
 makes of its client (sampling, roots, elicitation) are refused at once. SIGTERM or Ctrl-C stops
-receiving, lets calls in flight finish within --shutdown-grace and releases the rest.";
+receiving, lets calls in flight finish within --shutdown-grace and releases the rest.
+
+Webhooks: with --webhook-listen, requests are POSTed (DELETE ends a session) to
+http://ADDR/mcp/request, the wire of Python asyncmcp's webhook transport, and each reply is
+POSTed to the webhook URL the client named, which must start with a --reply-webhook prefix.
+The listener has no TLS and no authentication: keep it on loopback, or put it behind a TLS
+proxy that authenticates callers. Requests accepted but not yet answered live only in this
+process. Replies go only to public HTTPS addresses unless --allow-http-webhooks (plain http)
+or --allow-loopback-webhooks (127.0.0.0/8 and ::1, over http too: local testing) allow more.
+With --queue-url, --reply-webhook lets queue requests be answered at a webhook as well.";
 
 /// The session key variables.
 const SESSION_KEY_VAR: &str = "ASYNCMCP_SESSION_KEY";
@@ -60,8 +77,31 @@ const PREVIOUS_SESSION_KEY_VAR: &str = "ASYNCMCP_SESSION_KEY_PREVIOUS";
 pub(crate) struct ServeArgs {
     /// The request queue to serve (an SQS queue URL; over SNS, the queue
     /// subscribed to the request topic).
-    #[arg(long, env = "ASYNCMCP_QUEUE_URL", value_name = "URL", value_parser = parse_queue_url)]
-    queue_url: String,
+    #[arg(long, env = "ASYNCMCP_QUEUE_URL", value_name = "URL", value_parser = parse_queue_url,
+          required_unless_present = "webhook_listen", conflicts_with = "webhook_listen")]
+    queue_url: Option<String>,
+    /// Take requests over HTTP at http://ADDR/mcp/request instead of from a
+    /// queue (no TLS, no authentication: see below); replies go to webhooks.
+    #[arg(long, env = "ASYNCMCP_WEBHOOK_LISTEN", value_name = "ADDR",
+          requires = "reply_webhook",
+          conflicts_with_all = ["shared_reply_topic", "dead_letter_queue", "require_signatures"])]
+    webhook_listen: Option<SocketAddr>,
+    /// Replies may be POSTed to webhook URLs starting with this prefix
+    /// (repeatable; e.g. `https://hooks.example.com/`).
+    #[arg(
+        long,
+        env = "ASYNCMCP_REPLY_WEBHOOK",
+        value_name = "PREFIX",
+        value_delimiter = ','
+    )]
+    reply_webhook: Vec<String>,
+    /// Allow webhooks on loopback addresses, over plain http too (for local
+    /// testing).
+    #[arg(long)]
+    allow_loopback_webhooks: bool,
+    /// Allow plain http:// webhooks (replies then travel in clear text).
+    #[arg(long)]
+    allow_http_webhooks: bool,
     /// Send every reply to this SNS topic, whatever address a request names;
     /// each client subscribes its queue with a filter on its ClientId.
     #[arg(long, env = "ASYNCMCP_SHARED_REPLY_TOPIC", value_name = "ARN", value_parser = parse_topic_arn)]
@@ -111,6 +151,8 @@ pub(crate) struct ServeArgs {
 enum ServeError {
     #[error(transparent)]
     Settings(#[from] connect::SettingsError),
+    #[error("one of --queue-url and --webhook-listen is required")]
+    NoRequests,
     #[error("--require-signatures needs a key in ASYNCMCP_SIGNING_KEY")]
     SignaturesWithoutKey,
     #[error("{var} is neither hex nor base64")]
@@ -123,6 +165,8 @@ enum ServeError {
     PreviousSessionKeyOnly,
     #[error("cannot open the request queue: {0}")]
     Queue(#[from] asyncmcp::queue::QueueError),
+    #[error(transparent)]
+    Listen(#[from] webhook::ListenError),
     #[error("no server process was ready within {0:?} (its errors are above)")]
     NotReady(Duration),
     #[error("cannot catch signals: {0}")]
@@ -137,6 +181,7 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
             eprintln!("asyncmcp: error: {error}");
             ExitCode::from(match error {
                 ServeError::Settings(_)
+                | ServeError::NoRequests
                 | ServeError::SignaturesWithoutKey
                 | ServeError::SessionKeyEncoding { .. }
                 | ServeError::SessionKey { .. }
@@ -156,8 +201,24 @@ async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     let session_keys = session_keys(env)?;
     let mut signals = Signals::install().map_err(ServeError::Signals)?;
 
-    let mut builder = QueueServer::sqs(&args.queue_url)
-        .await?
+    let replies = WebhookReplies {
+        prefixes: args.reply_webhook.clone(),
+        allow_loopback: args.allow_loopback_webhooks,
+        allow_http: args.allow_http_webhooks,
+    };
+    // Bound before the children start, so that a taken port fails at once.
+    let (builder, front) = match (&args.queue_url, args.webhook_listen) {
+        (_, Some(address)) => {
+            let (builder, front) = webhook::listen(address, &replies).await?;
+            (builder, Some(front))
+        }
+        (Some(queue), None) if replies.prefixes.is_empty() => {
+            (QueueServer::sqs(queue).await?, None)
+        }
+        (Some(queue), None) => (webhook::sqs_with_webhooks(queue, &replies).await?, None),
+        (None, None) => return Err(ServeError::NoRequests),
+    };
+    let mut builder = builder
         .max_in_flight(args.max_in_flight as usize)
         .pollers(usize::from(args.pollers))
         .shutdown_grace(args.shutdown_grace);
@@ -210,15 +271,25 @@ async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     let server = builder.build(move || Forwarder::new(pool.clone()));
     let shutdown = CancellationToken::new();
     let running = server.spawn(shutdown.clone());
+    let stop_http = CancellationToken::new();
+    let (source, http) = match front {
+        Some(front) => (front.url.clone(), Some(front.serve(stop_http.clone()))),
+        None => (args.queue_url.clone().unwrap_or_default(), None),
+    };
     eprintln!(
         "asyncmcp serve: ready: {} -> {} ({} process{})",
-        args.queue_url,
+        source,
         command.program,
         args.children,
         if args.children == 1 { "" } else { "es" }
     );
     let signal = signals.recv().await;
     tracing::info!(%signal, "draining");
+    // No new requests over HTTP before the server drains.
+    stop_http.cancel();
+    if let Some(http) = http {
+        let _ = http.await;
+    }
     shutdown.cancel();
     if let Err(error) = running.await {
         tracing::error!(%error, "the queue server task failed");

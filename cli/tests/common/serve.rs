@@ -23,7 +23,7 @@ pub const READY_WITHIN: Duration = Duration::from_secs(60);
 /// The settings `serve` (and the subcommands) read from the environment:
 /// removed from a run's environment unless the test sets them, so that the
 /// caller's shell does not change what a test checks.
-const SERVE_VARS: [&str; 19] = [
+const SERVE_VARS: [&str; 21] = [
     "ASYNCMCP_QUEUE_URL",
     "ASYNCMCP_TOPIC_ARN",
     "ASYNCMCP_REPLY_QUEUE_URL",
@@ -43,6 +43,8 @@ const SERVE_VARS: [&str; 19] = [
     "ASYNCMCP_SIGNING_KEY_PREVIOUS",
     "ASYNCMCP_SESSION_KEY",
     "ASYNCMCP_SESSION_KEY_PREVIOUS",
+    "ASYNCMCP_WEBHOOK_LISTEN",
+    "ASYNCMCP_REPLY_WEBHOOK",
 ];
 
 /// `node server-everything`: the stock MCP reference server, as the
