@@ -103,6 +103,9 @@ impl<F: ServiceFactory> Shared<F> {
             self.replay
                 .keep(request.key.clone(), error.to_string(), now);
         }
+        // Whichever is kept, a replay of it that fails must not move the
+        // request a second time.
+        self.replay.mark_dead_lettered(request.key);
         let mut reply = self
             .reply(request.reply_to.to_owned(), reply_headers(request.headers))
             .numbered(request.key.caller.request_id.clone());

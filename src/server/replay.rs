@@ -60,6 +60,19 @@ struct Kept {
     /// Its first byte, counted from the first byte ever logged.
     position: u64,
     len: u32,
+    /// Whether its request was dead-lettered already (the response may
+    /// then be the notice telling the caller): a replay that cannot be sent
+    /// then only ends, it does not move the request again.
+    dead_lettered: bool,
+}
+
+/// A kept response, as [`ReplayCache::get`] finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Replay {
+    /// The response's JSON text.
+    pub(super) body: String,
+    /// Whether the request was dead-lettered already.
+    pub(super) dead_lettered: bool,
 }
 
 /// An entry of the eviction order. The log holds the bodies in the same
@@ -214,11 +227,28 @@ impl ReplayCache {
             at: now,
             len,
         });
-        inner.kept.insert(digest, Kept { position, len });
+        inner.kept.insert(
+            digest,
+            Kept {
+                position,
+                len,
+                dead_lettered: false,
+            },
+        );
+    }
+
+    /// Notes that `key`'s request was dead-lettered, if a response of it
+    /// is kept (see [`Replay::dead_lettered`]).
+    pub(super) fn mark_dead_lettered(&self, key: &RequestKey) {
+        let digest = self.digest(key);
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(kept) = inner.kept.get_mut(&digest) {
+            kept.dead_lettered = true;
+        }
     }
 
     /// The kept response of `key`, if it was answered within the window.
-    pub(super) fn get(&self, key: &RequestKey, now: Instant) -> Option<String> {
+    pub(super) fn get(&self, key: &RequestKey, now: Instant) -> Option<Replay> {
         if self.window.is_zero() {
             return None;
         }
@@ -229,10 +259,15 @@ impl ReplayCache {
         let kept = inner.kept.get(&digest)?;
         let start = usize::try_from(kept.position.checked_sub(inner.log_start)?).ok()?;
         let end = start + kept.len as usize;
+        let dead_lettered = kept.dead_lettered;
         if end > inner.log.len() {
             return None;
         }
-        String::from_utf8(inner.log.range(start..end).copied().collect()).ok()
+        let body = String::from_utf8(inner.log.range(start..end).copied().collect()).ok()?;
+        Some(Replay {
+            body,
+            dead_lettered,
+        })
     }
 
     fn digest(&self, key: &RequestKey) -> Digest {
@@ -389,6 +424,37 @@ mod tests {
 
     use crate::server::inflight::Caller;
 
+    /// The body kept for `key`, as text.
+    fn got(cache: &ReplayCache, key: &RequestKey, now: Instant) -> Option<String> {
+        cache.get(key, now).map(|replay| replay.body)
+    }
+
+    /// Marking a request dead-lettered shows on its kept response, and
+    /// only on it; a response kept again starts unmarked.
+    #[test]
+    fn a_dead_lettered_mark_stays_with_its_entry() {
+        let cache = ReplayCache::new(Duration::from_secs(60), 1 << 20);
+        let now = Instant::now();
+        cache.keep(key("1"), "{}".to_owned(), now);
+        cache.keep(key("2"), "{}".to_owned(), now);
+        cache.mark_dead_lettered(&key("1"));
+        cache.mark_dead_lettered(&key("3"));
+        assert_eq!(
+            cache.get(&key("1"), now).map(|r| r.dead_lettered),
+            Some(true)
+        );
+        assert_eq!(
+            cache.get(&key("2"), now).map(|r| r.dead_lettered),
+            Some(false)
+        );
+        assert_eq!(cache.get(&key("3"), now), None);
+        cache.keep(key("1"), "[]".to_owned(), now);
+        assert_eq!(
+            cache.get(&key("1"), now).map(|r| r.dead_lettered),
+            Some(false)
+        );
+    }
+
     fn key(id: &str) -> RequestKey {
         key_of("client", id)
     }
@@ -434,7 +500,7 @@ mod tests {
         let start = Instant::now();
         cache.keep(key("1"), "{}".to_owned(), start);
         let redelivered = start + 15 * minute + Duration::from_secs(30);
-        assert_eq!(cache.get(&key("1"), redelivered).as_deref(), Some("{}"));
+        assert_eq!(got(&cache, &key("1"), redelivered).as_deref(), Some("{}"));
     }
 
     #[test]
@@ -460,9 +526,9 @@ mod tests {
         let now = Instant::now();
         let response = r#"{"jsonrpc":"2.0","id":1,"result":{"n":1}}"#.to_owned();
         cache.keep(key("1"), response.clone(), now);
-        assert_eq!(cache.get(&key("1"), now), Some(response));
-        assert_eq!(cache.get(&key("2"), now), None);
-        assert_eq!(cache.get(&key("1"), now + Duration::from_secs(60)), None);
+        assert_eq!(got(&cache, &key("1"), now), Some(response));
+        assert_eq!(got(&cache, &key("2"), now), None);
+        assert_eq!(got(&cache, &key("1"), now + Duration::from_secs(60)), None);
         assert_eq!(cache.bytes(), 0, "expired entries free their bytes");
     }
 
@@ -478,9 +544,9 @@ mod tests {
         for id in ["1", "2", "3"] {
             cache.keep(key(id), one.clone(), now);
         }
-        assert_eq!(cache.get(&key("1"), now), None);
-        assert!(cache.get(&key("2"), now).is_some());
-        assert!(cache.get(&key("3"), now).is_some());
+        assert_eq!(got(&cache, &key("1"), now), None);
+        assert!(got(&cache, &key("2"), now).is_some());
+        assert!(got(&cache, &key("3"), now).is_some());
         assert!(cache.bytes() <= size * 2);
     }
 
@@ -492,12 +558,12 @@ mod tests {
         cache.keep(key("1"), "2".to_owned(), now + Duration::from_secs(1));
         // The first entry's expiry must not drop the second.
         assert_eq!(
-            cache.get(&key("1"), now + Duration::from_secs(60)),
+            got(&cache, &key("1"), now + Duration::from_secs(60)),
             Some("2".to_owned())
         );
         let off = ReplayCache::new(Duration::ZERO, 1 << 20);
         off.keep(key("1"), "1".to_owned(), now);
-        assert_eq!(off.get(&key("1"), now), None);
+        assert_eq!(got(&off, &key("1"), now), None);
     }
 
     #[test]
@@ -505,15 +571,15 @@ mod tests {
         let cache = ReplayCache::new(Duration::from_secs(60), 1 << 20);
         let now = Instant::now();
         cache.keep(key_of("a", "1"), "a/1".to_owned(), now);
-        assert_eq!(cache.get(&key_of("a1", ""), now), None);
-        assert_eq!(cache.get(&key_of("b", "1"), now), None);
+        assert_eq!(got(&cache, &key_of("a1", ""), now), None);
+        assert_eq!(got(&cache, &key_of("b", "1"), now), None);
         let mut elsewhere = key_of("a", "1");
         elsewhere.caller.reply_to = "memory://elsewhere".into();
-        assert_eq!(cache.get(&elsewhere, now), None);
+        assert_eq!(got(&cache, &elsewhere, now), None);
         let other_body =
             RequestKey::new(key_of("a", "1").caller, r#"{"id":1,"method":"tools/list"}"#);
-        assert_eq!(cache.get(&other_body, now), None);
-        assert_eq!(cache.get(&key_of("a", "1"), now), Some("a/1".to_owned()));
+        assert_eq!(got(&cache, &other_body, now), None);
+        assert_eq!(got(&cache, &key_of("a", "1"), now), Some("a/1".to_owned()));
     }
 
     #[test]
@@ -553,7 +619,7 @@ mod tests {
         }
         assert_eq!(cache.len(), 20_000);
         let later = now + Duration::from_secs(60);
-        assert_eq!(cache.get(&key_of(&origin, "0"), later), None);
+        assert_eq!(got(&cache, &key_of(&origin, "0"), later), None);
         assert_eq!((cache.len(), cache.bytes()), (0, 0));
         let held = counting::live() - before;
         assert!(

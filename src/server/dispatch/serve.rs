@@ -76,20 +76,6 @@ impl<F: ServiceFactory> Shared<F> {
             };
             // Looked up once registered: a run keeps its response before it
             // unregisters, so a duplicate finds it running or answered.
-            if let Some(response) = self
-                .replay
-                .get(&key, Instant::now())
-                .and_then(|body| serde_json::from_str::<serde_json::Value>(&body).ok())
-            {
-                tracing::info!("duplicate of an answered request; replaying its response");
-                let mut reply = self
-                    .reply(reply_to, reply_headers(&headers))
-                    .numbered(request_id.clone());
-                let sent = reply.send_value(&response).await;
-                self.settle_replayed(&delivery, sent).await;
-                drop(registration);
-                return;
-            }
             let id = request.id.clone();
             let letter = dead_letter::Request {
                 delivery: &delivery,
@@ -98,6 +84,21 @@ impl<F: ServiceFactory> Shared<F> {
                 reply_to: &reply_to,
                 headers: &headers,
             };
+            if let Some((response, dead_lettered)) =
+                self.replay.get(&key, Instant::now()).and_then(|replay| {
+                    let response = serde_json::from_str::<serde_json::Value>(&replay.body).ok()?;
+                    Some((response, replay.dead_lettered))
+                })
+            {
+                tracing::info!("duplicate of an answered request; replaying its response");
+                let mut reply = self
+                    .reply(reply_to.clone(), reply_headers(&headers))
+                    .numbered(request_id.clone());
+                let sent = reply.send_value(&response).await;
+                Box::pin(self.settle_replayed(letter, sent, dead_lettered)).await;
+                drop(registration);
+                return;
+            }
             // Checked only now: a delivery of a request that is running or
             // answered is not poison, however often it came.
             if let Some(limit) = &self.config.dead_letter

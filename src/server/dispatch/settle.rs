@@ -86,13 +86,49 @@ impl<F: ServiceFactory> Shared<F> {
         }
     }
 
-    /// Settles a duplicate answered from the replay cache: left for
-    /// redelivery, to be replayed then, when the send failed for a passing
-    /// reason; removed otherwise.
-    pub(super) async fn settle_replayed(&self, delivery: &Delivery, sent: Result<(), ReplyError>) {
-        match sent {
-            Err(error) if !error.is_permanent() => self.retry_soon(delivery).await,
-            _ => self.ack(delivery).await,
+    /// Settles a duplicate answered from the replay cache. Sent, or never
+    /// sendable without dead-lettering configured: removed. Failed for a
+    /// passing reason: left for redelivery, to be replayed then, up to the
+    /// last delivery dead-lettering allows; there the request is
+    /// dead-lettered with the reason (as a run whose response failed on its
+    /// last delivery), or removed with an error log when it was
+    /// dead-lettered already (the kept response is then the notice, or a
+    /// response the notice came after). Without that bound a reply address
+    /// that stays down would bring the request back until its kept
+    /// response expired. Never sendable with dead-lettering: dead-lettered,
+    /// unless it was already.
+    pub(super) async fn settle_replayed(
+        &self,
+        request: dead_letter::Request<'_>,
+        sent: Result<(), ReplyError>,
+        dead_lettered: bool,
+    ) {
+        let delivery = request.delivery;
+        let error = match sent {
+            Ok(()) => return self.ack(delivery).await,
+            Err(error) => error,
+        };
+        let can_dead_letter = self.config.dead_letter.is_some() && !dead_lettered;
+        let give_up = error.is_permanent() || self.is_last_attempt(delivery);
+        if !give_up {
+            return self.retry_soon(delivery).await;
+        }
+        if can_dead_letter {
+            let reason = if error.is_permanent() {
+                format!(
+                    "the final response can never be sent (delivery {}): {error}",
+                    delivery.receive_count
+                )
+            } else {
+                format!(
+                    "the final response could not be sent on delivery {}: {error}",
+                    delivery.receive_count
+                )
+            };
+            self.dead_letter(request, &reason).await;
+        } else {
+            tracing::error!(message_id = %delivery.message_id, receive_count = delivery.receive_count, %error, dead_lettered, "the kept response could not be sent; message removed");
+            self.ack(delivery).await;
         }
     }
 

@@ -124,3 +124,50 @@ pub async fn final_reply_failing_on_the_last_delivery_dead_letters(broker: &dyn 
     assert_eq!(fx.stats.calls.load(Ordering::Relaxed), 1, "add ran once");
     fx.stop().await;
 }
+
+/// With `dead_letter(address, 2)`, a reply address that stays down for a
+/// passing reason: the response fails on the run (delivery 1), its replay
+/// fails on delivery 2, the last allowed, so the request is dead-lettered
+/// there, once, with the reason; the notice failing too ends it on the next
+/// delivery instead of bringing the request back until its kept response
+/// expires. The tool ran once and the request queue is drained.
+pub async fn final_reply_failing_on_every_delivery_is_dead_lettered_once(broker: &dyn TestBroker) {
+    let (mut fx, outbox, replies) = start(broker).await;
+    let dead_letters = fx.queue("down-dead-letters").await;
+    fx.stop_server().await;
+    let address = dead_letters.clone();
+    fx.start_server(move |b| b.dead_letter(address, 2)).await;
+    outbox.fail_final(&replies, json!(64), Failure::Transient, usize::MAX);
+    fx.inject(add_request(64, &replies)).await;
+
+    let inbox = broker.inbox(&dead_letters).await;
+    let (body, message) = next_reply(&*inbox, Duration::from_secs(20))
+        .await
+        .expect("the request reached the dead-letter queue");
+    assert_eq!(body["id"], 64);
+    let reason = message.attribute("DeadLetterReason").unwrap_or_default();
+    assert!(
+        reason.contains("final response could not be sent on delivery 2"),
+        "{reason}"
+    );
+    assert_eq!(message.attribute("ReceiveCount"), Some("2"));
+    assert!(drained(broker, &fx.requests).await, "request removed");
+    // The run's response, its replay, the notice, and the notice replayed
+    // once more on the next delivery: then nothing.
+    let finals = outbox.finals(&replies, &json!(64)).len();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        outbox.finals(&replies, &json!(64)).len(),
+        finals,
+        "no more attempts"
+    );
+    assert!(finals <= 4, "{finals} attempts");
+    let moves = outbox
+        .destinations()
+        .iter()
+        .filter(|address| **address == dead_letters)
+        .count();
+    assert_eq!(moves, 1, "dead-lettered once");
+    assert_eq!(fx.stats.calls.load(Ordering::Relaxed), 1, "add ran once");
+    fx.stop().await;
+}

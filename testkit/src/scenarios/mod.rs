@@ -108,6 +108,7 @@ macro_rules! scenario_tests {
                 final_reply_failing_once_is_replayed,
                 final_reply_refused_for_good_removes_the_request,
                 final_reply_failing_on_the_last_delivery_dead_letters,
+                final_reply_failing_on_every_delivery_is_dead_lettered_once,
                 signed_messages,
                 stale_signed_requests_are_refused,
                 clients_from_one_config_get_their_own_answers,
