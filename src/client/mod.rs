@@ -62,7 +62,6 @@ use rmcp::RoleClient;
 use rmcp::model::{ClientJsonRpcMessage, ServerJsonRpcMessage};
 use rmcp::transport::Transport;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -273,25 +272,9 @@ impl Transport<RoleClient> for QueueClientTransport {
         async move { shared.send(item).await }
     }
 
-    /// Cancel-safe: a message leaves the channel and enters the reordering
-    /// buffer in one step, with no await between.
+    /// Cancel-safe (see [`Reorder::next_from`]).
     async fn receive(&mut self) -> Option<ServerJsonRpcMessage> {
-        loop {
-            if let Some(message) = self.order.pop() {
-                return Some(message);
-            }
-            let deadline = self.order.next_deadline();
-            tokio::select! {
-                received = self.incoming.recv() => match received {
-                    Some(received) => self.order.push(received, Instant::now()),
-                    None => {
-                        self.order.expire(None);
-                        return self.order.pop();
-                    }
-                },
-                () = sleep_until_or_never(deadline) => self.order.expire(Some(Instant::now())),
-            }
-        }
+        self.order.next_from(&mut self.incoming).await
     }
 
     async fn close(&mut self) -> Result<(), Self::Error> {
@@ -373,13 +356,6 @@ fn fifo_group(client_id: &str, message: &ClientJsonRpcMessage) -> String {
 fn connection_id(name: &str) -> String {
     let nonce = uuid::Uuid::new_v4().simple().to_string();
     format!("{name}.{}", &nonce[..16])
-}
-
-async fn sleep_until_or_never(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
-    }
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use rmcp::model::ServerJsonRpcMessage;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 /// How long a tracker of notifications may sit idle before it is pruned.
@@ -86,6 +87,34 @@ struct Held {
 }
 
 impl Reorder {
+    /// The next message for rmcp, in order, from what arrives on
+    /// `incoming`: what each client transport's `receive` does. `None` once
+    /// `incoming` is closed and everything held has been handed over.
+    ///
+    /// Cancel-safe: a message leaves the channel and enters the buffer in
+    /// one step, with no await between.
+    pub(super) async fn next_from(
+        &mut self,
+        incoming: &mut mpsc::Receiver<Received>,
+    ) -> Option<ServerJsonRpcMessage> {
+        loop {
+            if let Some(message) = self.pop() {
+                return Some(message);
+            }
+            let deadline = self.next_deadline();
+            tokio::select! {
+                received = incoming.recv() => match received {
+                    Some(received) => self.push(received, Instant::now()),
+                    None => {
+                        self.expire(None);
+                        return self.pop();
+                    }
+                },
+                () = sleep_until_or_never(deadline) => self.expire(Some(Instant::now())),
+            }
+        }
+    }
+
     /// A buffer that holds a response at most `wait` for its notifications.
     pub(super) fn new(wait: Duration) -> Self {
         Self {
@@ -242,6 +271,14 @@ impl Reorder {
             &mut self.idle
         };
         index.remove(&track.key());
+    }
+}
+
+/// Sleeps until `deadline`, or for ever without one.
+async fn sleep_until_or_never(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -74,7 +74,6 @@ use rmcp::model::{ClientJsonRpcMessage, ServerJsonRpcMessage};
 use rmcp::transport::Transport;
 use serde_json::Value;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::order::{Received, Reorder};
@@ -609,25 +608,9 @@ impl Transport<RoleClient> for WebhookClientTransport {
         async move { shared.send(item).await }
     }
 
-    /// Cancel-safe: a message leaves the channel and enters the reordering
-    /// buffer in one step, with no await between.
+    /// Cancel-safe (see [`Reorder::next_from`]).
     async fn receive(&mut self) -> Option<ServerJsonRpcMessage> {
-        loop {
-            if let Some(message) = self.order.pop() {
-                return Some(message);
-            }
-            let deadline = self.order.next_deadline();
-            tokio::select! {
-                received = self.incoming.recv() => match received {
-                    Some(received) => self.order.push(received, Instant::now()),
-                    None => {
-                        self.order.expire(None);
-                        return self.order.pop();
-                    }
-                },
-                () = super::sleep_until_or_never(deadline) => self.order.expire(Some(Instant::now())),
-            }
-        }
+        self.order.next_from(&mut self.incoming).await
     }
 
     async fn close(&mut self) -> Result<(), Self::Error> {
