@@ -10,7 +10,7 @@
 //! **Retries.** A 5xx, 408 or 429 answer, a timeout or a connection failure
 //! is tried again after a pause doubling from
 //! [`backoff`](WebhookOutboxBuilder::backoff)'s first to its ceiling (a
-//! `Retry-After` in seconds is honoured up to a cap), for at most
+//! `Retry-After`, in seconds or as an HTTP date, is honoured up to a cap), for at most
 //! [`max_attempts`](WebhookOutboxBuilder::max_attempts) attempts within the
 //! send's [`deadline`](WebhookOutboxBuilder::deadline). Other answers are
 //! final: 2xx delivered; 3xx (redirects are never followed) and other 4xx a
@@ -39,7 +39,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
@@ -334,10 +334,21 @@ fn chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// A `Retry-After` given in seconds (an HTTP date is not read).
+/// A receiver's `Retry-After`: seconds, or an HTTP date (how long until
+/// then; zero for a date past). Anything else is ignored.
 fn retry_after(response: &reqwest::Response) -> Option<Duration> {
     let text = response.headers().get(RETRY_AFTER)?.to_str().ok()?;
-    text.trim().parse::<u64>().ok().map(Duration::from_secs)
+    parse_retry_after(text, SystemTime::now())
+}
+
+/// [`retry_after`] on the header's text, at `now`.
+fn parse_retry_after(text: &str, now: SystemTime) -> Option<Duration> {
+    let text = text.trim();
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(text).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 /// The delivery id of `message`: the same for every attempt and every
@@ -443,6 +454,24 @@ impl Outbox for WebhookOutbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_is_read_in_seconds_or_as_an_http_date() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_480);
+        // Wed, 21 Oct 2015 07:28:00 GMT is `now`.
+        assert_eq!(parse_retry_after(" 7 ", now), Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:20:00 GMT", now),
+            Some(Duration::ZERO),
+            "a date past means now"
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-3", now), None);
+    }
 
     #[test]
     fn delivery_ids_are_stable_per_reply_and_distinct_between_replies() {
