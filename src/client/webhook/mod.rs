@@ -77,7 +77,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::order::{Received, Reorder};
-use crate::queue::webhook::WebhookVerifier;
+use crate::queue::webhook::{HttpLimits, WebhookVerifier};
 
 /// The server path used when the server URL names none (Python's default).
 pub const DEFAULT_SERVER_PATH: &str = "/mcp/request";
@@ -287,15 +287,15 @@ impl WebhookClientBuilder {
         });
         let app = receiver::router(&config.path, config.max_body, state);
         let stop = CancellationToken::new();
-        let shutdown = stop.clone().cancelled_owned();
-        let serving = tokio::spawn(async move {
-            if let Err(error) = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::warn!(%error, "the webhook receiver stopped");
-            }
-        });
+        let shutdown = stop.clone();
+        // Bounded connections and read timeouts: the receiver may face
+        // more than the server it expects.
+        let serving = tokio::spawn(crate::queue::webhook::serve(
+            listener,
+            app,
+            HttpLimits::default(),
+            shutdown,
+        ));
         tracing::debug!(%local_addr, "webhook receiver listening");
         Ok(WebhookClientTransport {
             shared,

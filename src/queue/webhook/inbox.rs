@@ -341,7 +341,9 @@ impl WebhookInbox {
     }
 
     /// The HTTP routes (`POST` and `DELETE` on the path) feeding this inbox.
-    /// Serve it with `axum::serve`; stop serving before the server drains.
+    /// Serve it with [`serve`](super::serve) (bounded connections and read
+    /// timeouts, for the open internet), or behind a front of your own;
+    /// stop serving before the server drains.
     pub fn router(&self) -> Router {
         http::router(self.shared.clone())
     }

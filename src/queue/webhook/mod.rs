@@ -17,9 +17,13 @@
 //! * [`WebhookSigner`] and [`WebhookVerifier`] (`signing.rs`): Standard
 //!   Webhooks signatures, and their check by a receiver (unsigned, tampered,
 //!   stale and duplicate deliveries refused).
+//! * [`serve`] (`listen.rs`): serves the routes to the open internet with
+//!   bounded connections, a header read timeout and a request timeout,
+//!   which `axum::serve` does not keep.
 
 mod guard;
 pub mod inbox;
+mod listen;
 pub mod outbox;
 pub mod signing;
 
@@ -27,6 +31,7 @@ pub use guard::{
     AddressClass, GuardError, GuardedResolver, Lookup, SystemLookup, WebhookPolicy, classify,
 };
 pub use inbox::{DEFAULT_CAPACITY, DEFAULT_PATH, SessionTap, WebhookInbox, WebhookInboxBuilder};
+pub use listen::{HttpLimits, serve};
 pub use outbox::{WebhookOutbox, WebhookOutboxBuilder};
 pub use signing::{
     DEFAULT_REMEMBERED_IDS, DEFAULT_TOLERANCE, SecretError, VerifyError, WebhookSigner,
