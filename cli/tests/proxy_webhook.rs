@@ -1,8 +1,9 @@
 //! `asyncmcp proxy --webhook-server`, the built binary, on loopback: a
 //! stdio MCP client reaching a webhook MCP server through the proxy.
 //!
-//! * MCP Inspector's CLI → proxy → `asyncmcp serve --webhook-listen` →
-//!   server-everything, with `ASYNCMCP_WEBHOOK_SECRET` on both sides;
+//! * MCP Inspector's CLI → proxy (stdio, and `--listen` HTTP) → `asyncmcp
+//!   serve --webhook-listen` → server-everything, with
+//!   `ASYNCMCP_WEBHOOK_SECRET` on both sides;
 //! * MCP Inspector's CLI → proxy → Python asyncmcp 0.2.1's webhook server
 //!   (`tests/interop/py_webhook_server.py`), which signs nothing;
 //! * the proxy against a webhook server played by the test: its requests
@@ -55,21 +56,26 @@ fn free_port() -> u16 {
 /// stdio, with `env` passed on (`-e`: Inspector hands its server only a
 /// few variables), calling `method`; the JSON it printed.
 async fn inspect(url: &str, env: &[(&str, &str)], method: &[&str]) -> Value {
-    let settings: Vec<String> = env
-        .iter()
-        .map(|(name, value)| format!("{name}={value}"))
-        .collect();
-    let mut command = Command::new(node());
-    command.arg(inspector()).arg("--cli").args([
-        env!("CARGO_BIN_EXE_asyncmcp"),
-        "proxy",
-        "--webhook-server",
-        url,
-    ]);
-    for setting in &settings {
-        command.args(["-e", setting]);
+    let mut target = vec![
+        env!("CARGO_BIN_EXE_asyncmcp").to_owned(),
+        "proxy".to_owned(),
+        "--webhook-server".to_owned(),
+        url.to_owned(),
+    ];
+    for (name, value) in env {
+        target.extend(["-e".to_owned(), format!("{name}={value}")]);
     }
+    inspect_target(&target, method).await
+}
+
+/// Inspector's CLI on `target` (a command and its arguments, or a URL and
+/// its options), calling `method`; the JSON it printed.
+async fn inspect_target(target: &[String], method: &[&str]) -> Value {
+    let mut command = Command::new(node());
     command
+        .arg(inspector())
+        .arg("--cli")
+        .args(target)
         .args(method)
         .env(
             "MCP_CATALOG_PATH",
@@ -146,6 +152,50 @@ async fn inspector_reaches_serve_over_webhooks_through_the_proxy_signed() {
     .await;
     assert_eq!(
         sum["content"][0]["text"], "The sum of 2 and 3 is 5.",
+        "{sum}"
+    );
+
+    // The same server behind the proxy's Streamable HTTP front.
+    let mut proxy = Command::new(env!("CARGO_BIN_EXE_asyncmcp"))
+        .args(["proxy", "--webhook-server", &url, "--listen", "127.0.0.1:0"])
+        .env("ASYNCMCP_WEBHOOK_SECRET", SECRET)
+        .env_remove("ASYNCMCP_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn asyncmcp proxy --listen");
+    let mut lines = BufReader::new(proxy.stderr.take().expect("stderr")).lines();
+    let listening = tokio::time::timeout(LIMIT, async {
+        while let Some(line) = lines.next_line().await.expect("read stderr") {
+            if let Some(url) = line.strip_prefix("asyncmcp proxy: listening on ") {
+                return Some(url.to_owned());
+            }
+        }
+        None
+    })
+    .await
+    .expect("the proxy listens in time")
+    .expect("the proxy says where it listens");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let http = [listening, "--transport".to_owned(), "http".to_owned()];
+    let sum = inspect_target(
+        &http,
+        &[
+            "--method",
+            "tools/call",
+            "--tool-name",
+            "get-sum",
+            "--tool-arg",
+            "a=20",
+            "--tool-arg",
+            "b=22",
+        ],
+    )
+    .await;
+    assert_eq!(
+        sum["content"][0]["text"], "The sum of 20 and 22 is 42.",
         "{sum}"
     );
     serve.assert_running();
