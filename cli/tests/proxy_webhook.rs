@@ -7,8 +7,9 @@
 //! * MCP Inspector's CLI → proxy → Python asyncmcp 0.2.1's webhook server
 //!   (`tests/interop/py_webhook_server.py`), which signs nothing;
 //! * the proxy against a webhook server played by the test: its requests
-//!   are signed (the closing DELETE too), and its receiver refuses
-//!   unsigned, foreign-signed and tampered replies.
+//!   are signed (the closing DELETE too), its receiver (bound with
+//!   `--webhook-listen`, announced with `--public-url`) refuses unsigned,
+//!   foreign-signed and tampered replies.
 //!
 //! Needs LocalStack (the shared helper runs `serve` with its AWS settings),
 //! server-everything, Inspector (`ASYNCMCP_NODE`, `ASYNCMCP_INSPECTOR`) and
@@ -350,8 +351,14 @@ async fn deliver(hook: &str, headers: &[(&'static str, String)], body: &str) -> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_proxy_signs_its_requests_and_refuses_unsigned_replies() {
     let (url, mut taken) = fake_webhook_server().await;
+    // The receiver on a port of the test's choosing, announced by its
+    // "public" URL (here the same address: what a tunnel would forward).
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let public = format!("http://127.0.0.1:{port}");
     let mut proxy = Command::new(env!("CARGO_BIN_EXE_asyncmcp"))
         .args(["proxy", "--webhook-server", &url])
+        .args(["--webhook-listen", &listen, "--public-url", &public])
         .env("ASYNCMCP_WEBHOOK_SECRET", SECRET)
         .env_remove("ASYNCMCP_LOG")
         .stdin(Stdio::piped())
@@ -388,7 +395,10 @@ async fn the_proxy_signs_its_requests_and_refuses_unsigned_replies() {
         .as_str()
         .expect("a webhook URL")
         .to_owned();
-    assert!(hook.starts_with("http://127.0.0.1:"), "{hook}");
+    assert!(
+        hook.starts_with(&format!("{public}/mcp/webhook/")) && hook.len() > public.len() + 30,
+        "the public URL with the receiver's random path: {hook}"
+    );
     let result = json!({
         "jsonrpc": "2.0", "id": request["id"],
         "result": {

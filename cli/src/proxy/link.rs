@@ -74,6 +74,29 @@ pub(super) struct WebhookServer {
     pub(super) timeout: Duration,
 }
 
+/// The receiver's path and the URL the server is told, from `--public-url`
+/// and the receiver's `random_path`: a URL with no path gets the random
+/// one (what reaches it is passed on unchanged, as a tunnel does); a URL
+/// with a path makes the receiver listen there.
+fn public_receiver(public: &str, random_path: &str) -> Result<(String, String), Failure> {
+    let invalid = |why: &str| Failure::Usage(format!("--public-url {public:?}: {why}"));
+    let rest = public
+        .strip_prefix("https://")
+        .or_else(|| public.strip_prefix("http://"))
+        .ok_or_else(|| invalid("not an http:// or https:// URL"))?;
+    if rest.contains(['?', '#']) {
+        return Err(invalid("a query or fragment cannot be kept"));
+    }
+    match rest.find('/') {
+        Some(0) => Err(invalid("no host")),
+        Some(slash) if rest[slash..] != *"/" => Ok((rest[slash..].to_owned(), public.to_owned())),
+        _ => Ok((
+            random_path.to_owned(),
+            format!("{}{random_path}", public.trim_end_matches('/')),
+        )),
+    }
+}
+
 /// An initialized webhook client session, and the signals that stop it.
 pub(super) struct WebhookLink {
     client: RunningService<RoleClient, DownstreamClient>,
@@ -90,8 +113,9 @@ impl WebhookLink {
     ) -> Result<Self, Failure> {
         let mut signals = Signals::install().map_err(Failure::other)?;
         let mut builder = WebhookClientTransport::builder(server.url.clone()).bind(server.listen);
-        if let Some(url) = &server.public_url {
-            builder = builder.public_url(url.clone());
+        if let Some(public) = &server.public_url {
+            let (path, url) = public_receiver(public, &builder.config().path)?;
+            builder = builder.path(path).public_url(url);
         }
         if let Some(id) = &server.client_id {
             builder = builder.client_id(id.clone());
@@ -146,6 +170,36 @@ impl WebhookLink {
         match (interrupted, outcome) {
             (Some(signal), Ok(_)) => Err(Failure::Interrupted(signal)),
             (_, outcome) => outcome,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_public_url_keeps_its_path_or_gets_the_random_one() {
+        let random = "/mcp/webhook/0123";
+        let pair = |path: &str, url: &str| (path.to_owned(), url.to_owned());
+        let read = |public| public_receiver(public, random).ok();
+        assert_eq!(
+            read("https://abc.tunnel.example"),
+            Some(pair(random, "https://abc.tunnel.example/mcp/webhook/0123"))
+        );
+        assert_eq!(
+            read("https://abc.tunnel.example/"),
+            Some(pair(random, "https://abc.tunnel.example/mcp/webhook/0123"))
+        );
+        assert_eq!(
+            read("http://10.0.0.5:9000/hooks/q7x"),
+            Some(pair("/hooks/q7x", "http://10.0.0.5:9000/hooks/q7x"))
+        );
+        for bad in ["ftp://h/", "h/x", "https:///x", "https://h/x?token=1"] {
+            assert!(
+                matches!(public_receiver(bad, random), Err(Failure::Usage(_))),
+                "{bad}"
+            );
         }
     }
 }

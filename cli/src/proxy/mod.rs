@@ -116,8 +116,10 @@ pub(crate) struct ProxyArgs {
     webhook_listen: Option<SocketAddr>,
 
     /// With --webhook-server, the receiver's URL as the server must call it
-    /// (behind NAT, a tunnel or a TLS proxy), path included [default:
-    /// http://<bound address>/mcp/webhook/<random>].
+    /// (behind NAT, a tunnel or a TLS proxy). With no path, the receiver's
+    /// random one is added; with a path, the receiver listens there (choose
+    /// one no one can guess) [default:
+    /// http://<bound address>/mcp/webhook/<random>]
     #[arg(long, value_name = "URL", requires = "webhook_server",
           conflicts_with_all = ["queue_url", "topic_arn", "reply_queue_url"])]
     public_url: Option<String>,
