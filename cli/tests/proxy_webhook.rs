@@ -101,6 +101,25 @@ async fn inspect_target(target: &[String], method: &[&str]) -> Value {
         .unwrap_or_else(|error| panic!("not JSON ({error}):\n{stdout}\n{stderr}"))
 }
 
+/// The built `asyncmcp`, without the developer's settings the proxy reads
+/// from the environment (which could turn the stdio proxy into an HTTP one,
+/// or conflict with `--webhook-server`).
+fn proxy_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_asyncmcp"));
+    for name in [
+        "ASYNCMCP_LOG",
+        "ASYNCMCP_PROXY_LISTEN",
+        "ASYNCMCP_PROXY_TOKEN",
+        "ASYNCMCP_REPLY_QUEUE_URL",
+        "ASYNCMCP_CLIENT_ID",
+        "ASYNCMCP_TIMEOUT",
+        "ASYNCMCP_WEBHOOK_SECRET",
+    ] {
+        command.env_remove(name);
+    }
+    command
+}
+
 /// The `name`s of the objects in `listed[key]`.
 fn names(listed: &Value, key: &str) -> Vec<String> {
     listed[key]
@@ -157,10 +176,9 @@ async fn inspector_reaches_serve_over_webhooks_through_the_proxy_signed() {
     );
 
     // The same server behind the proxy's Streamable HTTP front.
-    let mut proxy = Command::new(env!("CARGO_BIN_EXE_asyncmcp"))
+    let mut proxy = proxy_command()
         .args(["proxy", "--webhook-server", &url, "--listen", "127.0.0.1:0"])
         .env("ASYNCMCP_WEBHOOK_SECRET", SECRET)
-        .env_remove("ASYNCMCP_LOG")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -356,11 +374,10 @@ async fn the_proxy_signs_its_requests_and_refuses_unsigned_replies() {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let public = format!("http://127.0.0.1:{port}");
-    let mut proxy = Command::new(env!("CARGO_BIN_EXE_asyncmcp"))
+    let mut proxy = proxy_command()
         .args(["proxy", "--webhook-server", &url])
         .args(["--webhook-listen", &listen, "--public-url", &public])
         .env("ASYNCMCP_WEBHOOK_SECRET", SECRET)
-        .env_remove("ASYNCMCP_LOG")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
