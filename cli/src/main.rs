@@ -34,6 +34,7 @@ mod session;
 mod setup;
 mod signals;
 mod tools;
+mod webhook_secret;
 
 use std::process::ExitCode;
 
@@ -53,7 +54,7 @@ struct Cli {
 enum Command {
     /// Runs a stdio MCP server (any language) as a queue worker.
     Serve(serve::ServeArgs),
-    /// Serves a queue-backed MCP server to a local MCP client, over stdio
+    /// Serves a queue-backed (or webhook) MCP server to a local MCP client, over stdio
     /// or Streamable HTTP.
     Proxy(proxy::ProxyArgs),
     /// Calls one tool of a queue-backed MCP server; its result as JSON on stdout.

@@ -183,7 +183,7 @@ pub(crate) fn request_failure(method: &'static str, error: ServiceError) -> Fail
 }
 
 /// The failure of `initialize`.
-fn initialize_failure(error: ClientInitializeError) -> Failure {
+pub(crate) fn initialize_failure(error: ClientInitializeError) -> Failure {
     match error {
         ClientInitializeError::JsonRpcError(error) => Failure::JsonRpc {
             method: "initialize",

@@ -28,19 +28,19 @@ use rmcp::service::RequestContext;
 use rmcp::{RoleServer, ServerHandler, Service};
 use serde::de::DeserializeOwned;
 
-use super::QueueDownstream;
+use super::ServerConnection;
 use crate::bridge::Forwarder;
 
-/// A [`Forwarder`] over the queue connection, as a `ServerHandler`.
+/// A [`Forwarder`] over the server connection, as a `ServerHandler`.
 #[derive(Debug, Clone)]
 pub(super) struct Front {
-    forwarder: Forwarder<QueueDownstream>,
+    forwarder: Forwarder<ServerConnection>,
     info: ServerConfig,
 }
 
 impl Front {
     /// Forwards to `downstream`, introducing itself as the server did.
-    pub(super) fn new(downstream: QueueDownstream) -> Self {
+    pub(super) fn new(downstream: ServerConnection) -> Self {
         let info = downstream.connection.info.clone();
         Self {
             forwarder: Forwarder::new(downstream),

@@ -1,5 +1,5 @@
 //! The Streamable HTTP proxy: any number of MCP client sessions at
-//! `http://ADDR/mcp`, all over the one queue connection.
+//! `http://ADDR/mcp`, all over the one server connection.
 //!
 //! rmcp's [`StreamableHttpService`] runs the sessions (each gets a
 //! [`Front`] sharing the connection); this module adds the bearer token
@@ -24,21 +24,20 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::front::Front;
-use super::{QueueDownstream, open};
-use crate::bridge::{DownstreamClient, LogSink};
-use crate::connect::ConnectArgs;
+use super::link::Link;
+use super::{Server, ServerConnection, open};
+use crate::bridge::LogSink;
 use crate::exit::{Done, Failure};
-use crate::session::Session;
 
 /// How long open HTTP connections (e.g. event streams) may take to close on
 /// shutdown before they are dropped.
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(5);
 
-/// Listens on `address`, connects to the queue-backed server, and serves
-/// until a signal; closes the queue connection (deleting its reply queue)
-/// either way.
+/// Listens on `address`, connects to the server, and serves until a
+/// signal; closes the server connection (deleting its reply queue, ending
+/// its webhook session) either way.
 pub(super) async fn run(
-    connect: &ConnectArgs,
+    server: Server<'_>,
     address: SocketAddr,
     token: Option<String>,
 ) -> Result<Done, Failure> {
@@ -46,15 +45,15 @@ pub(super) async fn run(
     let listener = TcpListener::bind(address).await.map_err(|error| {
         Failure::other(anyhow::Error::new(error).context(format!("cannot listen on {address}")))
     })?;
-    let (mut session, downstream) = open(connect, LogSink::Stderr).await?;
+    let (mut session, downstream) = open(server, LogSink::Stderr).await?;
     let outcome = serve(&mut session, listener, downstream, token).await;
     session.finish(outcome).await
 }
 
 async fn serve(
-    session: &mut Session<DownstreamClient>,
+    session: &mut Link,
     listener: TcpListener,
-    downstream: QueueDownstream,
+    downstream: ServerConnection,
     token: Option<String>,
 ) -> Result<Done, Failure> {
     let address = listener.local_addr().map_err(Failure::other)?;

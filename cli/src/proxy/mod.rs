@@ -7,15 +7,21 @@
 //!  at http://ADDR/mcp        ─┘                       └─◄  one reply queue)
 //! ```
 //!
-//! One queue client connection (one reply queue, one `initialize` with the
+//! One client connection (one reply queue, one `initialize` with the
 //! server) carries every request of every caller: each request is forwarded
 //! with [`Forwarder`](crate::bridge::Forwarder), progress comes back to the
 //! caller that asked, cancellation goes forward. What the connection created
 //! (its reply queue; over SNS its reply topic too) is removed on exit: stdin
 //! closed (stdio), SIGTERM or SIGINT.
 //!
+//! With `--webhook-server` the connection is the library's webhook client
+//! instead ([`link`]): requests POSTed to a webhook MCP server (`asyncmcp
+//! serve --webhook-listen`, Python asyncmcp's webhook server), replies
+//! taken on a receiver of the proxy's own; on exit the session is ended at
+//! the server.
+//!
 //! * [`stdio`]: one caller on stdin/stdout; the server's log messages go to
-//!   it. When the queue connection ends, the proxy exits with an error.
+//!   it. When the server connection ends, the proxy exits with an error.
 //! * [`http`]: rmcp's Streamable HTTP server at `/mcp`, any number of
 //!   sessions; the server's log messages go to stderr (a log message names
 //!   no request, so it belongs to no one session). When the queue
@@ -23,6 +29,7 @@
 
 mod front;
 mod http;
+mod link;
 mod stdio;
 
 use std::net::SocketAddr;
@@ -33,15 +40,17 @@ use crate::bridge::{Connection, Downstream, DownstreamClient, LogSink, Unavailab
 use crate::connect::{ConnectArgs, environment_help};
 use crate::exit::{Done, Failure};
 use crate::session::Session;
+use crate::webhook_secret::WebhookSecret;
+use link::{Link, WebhookLink, WebhookServer};
 
 /// The variable holding the bearer token, unless `--bearer-token-env`
 /// names another.
 pub(crate) const TOKEN_VAR: &str = "ASYNCMCP_PROXY_TOKEN";
 
-/// How often the stdio proxy checks that the queue connection is still up.
+/// How often the stdio proxy checks that the server connection is still up.
 const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Serves a queue-backed MCP server to a local MCP client.
+/// Serves a queue-backed (or webhook) MCP server to a local MCP client.
 #[derive(Debug, clap::Args)]
 #[command(after_help = concat!(
     "Examples:\n  \
@@ -52,13 +61,25 @@ const WATCH_INTERVAL: Duration = Duration::from_secs(1);
      {\"mcpServers\": {\"queued\": {\"command\": \"asyncmcp\", \"args\": [\"proxy\", \
      \"--queue-url\", \"https://sqs.us-east-1.amazonaws.com/123456789012/mcp-requests\"]}}}\n\n\
      Over stdio, stdout carries the protocol and the server's log messages go to the client; \
-     the proxy exits when stdin closes, on SIGTERM or SIGINT (0), or when the queue connection \
-     ends (1). With --listen, the server's log messages go to stderr; a request after the \
-     queue connection ended is answered with an error. Either way the reply queue this proxy \
+     the proxy exits when stdin closes, on SIGTERM or SIGINT (0), or when the connection to \
+     the server ends (1). With --listen, the server's log messages go to stderr; a request after the \
+     connection to the server ended is answered with an error. Either way the reply queue this proxy \
      created is deleted on exit. --timeout bounds connecting to the server.\n\n",
     environment_help!(),
     "\n  ASYNCMCP_PROXY_TOKEN           with --listen, the bearer token clients must send \
-     (unless --bearer-token-env names another variable); never a flag"
+     (unless --bearer-token-env names another variable); never a flag\n  \
+     ASYNCMCP_WEBHOOK_SECRET        with --webhook-server, the Standard Webhooks secret (`whsec_` \
+     and base64, at least 24 bytes) signing requests; replies must be signed with it too. Leave \
+     it unset for a server that signs nothing (Python asyncmcp); never a flag\n\n\
+     Webhook servers: with --webhook-server URL the server is reached over HTTP instead of a \
+     queue (asyncmcp serve --webhook-listen, or Python asyncmcp's webhook transport): each \
+     request is POSTed to URL (path /mcp/request when it names none) and the server POSTs the \
+     replies to a receiver of this proxy's own, bound with --webhook-listen (default \
+     127.0.0.1:0: a free port on loopback) at an unguessable path. When the server reaches \
+     this machine by another address (NAT, a tunnel, a TLS proxy), give it with --public-url. \
+     The server must allow that URL (asyncmcp serve --reply-webhook). On exit the session is \
+     ended at the server.\n\n  \
+     asyncmcp proxy --webhook-server http://127.0.0.1:8000/mcp/request"
 ))]
 #[command(mut_arg("timeout", |arg| arg.help(
     "How long connecting to the server (and its initialize) may take (e.g. `30s`, `5m`)"
@@ -78,6 +99,30 @@ pub(crate) struct ProxyArgs {
     /// [default: ASYNCMCP_PROXY_TOKEN, when set].
     #[arg(long, value_name = "VAR", requires = "listen")]
     bearer_token_env: Option<String>,
+
+    /// Reach a webhook MCP server at URL instead of a queue: requests are
+    /// POSTed to it, replies come back to this proxy's own receiver.
+    #[arg(long, value_name = "URL",
+          conflicts_with_all = ["queue_url", "topic_arn", "reply_queue_url"])]
+    webhook_server: Option<String>,
+
+    /// With --webhook-server, where the receiver of the replies listens (an
+    /// IP address and port; port 0 picks a free one) [default: 127.0.0.1:0]
+    // No clap default, and the conflicts spelt out: clap checks `requires`
+    // neither on an argument with a default nor when the required argument
+    // conflicts with one given.
+    #[arg(long, value_name = "ADDR", requires = "webhook_server",
+          conflicts_with_all = ["queue_url", "topic_arn", "reply_queue_url"])]
+    webhook_listen: Option<SocketAddr>,
+
+    /// With --webhook-server, the receiver's URL as the server must call it
+    /// (behind NAT, a tunnel or a TLS proxy). With no path, the receiver's
+    /// random one is added; with a path, the receiver listens there (choose
+    /// one no one can guess) [default:
+    /// http://<bound address>/mcp/webhook/<random>]
+    #[arg(long, value_name = "URL", requires = "webhook_server",
+          conflicts_with_all = ["queue_url", "topic_arn", "reply_queue_url"])]
+    public_url: Option<String>,
 }
 
 /// A setting `proxy` cannot use.
@@ -102,16 +147,40 @@ impl From<ProxyError> for Failure {
 /// Runs `asyncmcp proxy`.
 pub(crate) async fn run(args: ProxyArgs) -> Result<Done, Failure> {
     let env = |name: &str| std::env::var(name).ok();
+    let secret = WebhookSecret::from_env(env).map_err(|error| Failure::Usage(error.to_string()))?;
+    if secret.is_some() && args.webhook_server.is_none() {
+        tracing::warn!("ASYNCMCP_WEBHOOK_SECRET is set but unused: it is for --webhook-server");
+    }
+    let server = Server {
+        connect: &args.connect,
+        webhook: args.webhook_server.as_ref().map(|url| WebhookServer {
+            url: url.clone(),
+            listen: args
+                .webhook_listen
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
+            public_url: args.public_url.clone(),
+            client_id: args.connect.client_id.clone(),
+            timeout: args.connect.timeout,
+        }),
+        secret,
+    };
     match args.listen {
-        None => stdio::run(&args.connect).await,
+        None => stdio::run(server).await,
         Some(address) => {
             let token = bearer_token(args.bearer_token_env.as_deref(), env)?;
             if token.is_none() && !address.ip().is_loopback() {
                 return Err(ProxyError::PublicWithoutToken(address).into());
             }
-            http::run(&args.connect, address, token).await
+            http::run(server, address, token).await
         }
     }
+}
+
+/// How to reach the server: over a queue, or a webhook server.
+struct Server<'a> {
+    connect: &'a ConnectArgs,
+    webhook: Option<WebhookServer>,
+    secret: Option<WebhookSecret>,
 }
 
 /// The bearer token: from the variable `named` (which must then be set),
@@ -129,19 +198,19 @@ fn bearer_token(
     }
 }
 
-/// The one queue client connection every request goes through.
+/// The one client connection every request goes through.
 #[derive(Debug, Clone)]
-pub(crate) struct QueueDownstream {
+pub(crate) struct ServerConnection {
     connection: Arc<Connection>,
 }
 
-impl QueueDownstream {
-    /// Whether the queue connection has ended.
+impl ServerConnection {
+    /// Whether the server connection has ended.
     fn is_closed(&self) -> bool {
         self.connection.peer.is_transport_closed()
     }
 
-    /// Returns once the queue connection has ended.
+    /// Returns once the server connection has ended.
     async fn closed(&self) {
         while !self.is_closed() {
             tokio::time::sleep(WATCH_INTERVAL).await;
@@ -149,39 +218,46 @@ impl QueueDownstream {
     }
 }
 
-impl Downstream for QueueDownstream {
+impl Downstream for ServerConnection {
     type Lease = Arc<Connection>;
 
     async fn lease(&self) -> Result<Arc<Connection>, Unavailable> {
         if self.is_closed() {
             return Err(Unavailable(
-                "the connection to the queue-backed server has ended".to_owned(),
+                "the connection to the server has ended".to_owned(),
             ));
         }
         Ok(self.connection.clone())
     }
 }
 
-/// Connects to the server named by `connect` and initializes, the server's
-/// log messages going to `logs`.
-async fn open(
-    connect: &ConnectArgs,
-    logs: LogSink,
-) -> Result<(Session<DownstreamClient>, QueueDownstream), Failure> {
-    let target = connect.target()?;
+/// Connects to `server` and initializes, the server's log messages going
+/// to `logs`.
+async fn open(server: Server<'_>, logs: LogSink) -> Result<(Link, ServerConnection), Failure> {
     let handler = DownstreamClient::new("asyncmcp proxy", logs);
-    let session = Session::open(target, handler.clone()).await?;
-    match handler.connection(session.peer()) {
+    let (link, peer) = match server.webhook {
+        None => {
+            let session = Session::open(server.connect.target()?, handler.clone()).await?;
+            let peer = session.peer();
+            (Link::Queue(session), peer)
+        }
+        Some(webhook) => {
+            let link = WebhookLink::open(&webhook, server.secret, handler.clone()).await?;
+            let peer = link.client().peer().clone();
+            (Link::Webhook(link), peer)
+        }
+    };
+    match handler.connection(peer) {
         Some(connection) => Ok((
-            session,
-            QueueDownstream {
+            link,
+            ServerConnection {
                 connection: Arc::new(connection),
             },
         )),
         None => {
             let missing =
                 || Failure::other(anyhow::anyhow!("the server sent no initialize result"));
-            match session.finish(Err(missing())).await {
+            match link.finish(Err(missing())).await {
                 Err(failure) => Err(failure),
                 Ok(_) => Err(missing()),
             }

@@ -5,34 +5,34 @@ use std::sync::{Arc, OnceLock};
 use rmcp::service::ServerInitializeError;
 use rmcp::{Peer, RoleServer, ServiceExt};
 
-use super::{QueueDownstream, open};
-use crate::bridge::{DownstreamClient, Forwarder, LogSink};
-use crate::connect::ConnectArgs;
+use super::link::Link;
+use super::{Server, ServerConnection, open};
+use crate::bridge::{Forwarder, LogSink};
 use crate::exit::{Done, Failure};
-use crate::session::Session;
 
-/// Connects to the queue-backed server, then serves the client on stdio
-/// until stdin closes, a signal comes or the queue connection ends; closes
-/// the queue connection (deleting its reply queue) either way.
-pub(super) async fn run(connect: &ConnectArgs) -> Result<Done, Failure> {
+/// Connects to the server, then serves the client on stdio until stdin
+/// closes, a signal comes or the server connection ends; closes the server
+/// connection (deleting its reply queue, ending its webhook session) either
+/// way.
+pub(super) async fn run(server: Server<'_>) -> Result<Done, Failure> {
     let caller = Arc::new(OnceLock::new());
-    let (mut session, downstream) = open(connect, LogSink::Caller(caller.clone())).await?;
+    let (mut link, downstream) = open(server, LogSink::Caller(caller.clone())).await?;
     eprintln!("asyncmcp proxy: ready: stdio");
-    let outcome = serve(&mut session, downstream, &caller).await;
-    session.finish(outcome).await
+    let outcome = serve(&mut link, downstream, &caller).await;
+    link.finish(outcome).await
 }
 
 /// How the stdio session ended.
 enum Ended {
     /// The client closed stdin (or the connection failed).
     Caller,
-    /// The queue connection ended.
+    /// The server connection ended.
     Server,
 }
 
 async fn serve(
-    session: &mut Session<DownstreamClient>,
-    downstream: QueueDownstream,
+    session: &mut Link,
+    downstream: ServerConnection,
     caller: &OnceLock<Peer<RoleServer>>,
 ) -> Result<Done, Failure> {
     let forwarder = Forwarder::new(downstream.clone());
@@ -79,7 +79,7 @@ async fn serve(
         Ok(Ended::Server) => {
             stopper.cancel();
             Err(Failure::other(anyhow::anyhow!(
-                "the connection to the queue-backed server has ended"
+                "the connection to the server has ended"
             )))
         }
     }

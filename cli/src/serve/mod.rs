@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use crate::bridge::Forwarder;
 use crate::connect::{self, decode_key, parse_queue_url, parse_topic_arn};
 use crate::signals::Signals;
+use crate::webhook_secret::{SECRET_VAR, WebhookSecret};
 use pool::{ChildCommand, ChildPool};
 use webhook::WebhookReplies;
 
@@ -46,6 +47,9 @@ Environment:
   ASYNCMCP_SIGNING_KEY           key checking requests and signing replies (hex or base64, at least
                                  32 bytes); never a flag, so that `ps` does not show it
   ASYNCMCP_SIGNING_KEY_PREVIOUS  the key before it, still accepted on requests (rotation)
+  ASYNCMCP_WEBHOOK_SECRET        Standard Webhooks secret (`whsec_` and base64, at least 24
+                                 bytes): signs replies POSTed to webhooks, and requests at
+                                 --webhook-listen must be signed with it; never a flag
   ASYNCMCP_SESSION_KEY           key sealing session ids, the same on every replica (hex or
                                  base64, at least 32 bytes; default: a random key per process)
   ASYNCMCP_SESSION_KEY_PREVIOUS  the session key before it, still accepted (rotation)
@@ -61,8 +65,11 @@ receiving, lets calls in flight finish within --shutdown-grace and releases the 
 Webhooks: with --webhook-listen, requests are POSTed (DELETE ends a session) to
 http://ADDR/mcp/request, the wire of Python asyncmcp's webhook transport, and each reply is
 POSTed to the webhook URL the client named, which must start with a --reply-webhook prefix.
-The listener has no TLS and no authentication: keep it on loopback, or put it behind a TLS
-proxy that authenticates callers. Requests accepted but not yet answered live only in this
+The listener has no TLS, and no authentication unless ASYNCMCP_WEBHOOK_SECRET is set: then
+every request must carry a valid Standard Webhooks signature (unsigned, tampered, stale and
+replayed ones get 401 and never reach the server process). Without it, keep the listener on
+loopback or behind a TLS proxy that authenticates callers; leave it unset only for callers
+that sign nothing (Python asyncmcp). Requests accepted but not yet answered live only in this
 process. Replies go only to public HTTPS addresses unless --allow-http-webhooks (plain http)
 or --allow-loopback-webhooks (127.0.0.0/8 and ::1, over http too: local testing) allow more.
 With --queue-url, --reply-webhook lets queue requests be answered at a webhook as well.";
@@ -167,6 +174,8 @@ enum ServeError {
     Queue(#[from] asyncmcp::queue::QueueError),
     #[error(transparent)]
     Listen(#[from] webhook::ListenError),
+    #[error(transparent)]
+    WebhookSecret(#[from] crate::webhook_secret::SecretError),
     #[error("no server process was ready within {0:?} (its errors are above)")]
     NotReady(Duration),
     #[error("cannot catch signals: {0}")]
@@ -185,7 +194,8 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
                 | ServeError::SignaturesWithoutKey
                 | ServeError::SessionKeyEncoding { .. }
                 | ServeError::SessionKey { .. }
-                | ServeError::PreviousSessionKeyOnly => 2,
+                | ServeError::PreviousSessionKeyOnly
+                | ServeError::WebhookSecret(_) => 2,
                 _ => 1,
             })
         }
@@ -199,17 +209,26 @@ async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         return Err(ServeError::SignaturesWithoutKey);
     }
     let session_keys = session_keys(env)?;
+    let webhook_secret = WebhookSecret::from_env(env)?;
     let mut signals = Signals::install().map_err(ServeError::Signals)?;
 
     let replies = WebhookReplies {
         prefixes: args.reply_webhook.clone(),
         allow_loopback: args.allow_loopback_webhooks,
         allow_http: args.allow_http_webhooks,
+        signer: webhook_secret.as_ref().map(|secret| secret.signer.clone()),
     };
+    if webhook_secret.is_some() && args.webhook_listen.is_none() && replies.prefixes.is_empty() {
+        tracing::warn!(
+            "{SECRET_VAR} is set but unused: it signs webhook replies (--reply-webhook) and \
+             checks requests at --webhook-listen"
+        );
+    }
     // Bound before the children start, so that a taken port fails at once.
     let (builder, front) = match (&args.queue_url, args.webhook_listen) {
         (_, Some(address)) => {
-            let (builder, front) = webhook::listen(address, &replies).await?;
+            let verifier = webhook_secret.map(|secret| secret.verifier);
+            let (builder, front) = webhook::listen(address, &replies, verifier).await?;
             (builder, Some(front))
         }
         (Some(queue), None) if replies.prefixes.is_empty() => {

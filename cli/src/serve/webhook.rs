@@ -7,13 +7,20 @@
 //! `--reply-webhook` the SQS inbox feeds it and a routing outbox sends to
 //! SQS queues, SNS topics and webhooks alike: the builder `QueueServer::sqs`
 //! has no way to add a route, so the same parts are put together here.
+//!
+//! With a secret in `ASYNCMCP_WEBHOOK_SECRET` (see
+//! [`webhook_secret`](crate::webhook_secret)) every reply POSTed to a
+//! webhook is signed, and requests at `--webhook-listen` without a valid
+//! signature are refused (401) before they reach the server process.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use asyncmcp::QueueServer;
 use asyncmcp::queue::sqs::{SqsInbox, SqsOutbox, sdk_config_from_env};
-use asyncmcp::queue::webhook::{DEFAULT_PATH, WebhookInbox, WebhookOutbox, WebhookPolicy};
+use asyncmcp::queue::webhook::{
+    DEFAULT_PATH, WebhookInbox, WebhookOutbox, WebhookPolicy, WebhookSigner, WebhookVerifier,
+};
 use asyncmcp::queue::{Outbox, QueueError, RoutingOutbox, sns, sqs};
 use asyncmcp::server::QueueServerBuilder;
 use tokio::net::TcpListener;
@@ -29,6 +36,8 @@ pub(super) struct WebhookReplies {
     /// `--allow-http-webhooks` (implied by loopback: a local receiver has
     /// no certificate).
     pub(super) allow_http: bool,
+    /// Signs every reply, with `ASYNCMCP_WEBHOOK_SECRET`.
+    pub(super) signer: Option<WebhookSigner>,
 }
 
 impl WebhookReplies {
@@ -37,7 +46,11 @@ impl WebhookReplies {
         let policy = WebhookPolicy::prefixes(self.prefixes.iter().cloned())
             .allow_loopback(self.allow_loopback)
             .allow_http(self.allow_http || self.allow_loopback);
-        WebhookOutbox::builder(policy).build()
+        let mut builder = WebhookOutbox::builder(policy);
+        if let Some(signer) = &self.signer {
+            builder = builder.signer(signer.clone());
+        }
+        builder.build()
     }
 
     /// Lets the server's reply allow-list take the webhook prefixes too.
@@ -75,11 +88,13 @@ pub(super) struct HttpFront {
     pub(super) url: String,
 }
 
-/// Binds `address` and builds the inbox and outbox behind it; returns the
-/// builder of the server taking the inbox's requests, and the front.
+/// Binds `address` and builds the inbox (checking signatures with
+/// `verifier`, when given) and the outbox behind it; returns the builder of
+/// the server taking the inbox's requests, and the front.
 pub(super) async fn listen(
     address: SocketAddr,
     replies: &WebhookReplies,
+    verifier: Option<WebhookVerifier>,
 ) -> Result<(QueueServerBuilder, HttpFront), ListenError> {
     let listener = TcpListener::bind(address)
         .await
@@ -87,7 +102,11 @@ pub(super) async fn listen(
     let bound = listener
         .local_addr()
         .map_err(|source| ListenError::Bind { address, source })?;
-    let inbox = WebhookInbox::builder().build();
+    let mut inbox = WebhookInbox::builder();
+    if let Some(verifier) = verifier {
+        inbox = inbox.verifier(verifier);
+    }
+    let inbox = inbox.build();
     let outbox: Arc<dyn Outbox> = Arc::new(replies.outbox()?);
     let builder = replies.allow(QueueServer::builder(inbox.clone(), inbox.tap(outbox)));
     let front = HttpFront {

@@ -40,6 +40,11 @@
 //!   `webhook-id` is taken once; unsigned, tampered and stale deliveries get
 //!   401, a replayed one is dropped. Python asyncmcp's server signs nothing,
 //!   so against it this stays off; against this crate's servers turn it on.
+//! * **Signatures**, the other way: with a [`signer`](WebhookClientBuilder::signer)
+//!   every POST (and the closing DELETE) to the server carries Standard
+//!   Webhooks headers, for a server whose inbox checks them (this crate's
+//!   `WebhookInbox` with a verifier). Each POST gets a fresh `webhook-id`:
+//!   the client does not resend, so there is nothing to deduplicate.
 //! * **The session**: once the session is known, a delivery naming another
 //!   (`X-Session-ID`) is refused (409); this catches misrouted deliveries,
 //!   not forgeries (a forger can leave the header out).
@@ -77,7 +82,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::order::{Received, Reorder};
-use crate::queue::webhook::{HttpLimits, WebhookVerifier};
+use crate::queue::webhook::signing::unix_now;
+use crate::queue::webhook::{HttpLimits, SecretError, WebhookSigner, WebhookVerifier};
 
 /// The server path used when the server URL names none (Python's default).
 pub const DEFAULT_SERVER_PATH: &str = "/mcp/request";
@@ -129,6 +135,9 @@ pub enum WebhookClientError {
     /// A message could not be encoded.
     #[error("encoding a message: {0}")]
     Encode(#[from] serde_json::Error),
+    /// A POST could not be signed.
+    #[error("signing a request: {0}")]
+    Sign(#[from] SecretError),
 }
 
 /// Settings of a [`WebhookClientTransport`]; set them through its
@@ -181,6 +190,7 @@ impl WebhookClientConfig {
 pub struct WebhookClientBuilder {
     config: WebhookClientConfig,
     verifier: Option<WebhookVerifier>,
+    signer: Option<WebhookSigner>,
 }
 
 impl std::fmt::Debug for WebhookClientBuilder {
@@ -188,6 +198,7 @@ impl std::fmt::Debug for WebhookClientBuilder {
         f.debug_struct("WebhookClientBuilder")
             .field("config", &self.config)
             .field("verifier", &self.verifier)
+            .field("signer", &self.signer)
             .finish()
     }
 }
@@ -236,6 +247,12 @@ impl WebhookClientBuilder {
         self.verifier = Some(verifier);
         self
     }
+    /// Signs every POST and DELETE to the server with `signer` (Standard
+    /// Webhooks), for a server that checks signatures.
+    pub fn signer(mut self, signer: WebhookSigner) -> Self {
+        self.signer = Some(signer);
+        self
+    }
     /// The settings so far.
     pub fn config(&self) -> &WebhookClientConfig {
         &self.config
@@ -277,6 +294,7 @@ impl WebhookClientBuilder {
             server_url,
             webhook_url,
             client_id: super::connection_id(&config.client_id),
+            signer: self.signer,
             session: Mutex::default(),
         });
         let (sender, incoming) = mpsc::channel(256);
@@ -337,6 +355,7 @@ pub(super) struct Shared {
     server_url: Url,
     webhook_url: String,
     client_id: String,
+    signer: Option<WebhookSigner>,
     session: Mutex<Session>,
 }
 
@@ -410,7 +429,9 @@ impl Shared {
         if let Some(method) = method.filter(|m| is_visible_ascii(m)) {
             request = request.header("X-Method", method);
         }
-        let response = request.body(serde_json::to_vec(&value)?).send().await?;
+        let body = serde_json::to_string(&value)?;
+        request = self.sign(request, &body)?;
+        let response = request.body(body).send().await?;
         let status = response.status();
         let header_session = response
             .headers()
@@ -441,19 +462,40 @@ impl Shared {
         Ok(())
     }
 
+    /// Adds the signature headers of `body` to `request`, with a signer.
+    fn sign(
+        &self,
+        mut request: reqwest::RequestBuilder,
+        body: &str,
+    ) -> Result<reqwest::RequestBuilder, SecretError> {
+        if let Some(signer) = &self.signer {
+            let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
+            for (name, value) in signer.headers(&id, unix_now(), body)? {
+                request = request.header(name, value);
+            }
+        }
+        Ok(request)
+    }
+
     /// Ends the session at the server (`DELETE` with `X-Session-ID`), if one
     /// was made.
     async fn delete_session(&self) {
         let Some(id) = self.session_id() else {
             return;
         };
-        let sent = self
+        let request = self
             .http
             .delete(self.server_url.clone())
             .header("X-Client-ID", &self.client_id)
-            .header("X-Session-ID", id)
-            .send()
-            .await;
+            .header("X-Session-ID", id);
+        let request = match self.sign(request, "") {
+            Ok(request) => request,
+            Err(error) => {
+                tracing::debug!(%error, "cannot sign the end of the session");
+                return;
+            }
+        };
+        let sent = request.send().await;
         match sent {
             Ok(response) if response.status().is_success() => {}
             Ok(response) => {
@@ -528,6 +570,7 @@ impl WebhookClientTransport {
         WebhookClientBuilder {
             config: WebhookClientConfig::new(server_url),
             verifier: None,
+            signer: None,
         }
     }
 
