@@ -1,5 +1,6 @@
 //! The server and client examples work as documented, on LocalStack:
-//! `sqs_server` + `sqs_client` and `sns_sqs_server` + `sns_sqs_client`. (The bench's
+//! `sqs_server` + `sqs_client` and `sns_sqs_server` + `sns_sqs_client`; and
+//! `webhook_server` + `webhook_client` on loopback, signed. (The bench's
 //! own test is in bench/tests/bench.rs.)
 #![cfg(feature = "sqs")]
 
@@ -30,8 +31,10 @@ fn example(name: &str) -> PathBuf {
 /// Starts `server` with `server_args`, waits for READY, runs `client` once
 /// per entry of `client_runs` (each calls `add` 2 + 3 and must print a
 /// result of 5), then stops the server with SIGTERM, which must exit 0.
+/// Both run with `env` beside LocalStack's settings.
 async fn server_serves_client_runs(
     ls: &aws::LocalStack,
+    env: &[(&str, &str)],
     server: &str,
     server_args: &[&str],
     client: &str,
@@ -40,6 +43,7 @@ async fn server_serves_client_runs(
     let mut server_process = tokio::process::Command::new(example(server))
         .args(server_args)
         .envs(ls.aws_env())
+        .envs(env.iter().copied())
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -62,6 +66,7 @@ async fn server_serves_client_runs(
             .args(run)
             .args(["--tool", "add", "--args", r#"{"a": 2, "b": 3}"#])
             .envs(ls.aws_env())
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .kill_on_drop(true)
             .output();
@@ -100,6 +105,7 @@ async fn sqs_server_and_sqs_client_complete_a_tool_call() {
     let requests = ls.create_queue("example-requests").await;
     server_serves_client_runs(
         ls,
+        &[],
         "sqs_server",
         &["--queue-url", &requests],
         "sqs_client",
@@ -132,6 +138,7 @@ async fn sns_sqs_server_and_sns_sqs_client_complete_a_tool_call() {
 
     server_serves_client_runs(
         ls,
+        &[],
         "sns_sqs_server",
         &["--queue-url", &requests.queue],
         "sns_sqs_client",
@@ -150,4 +157,32 @@ async fn sns_sqs_server_and_sns_sqs_client_complete_a_tool_call() {
     .await;
     requests.delete(&sqs_client, &sns_client).await;
     let _ = sns::delete_topic(&sns_client, &shared).await;
+}
+
+/// The webhook examples as their docs run them: signed both ways with a
+/// secret from the environment, replies to a loopback receiver.
+#[cfg(feature = "webhook")]
+#[tokio::test]
+async fn webhook_server_and_webhook_client_complete_a_signed_tool_call() {
+    let ls = aws::localstack().await;
+    // A free loopback port for the server (bound and let go).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let url = format!("http://{listen}/mcp/request");
+    let secret = format!(
+        "whsec_{}",
+        "c2VjcmV0LWZvci10aGUtZXhhbXBsZXMtdGVzdC0xMjM0NTY="
+    );
+    server_serves_client_runs(
+        ls,
+        &[("ASYNCMCP_WEBHOOK_SECRET", &secret)],
+        "webhook_server",
+        &["--listen", &listen, "--allow-loopback"],
+        "webhook_client",
+        &[vec!["--server-url", &url]],
+    )
+    .await;
 }

@@ -1,8 +1,8 @@
-//! What the queue client examples share: the call to make and making it.
+//! What the client examples share: the call to make and making it.
 
-use asyncmcp::QueueClientTransport;
 use rmcp::model::{CallToolRequestParams, ProtocolVersion};
-use rmcp::service::ClientLifecycleMode;
+use rmcp::service::{ClientLifecycleMode, RoleClient};
+use rmcp::transport::Transport;
 use rmcp::{ClientHandler, ServiceExt};
 
 /// Which tool to call, and how to connect.
@@ -33,10 +33,10 @@ impl ClientHandler for Client {}
 
 /// Connects over `transport` with the chosen lifecycle, makes the call,
 /// prints its result as JSON on stdout and closes the client.
-pub async fn call_and_print(
-    transport: QueueClientTransport,
-    call: &CallArgs,
-) -> anyhow::Result<()> {
+pub async fn call_and_print<T>(transport: T, call: &CallArgs) -> anyhow::Result<()>
+where
+    T: Transport<RoleClient> + Send + 'static,
+{
     let arguments = call.arguments()?;
     let client = match call.protocol.as_str() {
         "initialize" => Client.serve(transport).await?,
