@@ -643,3 +643,59 @@ async fn a_huge_body_is_refused() {
     let answer = client.post(&huge).await;
     assert_eq!(answer.status, 413);
 }
+
+/// A detached call whose session is deleted before it ends: its stream ends
+/// without a result, and the webhook gets a JSON-RPC error for it instead of
+/// silence; its detached slot is freed.
+#[tokio::test]
+async fn a_call_whose_session_ends_first_gets_an_error_at_the_webhook() {
+    let mut webhook = Webhook::start(0).await;
+    let server = Server::start(HybridLayer::builder(outbox(loopback_policy(), None))).await;
+    let mut client = Client::new(&server);
+    client.handshake(Some(&webhook.url)).await;
+    let answer = client.call(21, "sleep", json!({"ms": 3000})).await;
+    assert_eq!(answer.status, 202, "{answer:?}");
+    let deleted = client
+        .http
+        .delete(&client.url)
+        .header(
+            "mcp-session-id",
+            client.session.as_deref().expect("a session"),
+        )
+        .send()
+        .await
+        .expect("DELETE");
+    assert!(deleted.status().is_success(), "{deleted:?}");
+    let delivery = webhook.next().await;
+    assert_eq!(delivery.body["id"], 21, "{:?}", delivery.body);
+    assert_eq!(
+        delivery.body["error"]["code"], -32603,
+        "{:?}",
+        delivery.body
+    );
+    wait_until(|| server.layer.detached() == 0).await;
+}
+
+/// A detached call the client cancels (`notifications/cancelled`) frees its
+/// slot; the handler stops and, as MCP says of a cancelled request, no
+/// response follows at the webhook.
+#[tokio::test]
+async fn a_cancelled_webhook_call_frees_its_slot_and_gets_no_response() {
+    let mut webhook = Webhook::start(0).await;
+    let server = Server::start(HybridLayer::builder(outbox(loopback_policy(), None))).await;
+    let mut client = Client::new(&server);
+    client.handshake(Some(&webhook.url)).await;
+    let answer = client.call(31, "sleep", json!({"ms": 4000})).await;
+    assert_eq!(answer.status, 202, "{answer:?}");
+    let cancel = json!({"jsonrpc":"2.0","method":"notifications/cancelled",
+        "params":{"requestId":31,"reason":"changed my mind"}});
+    assert_eq!(client.post(&cancel).await.status, 202);
+    wait_until(|| server.layer.detached() == 0).await;
+    // The next call's result is the next thing the webhook gets.
+    assert_eq!(
+        client.call(32, "add", json!({"a": 1, "b": 1})).await.status,
+        202
+    );
+    let delivery = webhook.next().await;
+    assert_eq!(delivery.body["id"], 32, "{:?}", delivery.body);
+}

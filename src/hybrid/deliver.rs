@@ -9,9 +9,12 @@
 //! dead-letter outbox with the reason, or, without one, is logged as an
 //! error with its body. A stream that ends without a result (the session
 //! was deleted, the server is stopping) gets a JSON-RPC error delivered in
-//! its place, so the caller is never left waiting in silence.
+//! its place, so the caller is never left waiting in silence, unless the
+//! client cancelled the call (a cancelled request gets no response).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::body::Body;
 use futures::StreamExt;
@@ -47,6 +50,48 @@ pub(super) struct Call {
     pub(super) tool: String,
     /// Where its messages go.
     pub(super) hook: Arc<Hook>,
+    /// Set when the client cancels it.
+    pub(super) cancelled: Arc<AtomicBool>,
+}
+
+/// The detached calls, by session and JSON-RPC id, so a client's
+/// `notifications/cancelled` can be noted (at most `max_detached` entries).
+#[derive(Debug, Default)]
+pub(super) struct Calls {
+    table: Mutex<HashMap<(String, String), Arc<AtomicBool>>>,
+}
+
+impl Calls {
+    /// Registers the call `id` of `session`; its cancellation flag.
+    pub(super) fn register(&self, session: &str, id: &Value) -> Arc<AtomicBool> {
+        let flag = Arc::new(AtomicBool::new(false));
+        self.lock()
+            .insert((session.to_owned(), id_text(id)), flag.clone());
+        flag
+    }
+
+    /// Notes that the client cancelled call `id` of `session`.
+    pub(super) fn cancel(&self, session: &str, id: &Value) {
+        if let Some(flag) = self.lock().get(&(session.to_owned(), id_text(id))) {
+            flag.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Forgets a call that ended (unless a later call took its key).
+    fn end(&self, call: &Call) {
+        let mut table = self.lock();
+        let key = (call.session.clone(), id_text(&call.id));
+        if table
+            .get(&key)
+            .is_some_and(|flag| Arc::ptr_eq(flag, &call.cancelled))
+        {
+            table.remove(&key);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Arc<AtomicBool>>> {
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// Delivers `call`'s messages read from `body`; the permit, one of the
@@ -81,13 +126,17 @@ pub(super) async fn run(
         },
         Answer::Sse => courier.relay_sse(body).await,
     };
-    if !answered {
+    courier.shared.calls.end(&courier.call);
+    if !answered && courier.call.cancelled.load(Ordering::SeqCst) {
+        // A cancelled request gets no response (MCP): its caller gave up.
+        tracing::debug!(session = %courier.call.session, call = %id_text(&courier.call.id), "hybrid: cancelled call ended");
+    } else if !answered {
         let error = json!({
             "jsonrpc": "2.0",
             "id": courier.call.id,
             "error": {
                 "code": -32603,
-                "message": "the call ended without a result (its session closed or the server is stopping)",
+                "message": "the call ended without a result (its session was closed, or the server stopped or closed its stream)",
             },
         });
         courier.deliver(error.to_string()).await;

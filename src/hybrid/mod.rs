@@ -32,7 +32,8 @@
 //!   goes, with the rest of the call, to the
 //!   [dead-letter outbox](HybridBuilder::dead_letter) with the reason (or is
 //!   logged as an error with its body); a stream ending without a result
-//!   gets a JSON-RPC error delivered instead. At most
+//!   gets a JSON-RPC error delivered instead, unless the client cancelled
+//!   the call (`notifications/cancelled` in its session). At most
 //!   [`max_detached`](HybridBuilder::max_detached) calls are detached at
 //!   once; beyond that the call is refused `503` with `Retry-After` before it
 //!   runs.
@@ -41,6 +42,9 @@
 //!   the POST's own stream. Nothing is lost; Python asyncmcp drops such a
 //!   result.
 //! * **Everything else** passes through untouched.
+//!
+//! Webhooks need sessions: rmcp's default (`legacy_session_mode`) mints
+//! them; a stateless service mints none, and the layer then changes nothing.
 //!
 //! Python keeps the POST's stream of a webhook call open, unanswered, until
 //! the session ends; here it ends at once. The threat notes are in
@@ -69,7 +73,7 @@ use tower_service::Service;
 use crate::queue::webhook::WebhookOutbox;
 use crate::queue::{Outbox, QueueError, QueueMessage};
 use crate::wire::attr;
-use deliver::{Answer, Call};
+use deliver::{Answer, Call, Calls};
 use sessions::{Hook, Sessions};
 
 /// The session header of MCP Streamable HTTP.
@@ -163,6 +167,7 @@ impl HybridBuilder {
                 outbox: self.outbox,
                 tools: self.tools,
                 sessions: Sessions::new(self.max_sessions),
+                calls: Calls::default(),
                 detached: Arc::new(Semaphore::new(self.max_detached)),
                 max_detached: self.max_detached,
                 max_body: self.max_body,
@@ -181,6 +186,7 @@ struct Shared {
     outbox: WebhookOutbox,
     tools: HashSet<String>,
     sessions: Sessions,
+    calls: Calls,
     detached: Arc<Semaphore>,
     max_detached: usize,
     max_body: usize,
@@ -296,6 +302,8 @@ enum Kind {
     Initialize { id: Value, url: String },
     /// `tools/call` of a webhook tool.
     WebhookCall { id: Value, tool: String },
+    /// `notifications/cancelled` of request `id`.
+    Cancel { id: Value },
     /// Anything else.
     Other,
 }
@@ -304,13 +312,19 @@ fn classify(body: &[u8], tools: &HashSet<String>) -> Kind {
     let Ok(Value::Object(message)) = serde_json::from_slice::<Value>(body) else {
         return Kind::Other;
     };
-    let (Some(method), Some(id)) = (
-        message.get("method").and_then(Value::as_str),
-        message.get("id"),
-    ) else {
+    let Some(method) = message.get("method").and_then(Value::as_str) else {
         return Kind::Other;
     };
     let params = message.get("params");
+    if method == "notifications/cancelled" {
+        return match params.and_then(|params| params.get("requestId")) {
+            Some(id) => Kind::Cancel { id: id.clone() },
+            None => Kind::Other,
+        };
+    }
+    let Some(id) = message.get("id") else {
+        return Kind::Other;
+    };
     match method {
         "initialize" => {
             let url = params
@@ -402,6 +416,10 @@ where
         .and_then(|value| value.to_str().ok())
         .map(|id| id.chars().take(256).collect::<String>());
     let request = Request::from_parts(parts, Body::from(bytes));
+    if let (Kind::Cancel { id }, Some(session)) = (&kind, &session) {
+        // Its stream will end without a result: nothing to report then.
+        shared.calls.cancel(session, id);
+    }
 
     match (kind, session) {
         // Only a new session gets a webhook: an `initialize` naming a
@@ -459,11 +477,13 @@ where
             if let Ok(value) = HeaderValue::from_str(&session) {
                 accepted.headers_mut().insert(SESSION_HEADER, value);
             }
+            let cancelled = shared.calls.register(&session, &id);
             let call = Call {
                 id,
                 session,
                 tool,
                 hook,
+                cancelled,
             };
             tokio::spawn(deliver::run(shared.clone(), call, answer, body, permit));
             accepted
