@@ -18,7 +18,9 @@
 //!   inner service answers with, in a bounded table
 //!   ([`max_sessions`](HybridBuilder::max_sessions)), until the session is
 //!   deleted (`DELETE`) or the inner service answers `404` for it.
-//! * **`tools/call` of a webhook tool** ([`webhook_tools`](HybridBuilder::webhook_tools))
+//! * **`tools/call` of a webhook tool** ([`webhook_tools`](HybridBuilder::webhook_tools)
+//!   by name, or [`webhook_tools_marked`](HybridBuilder::webhook_tools_marked)
+//!   by a `_meta` marker in the tool's definition)
 //!   in a session with a webhook: the request goes to the inner service; once
 //!   its answer's head arrives (so session errors, `400`/`404`, pass through
 //!   unchanged) the caller gets `202 Accepted` and the HTTP exchange ends. A
@@ -78,6 +80,9 @@ use sessions::{Hook, Sessions};
 
 /// The session header of MCP Streamable HTTP.
 pub const SESSION_HEADER: &str = "mcp-session-id";
+/// The tool `_meta` key marking a webhook tool (value `true`); see
+/// [`HybridBuilder::webhook_tools_marked`].
+pub const WEBHOOK_TOOL_META: &str = "asyncmcp/webhook";
 /// How many sessions' webhooks are remembered by default.
 pub const DEFAULT_MAX_SESSIONS: usize = 10_000;
 /// How many webhook calls may be detached at once by default.
@@ -123,6 +128,29 @@ impl HybridBuilder {
         S: Into<String>,
     {
         self.tools.extend(tools.into_iter().map(Into::into));
+        self
+    }
+
+    /// Answers calls of the tools among `tools` whose `_meta` has
+    /// [`WEBHOOK_TOOL_META`] set to `true` at the caller's webhook, e.g. the
+    /// tools of an rmcp `ToolRouter` (`router.list_all()`). The marker is in
+    /// the tool's own definition, so clients see in `tools/list` which tools
+    /// answer at their webhook.
+    pub fn webhook_tools_marked<'a, I>(mut self, tools: I) -> Self
+    where
+        I: IntoIterator<Item = &'a rmcp::model::Tool>,
+    {
+        for tool in tools {
+            let marked = tool
+                .meta
+                .as_ref()
+                .and_then(|meta| meta.0.get(WEBHOOK_TOOL_META))
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            if marked {
+                self.tools.insert(tool.name.to_string());
+            }
+        }
         self
     }
 
@@ -564,4 +592,70 @@ fn jsonrpc_error(
         );
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::webhook::WebhookPolicy;
+    use rmcp::model::{MetaObject, Tool};
+
+    fn tool(name: &'static str, meta: Option<Value>) -> Tool {
+        let tool = Tool::new(name, "a tool", Arc::new(serde_json::Map::new()));
+        match meta {
+            Some(Value::Object(meta)) => tool.with_meta(MetaObject(meta)),
+            _ => tool,
+        }
+    }
+
+    #[test]
+    fn tools_marked_in_their_meta_are_webhook_tools() {
+        let outbox = WebhookOutbox::builder(WebhookPolicy::prefixes(["https://"]))
+            .build()
+            .expect("an outbox");
+        let tools = [
+            tool("marked", Some(json!({WEBHOOK_TOOL_META: true}))),
+            tool("false", Some(json!({WEBHOOK_TOOL_META: false}))),
+            tool("text", Some(json!({WEBHOOK_TOOL_META: "yes"}))),
+            tool("other", Some(json!({"other": true}))),
+            tool("bare", None),
+        ];
+        let builder = HybridLayer::builder(outbox)
+            .webhook_tools(["named"])
+            .webhook_tools_marked(&tools);
+        let mut names: Vec<&str> = builder.tools.iter().map(String::as_str).collect();
+        names.sort();
+        assert_eq!(names, ["marked", "named"]);
+    }
+
+    #[test]
+    fn only_webhook_tools_calls_and_webhook_initializes_are_picked_out() {
+        let tools: HashSet<String> = ["slow".to_owned()].into();
+        let kind = |body: Value| classify(body.to_string().as_bytes(), &tools);
+        assert!(matches!(
+            kind(json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"slow"}})),
+            Kind::WebhookCall { .. }
+        ));
+        for other in [
+            json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"fast"}}),
+            json!({"jsonrpc":"2.0","method":"tools/call","params":{"name":"slow"}}),
+            json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}),
+            json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{}}),
+            json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"_meta":{"webhookUrl":7}}}),
+            json!([{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"slow"}}]),
+        ] {
+            assert!(matches!(kind(other.clone()), Kind::Other), "{other}");
+        }
+        assert!(matches!(
+            kind(json!({"jsonrpc":"2.0","id":0,"method":"initialize",
+                "params":{"_meta":{"webhookUrl":"https://x/"}}})),
+            Kind::Initialize { .. }
+        ));
+        assert!(matches!(
+            kind(json!({"jsonrpc":"2.0","method":"notifications/cancelled",
+                "params":{"requestId":3}})),
+            Kind::Cancel { .. }
+        ));
+        assert!(matches!(classify(b"not json", &tools), Kind::Other));
+    }
 }
