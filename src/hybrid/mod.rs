@@ -418,8 +418,7 @@ where
         let deleting = request.method() == Method::DELETE;
         let response = forward(inner, request.map(Body::new)).await;
         if let Some(session) = &session
-            && (response.status() == StatusCode::NOT_FOUND
-                || deleting && response.status().is_success())
+            && (session_gone(&response) || deleting && response.status().is_success())
         {
             shared.sessions.forget(session);
         }
@@ -494,7 +493,7 @@ where
             let response = forward(inner, request).await;
             let answer = answer_of(&response);
             let (Some(answer), true) = (answer, response.status() == StatusCode::OK) else {
-                if response.status() == StatusCode::NOT_FOUND {
+                if session_gone(&response) {
                     shared.sessions.forget(&session);
                 }
                 return response;
@@ -519,7 +518,7 @@ where
         (_, session) => {
             let response = forward(inner, request).await;
             if let Some(session) = session
-                && response.status() == StatusCode::NOT_FOUND
+                && session_gone(&response)
             {
                 shared.sessions.forget(&session);
             }
@@ -540,6 +539,13 @@ fn check_url(shared: &Shared, url: &str) -> Result<(), String> {
         .check_url(url)
         .map(drop)
         .map_err(|error| error.to_string())
+}
+
+/// Whether `response` says its session is unknown: a `404` that is not a
+/// JSON-RPC error (rmcp answers an unknown session `404` in plain text; a
+/// `404` with a JSON-RPC body is an unknown method on the stateless path).
+fn session_gone(response: &Response<Body>) -> bool {
+    response.status() == StatusCode::NOT_FOUND && answer_of(response) != Some(Answer::Json)
 }
 
 /// How the inner service answered a call, when it is a stream or body the
