@@ -3,282 +3,23 @@
 //! `streamable_http_webhook_client` and by a raw HTTP client. Loopback only:
 //! every webhook is this test's own listener.
 
+mod support;
+
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use asyncmcp::MemoryBroker;
-use asyncmcp::hybrid::{HybridBuilder, HybridLayer};
+use asyncmcp::hybrid::HybridLayer;
 use asyncmcp::queue::memory::MemoryQueueOptions;
-use asyncmcp::queue::webhook::{WebhookOutbox, WebhookPolicy, WebhookSigner, WebhookVerifier};
+use asyncmcp::queue::webhook::{WebhookPolicy, WebhookSigner, WebhookVerifier};
 use asyncmcp::queue::{Inbox, Outbox};
-use asyncmcp_testkit::demo_tools::{DemoServer, DemoStats};
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
-use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
-use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
-use tower_layer::Layer;
 
-/// The tools the tests answer at the webhook.
-const WEBHOOK_TOOLS: [&str; 4] = ["add", "fail", "hash", "sleep"];
-
-/// One POST to the test's webhook.
-#[derive(Debug)]
-struct Delivery {
-    headers: HeaderMap,
-    body: Value,
-    raw: String,
-}
-
-/// The test's webhook on 127.0.0.1: the first `failures` POSTs get 503,
-/// the rest 200 and land in `deliveries`.
-struct Webhook {
-    url: String,
-    deliveries: mpsc::UnboundedReceiver<Delivery>,
-    attempts: Arc<AtomicUsize>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Webhook {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl Webhook {
-    async fn start(failures: usize) -> Self {
-        let (tx, deliveries) = mpsc::unbounded_channel();
-        let attempts = Arc::new(AtomicUsize::new(0));
-        let seen = attempts.clone();
-        let app = axum::Router::new().route(
-            "/hooks/mcp",
-            post(move |headers: HeaderMap, raw: String| {
-                let tx = tx.clone();
-                let attempt = seen.fetch_add(1, Ordering::SeqCst);
-                async move {
-                    if attempt < failures {
-                        return (StatusCode::SERVICE_UNAVAILABLE, "down");
-                    }
-                    let body = serde_json::from_str(&raw).expect("a JSON delivery");
-                    let _ = tx.send(Delivery { headers, body, raw });
-                    (StatusCode::OK, r#"{"status":"success"}"#)
-                }
-            }),
-        );
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let url = format!("http://{}/hooks/mcp", listener.local_addr().expect("addr"));
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.expect("webhook serves");
-        });
-        Self {
-            url,
-            deliveries,
-            attempts,
-            task,
-        }
-    }
-
-    /// The next delivery, within 10 s.
-    async fn next(&mut self) -> Delivery {
-        tokio::time::timeout(Duration::from_secs(10), self.deliveries.recv())
-            .await
-            .expect("a delivery within 10 s")
-            .expect("webhook running")
-    }
-}
-
-/// A listener that only counts the connections made to it.
-struct Counter {
-    url: String,
-    connections: Arc<AtomicUsize>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Counter {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl Counter {
-    async fn start(host: &str) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let connections = Arc::new(AtomicUsize::new(0));
-        let count = connections.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((_stream, _)) = listener.accept().await {
-                count.fetch_add(1, Ordering::SeqCst);
-            }
-        });
-        Self {
-            url: format!("http://{host}:{port}/hooks/mcp"),
-            connections,
-            task,
-        }
-    }
-}
-
-fn loopback_policy() -> WebhookPolicy {
-    WebhookPolicy::prefixes(["http://127.0.0.1:"])
-        .allow_http(true)
-        .allow_loopback(true)
-}
-
-fn outbox(policy: WebhookPolicy, signer: Option<WebhookSigner>) -> WebhookOutbox {
-    let mut builder = WebhookOutbox::builder(policy)
-        .max_attempts(4)
-        .backoff(Duration::from_millis(20), Duration::from_millis(80))
-        .deadline(Duration::from_secs(5));
-    if let Some(signer) = signer {
-        builder = builder.signer(signer);
-    }
-    builder.build().expect("an outbox")
-}
-
-/// rmcp's Streamable HTTP server with the demo tools, behind the hybrid, on
-/// 127.0.0.1.
-struct Server {
-    url: String,
-    layer: HybridLayer,
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.cancel();
-        self.task.abort();
-    }
-}
-
-impl Server {
-    async fn start(hybrid: HybridBuilder) -> Self {
-        let layer = hybrid.webhook_tools(WEBHOOK_TOOLS).build();
-        let stop = CancellationToken::new();
-        let factory = DemoServer::factory(Arc::new(DemoStats::default()));
-        let service = StreamableHttpService::new(
-            move || Ok(factory()),
-            Arc::new(LocalSessionManager::default()),
-            StreamableHttpServerConfig::default().with_cancellation_token(stop.child_token()),
-        );
-        let router = axum::Router::new().route_service("/mcp", layer.layer(service));
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let url = format!("http://{}/mcp", listener.local_addr().expect("addr"));
-        let task = tokio::spawn(async move {
-            axum::serve(listener, router).await.expect("server serves");
-        });
-        Self {
-            url,
-            layer,
-            stop,
-            task,
-        }
-    }
-}
-
-/// A raw Streamable HTTP client, posting as Python's does.
-struct Client {
-    http: reqwest::Client,
-    url: String,
-    session: Option<String>,
-}
-
-/// One answer: status, headers, and the JSON-RPC messages of its body (an
-/// SSE stream or one JSON document).
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    headers: HeaderMap,
-    text: String,
-    messages: Vec<Value>,
-}
-
-impl Client {
-    fn new(server: &Server) -> Self {
-        Self {
-            http: reqwest::Client::new(),
-            url: server.url.clone(),
-            session: None,
-        }
-    }
-
-    async fn post(&self, body: &Value) -> Answer {
-        let mut request = self
-            .http
-            .post(&self.url)
-            .header("Accept", "application/json, text/event-stream")
-            .header("Content-Type", "application/json")
-            .header("X-Client-ID", "raw-hybrid-client");
-        if let Some(session) = &self.session {
-            request = request.header("mcp-session-id", session);
-        }
-        let response = request.body(body.to_string()).send().await.expect("POST");
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let text = response.text().await.expect("body");
-        let messages = if text.trim_start().starts_with('{') {
-            vec![serde_json::from_str(&text).expect("JSON")]
-        } else {
-            text.lines()
-                .filter_map(|line| line.strip_prefix("data:"))
-                .map(str::trim)
-                .filter(|data| !data.is_empty())
-                .map(|data| serde_json::from_str(data).expect("JSON event"))
-                .collect()
-        };
-        Answer {
-            status,
-            headers,
-            text,
-            messages,
-        }
-    }
-
-    /// Initializes (naming `webhook` when given) and sends `initialized`.
-    async fn handshake(&mut self, webhook: Option<&str>) -> Answer {
-        let answer = self.post(&initialize(webhook)).await;
-        if answer.status != 200 {
-            return answer;
-        }
-        let session = answer.headers["mcp-session-id"]
-            .to_str()
-            .expect("ASCII")
-            .to_owned();
-        self.session = Some(session);
-        let initialized = json!({"jsonrpc":"2.0","method":"notifications/initialized"});
-        assert_eq!(self.post(&initialized).await.status, 202);
-        answer
-    }
-
-    async fn call(&self, id: i64, tool: &str, arguments: Value) -> Answer {
-        self.post(&call(id, tool, arguments)).await
-    }
-}
-
-fn initialize(webhook: Option<&str>) -> Value {
-    let mut params = json!({"protocolVersion":"2025-06-18","capabilities":{},
-        "clientInfo":{"name":"raw","version":"1"}});
-    if let Some(webhook) = webhook {
-        params["_meta"] = json!({"webhookUrl": webhook});
-    }
-    json!({"jsonrpc":"2.0","id":0,"method":"initialize","params": params})
-}
-
-fn call(id: i64, tool: &str, arguments: Value) -> Value {
-    json!({"jsonrpc":"2.0","id":id,"method":"tools/call",
-        "params":{"name":tool,"arguments":arguments}})
-}
-
-fn text_of(result: &Value) -> &str {
-    result["result"]["content"][0]["text"]
-        .as_str()
-        .unwrap_or_else(|| panic!("a text result: {result}"))
-}
+use support::{
+    Client, Counter, Server, Webhook, call, initialize, loopback_policy, outbox, text_of,
+    wait_until,
+};
 
 /// Python asyncmcp 0.2.1's StreamableHTTP+webhook client against the
 /// hybrid: echo on the POST's stream; add, fail (an isError result), hash
@@ -354,17 +95,6 @@ async fn python_streamable_http_webhook_client_calls_our_hybrid() {
     );
     // The client deleted its session on the way out.
     wait_until(|| server.layer.sessions() == 0).await;
-}
-
-/// Polls `done` for up to 10 s.
-async fn wait_until(done: impl Fn() -> bool) {
-    for _ in 0..200 {
-        if done() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(done(), "condition not met within 10 s");
 }
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
