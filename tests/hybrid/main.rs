@@ -429,3 +429,42 @@ async fn a_cancelled_webhook_call_frees_its_slot_and_gets_no_response() {
     let delivery = webhook.next().await;
     assert_eq!(delivery.body["id"], 32, "{:?}", delivery.body);
 }
+
+/// Only the session that made a call can cancel it: another session's
+/// `notifications/cancelled` naming the same id neither stops the call nor
+/// silences the error its caller gets when the call's session ends.
+#[tokio::test]
+async fn another_session_cannot_cancel_a_call() {
+    let mut webhook = Webhook::start(0).await;
+    let server = Server::start(HybridLayer::builder(outbox(loopback_policy(), None))).await;
+    let mut owner = Client::new(&server);
+    owner.handshake(Some(&webhook.url)).await;
+    let mut other = Client::new(&server);
+    other.handshake(None).await;
+    assert_eq!(
+        owner.call(41, "sleep", json!({"ms": 3000})).await.status,
+        202
+    );
+    let cancel = json!({"jsonrpc":"2.0","method":"notifications/cancelled",
+        "params":{"requestId":41}});
+    assert_eq!(other.post(&cancel).await.status, 202);
+    assert_eq!(server.layer.detached(), 1);
+    let deleted = owner
+        .http
+        .delete(&owner.url)
+        .header(
+            "mcp-session-id",
+            owner.session.as_deref().expect("a session"),
+        )
+        .send()
+        .await
+        .expect("DELETE");
+    assert!(deleted.status().is_success(), "{deleted:?}");
+    let delivery = webhook.next().await;
+    assert_eq!(delivery.body["id"], 41, "{:?}", delivery.body);
+    assert_eq!(
+        delivery.body["error"]["code"], -32603,
+        "{:?}",
+        delivery.body
+    );
+}
