@@ -18,8 +18,13 @@
 //! * [`client`]: [`QueueClientTransport`], an
 //!   rmcp client transport, made by its
 //!   [builder](QueueClientTransport::builder).
+//! * `hybrid` (feature `hybrid`): a tower layer in front of rmcp's Streamable
+//!   HTTP server that answers calls of chosen tools at the caller's webhook,
+//!   through the webhook outbox (Python asyncmcp's StreamableHTTP+webhook).
 
 pub mod client;
+#[cfg(feature = "hybrid")]
+pub mod hybrid;
 pub mod queue;
 pub mod server;
 pub mod wire;

@@ -1,7 +1,8 @@
 //! The server and client examples work as documented, on LocalStack:
 //! `sqs_server` + `sqs_client` and `sns_sqs_server` + `sns_sqs_client`; and
 //! `webhook_server` + `webhook_client` on loopback, signed. (The bench's
-//! own test is in bench/tests/bench.rs.)
+//! own test is in bench/tests/bench.rs.) And the one-process `hybrid` example,
+//! which needs no LocalStack.
 #![cfg(feature = "sqs")]
 
 use std::path::PathBuf;
@@ -185,4 +186,39 @@ async fn webhook_server_and_webhook_client_complete_a_signed_tool_call() {
         &[vec!["--server-url", &url]],
     )
     .await;
+}
+
+/// `cargo run --features hybrid --example hybrid` works as its docs say:
+/// echo answered on its stream, sleep answered 202, its progress and result
+/// reaching the signature-checking receiver. Needs no LocalStack.
+#[tokio::test]
+async fn the_hybrid_example_delivers_a_signed_result_at_the_webhook() {
+    let run = tokio::process::Command::new(example("hybrid"))
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the hybrid example ran over 60 s")
+        .expect("spawning the hybrid example");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the hybrid example failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("echo: HTTP 200"), "{stdout}");
+    assert!(stdout.contains("on the stream"), "{stdout}");
+    assert!(stdout.contains("sleep: HTTP 202"), "{stdout}");
+    let delivered: Vec<&str> = stdout
+        .lines()
+        .filter(|line| line.starts_with("at the webhook (signature checked)"))
+        .collect();
+    assert_eq!(delivered.len(), 5, "{stdout}");
+    assert!(
+        delivered[..4]
+            .iter()
+            .all(|line| line.contains("notifications/progress"))
+    );
+    assert!(delivered[4].contains("slept 400 ms"), "{stdout}");
 }

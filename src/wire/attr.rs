@@ -39,6 +39,15 @@ pub const INIT_META_RESPONSE_QUEUE_URL: &str = "responseQueueUrl";
 /// with [`REQUEST_ID`] naming the request.
 pub const SEQUENCE: &str = "Sequence";
 
+/// On a message for a webhook (this crate): the MCP Streamable HTTP session
+/// it belongs to, sent by the webhook outbox as the `Mcp-Session-Id` header
+/// (what Python asyncmcp's StreamableHTTP+webhook server sends).
+pub const MCP_SESSION_ID: &str = "McpSessionId";
+/// On a message for a webhook (this crate): its delivery id, the
+/// `webhook-id` of a signed delivery, when the sender chose one (otherwise
+/// the webhook outbox derives it from the message). Not sent as a header.
+pub const DELIVERY_ID: &str = "DeliveryId";
+
 /// On a request a server dead-lettered (this crate): why it gave up.
 pub const DEAD_LETTER_REASON: &str = "DeadLetterReason";
 /// On a request a server dead-lettered (this crate): how many times it was

@@ -4,8 +4,9 @@
 //! `application/json` with the headers Python asyncmcp's webhook transport
 //! sends (`X-Session-ID`, `X-Request-ID`, `X-Method`, `X-Client-ID`, from the
 //! message's `SessionId`, `RequestId`, `Method`, `ClientId` attributes; plus
-//! `X-Sequence`), and, when a [`WebhookSigner`] is set, the Standard Webhooks
-//! signature headers.
+//! `X-Sequence`, and `Mcp-Session-Id` from `McpSessionId` for the
+//! StreamableHTTP+webhook hybrid), and, when a [`WebhookSigner`] is set, the
+//! Standard Webhooks signature headers.
 //!
 //! **Retries.** A 5xx, 408 or 429 answer, a timeout or a connection failure
 //! is tried again after a pause doubling from
@@ -52,13 +53,15 @@ use super::guard::{GuardError, GuardedResolver, Lookup, SystemLookup, WebhookPol
 use super::signing::{WebhookSigner, unix_now};
 use crate::queue::address::is_queue_url;
 use crate::queue::{DEFAULT_MAX_MESSAGE_SIZE, Outbox, QueueError, QueueMessage};
+use crate::wire::attr;
 
 /// How many origins' concurrency limits are kept.
 const MAX_ORIGINS: usize = 1024;
 
 /// Message attributes sent as the headers Python asyncmcp uses.
-const HEADERS: [(&str, &str); 5] = [
+const HEADERS: [(&str, &str); 6] = [
     ("SessionId", "X-Session-ID"),
+    (attr::MCP_SESSION_ID, "Mcp-Session-Id"),
     ("RequestId", "X-Request-ID"),
     ("Method", "X-Method"),
     ("ClientId", "X-Client-ID"),
@@ -351,10 +354,14 @@ fn parse_retry_after(text: &str, now: SystemTime) -> Option<Duration> {
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
-/// The delivery id of `message`: the same for every attempt and every
+/// The delivery id of `message`: its [`DELIVERY_ID`](attr::DELIVERY_ID)
+/// when the sender chose one; else the same for every attempt and every
 /// replay of one reply (a hash of its request id, sequence, session and
 /// body), random for a message without a request id.
 pub(crate) fn delivery_id(message: &QueueMessage) -> String {
+    if let Some(id) = message.attribute(attr::DELIVERY_ID) {
+        return id.to_owned();
+    }
     let Some(request_id) = message.attribute("RequestId") else {
         return format!("msg_{}", uuid::Uuid::new_v4().simple());
     };
