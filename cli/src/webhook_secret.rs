@@ -13,8 +13,10 @@
 //! unset variable is the one way to talk to peers that sign nothing, such
 //! as Python asyncmcp 0.2.1.
 //!
-//! Rotation is not offered: the library's verifier holds one secret, so a
-//! change of secret means restarting both ends with the new one.
+//! Rotation: [`PREVIOUS_VAR`] holds the secret being rotated out, which is
+//! still accepted on what this process receives (it never signs with it).
+//! Set the new secret on the receivers with the old one as previous, then
+//! move the senders to the new secret, then drop the previous one.
 
 use std::fmt;
 
@@ -23,6 +25,10 @@ use base64::Engine;
 
 /// The variable holding the secret.
 pub(crate) const SECRET_VAR: &str = "ASYNCMCP_WEBHOOK_SECRET";
+
+/// The variable holding the secret being rotated out (accepted, not used
+/// to sign).
+pub(crate) const PREVIOUS_VAR: &str = "ASYNCMCP_WEBHOOK_SECRET_PREVIOUS";
 
 /// The shortest secret taken, in bytes: the Standard Webhooks
 /// specification asks for 24 to 64 random bytes.
@@ -33,13 +39,16 @@ const MIN_SECRET_BYTES: usize = 24;
 pub(crate) enum SecretError {
     /// Not `whsec_` followed by standard base64.
     #[error(
-        "{SECRET_VAR} is not a Standard Webhooks secret: expected `whsec_` followed by base64 \
+        "{0} is not a Standard Webhooks secret: expected `whsec_` followed by base64 \
          (e.g. `whsec_$(openssl rand -base64 32)`)"
     )]
-    Encoding,
+    Encoding(&'static str),
     /// Fewer than [`MIN_SECRET_BYTES`] bytes.
-    #[error("{SECRET_VAR} holds {0} bytes; at least {MIN_SECRET_BYTES} are needed")]
-    Short(usize),
+    #[error("{0} holds {1} bytes; at least {MIN_SECRET_BYTES} are needed")]
+    Short(&'static str, usize),
+    /// A previous secret with no current one.
+    #[error("{PREVIOUS_VAR} is set but {SECRET_VAR} is not")]
+    PreviousAlone,
 }
 
 /// A checked secret: the signer of what this process POSTs, and the
@@ -56,30 +65,44 @@ impl fmt::Debug for WebhookSecret {
 }
 
 impl WebhookSecret {
-    /// The secret in [`SECRET_VAR`], if set (and not blank).
+    /// The secret in [`SECRET_VAR`], if set (and not blank), with the one
+    /// in [`PREVIOUS_VAR`] also accepted when that is set.
     pub(crate) fn from_env(
         var: impl Fn(&str) -> Option<String>,
     ) -> Result<Option<Self>, SecretError> {
-        let Some(text) = var(SECRET_VAR).filter(|text| !text.trim().is_empty()) else {
-            return Ok(None);
+        let read = |name| var(name).filter(|text: &String| !text.trim().is_empty());
+        let previous = read(PREVIOUS_VAR);
+        let Some(text) = read(SECRET_VAR) else {
+            return match previous {
+                Some(_) => Err(SecretError::PreviousAlone),
+                None => Ok(None),
+            };
         };
-        Self::parse(text.trim()).map(Some)
-    }
-
-    /// Reads `text` as the `standardwebhooks` crate does (`whsec_` optional,
-    /// standard base64), and checks its length.
-    fn parse(text: &str) -> Result<Self, SecretError> {
-        let encoded = text.strip_prefix("whsec_").unwrap_or(text);
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(encoded)
-            .map_err(|_| SecretError::Encoding)?;
-        if bytes.len() < MIN_SECRET_BYTES {
-            return Err(SecretError::Short(bytes.len()));
+        let text = checked(SECRET_VAR, text.trim())?;
+        let signer = WebhookSigner::new(text).map_err(|_| SecretError::Encoding(SECRET_VAR))?;
+        let mut verifier =
+            WebhookVerifier::new(text).map_err(|_| SecretError::Encoding(SECRET_VAR))?;
+        if let Some(previous) = &previous {
+            let previous = checked(PREVIOUS_VAR, previous.trim())?;
+            verifier = verifier
+                .with_previous(previous)
+                .map_err(|_| SecretError::Encoding(PREVIOUS_VAR))?;
         }
-        let signer = WebhookSigner::new(text).map_err(|_| SecretError::Encoding)?;
-        let verifier = WebhookVerifier::new(text).map_err(|_| SecretError::Encoding)?;
-        Ok(Self { signer, verifier })
+        Ok(Some(Self { signer, verifier }))
     }
+}
+
+/// `text` of variable `var`, read as the `standardwebhooks` crate reads it
+/// (`whsec_` optional, standard base64), with its length checked.
+fn checked<'a>(var: &'static str, text: &'a str) -> Result<&'a str, SecretError> {
+    let encoded = text.strip_prefix("whsec_").unwrap_or(text);
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map_err(|_| SecretError::Encoding(var))?;
+    if bytes.len() < MIN_SECRET_BYTES {
+        return Err(SecretError::Short(var, bytes.len()));
+    }
+    Ok(text)
 }
 
 #[cfg(test)]
@@ -102,11 +125,50 @@ mod tests {
         // Bare base64 is taken too, as the crate takes it.
         assert!(WebhookSecret::from_env(env("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")).is_ok());
         let error = WebhookSecret::from_env(env("whsec_not base64!")).expect_err("refused");
-        assert!(matches!(error, SecretError::Encoding));
+        assert!(matches!(error, SecretError::Encoding(SECRET_VAR)));
         assert!(!error.to_string().contains("not base64!"), "{error}");
         assert!(matches!(
             WebhookSecret::from_env(env("whsec_c2VjcmV0LXR3bw==")),
-            Err(SecretError::Short(10))
+            Err(SecretError::Short(SECRET_VAR, 10))
+        ));
+    }
+
+    #[test]
+    fn a_previous_secret_is_accepted_on_receipt_and_checked() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|since| since.as_secs() as i64)
+            .expect("a clock after 1970");
+        let new = "whsec_bmV3LXNlY3JldC1hZnRlci10aGUtcm90YXRpb24=";
+        let old = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let both = |name: &str| match name {
+            SECRET_VAR => Some(new.to_owned()),
+            PREVIOUS_VAR => Some(old.to_owned()),
+            _ => None,
+        };
+        let read = WebhookSecret::from_env(both).expect("valid").expect("set");
+        let mut headers = axum::http::HeaderMap::new();
+        let signer = WebhookSigner::new(old).expect("a secret");
+        for (name, value) in signer.headers("msg_old", now, "{}").expect("signed") {
+            headers.insert(name, value.parse().expect("a header value"));
+        }
+        assert!(
+            read.verifier.verify(&headers, b"{}").is_ok(),
+            "the previous secret is accepted"
+        );
+        let alone = |name: &str| (name == PREVIOUS_VAR).then(|| old.to_owned());
+        assert!(matches!(
+            WebhookSecret::from_env(alone),
+            Err(SecretError::PreviousAlone)
+        ));
+        let short = |name: &str| match name {
+            SECRET_VAR => Some(new.to_owned()),
+            PREVIOUS_VAR => Some("whsec_c2VjcmV0LXR3bw==".to_owned()),
+            _ => None,
+        };
+        assert!(matches!(
+            WebhookSecret::from_env(short),
+            Err(SecretError::Short(PREVIOUS_VAR, 10))
         ));
     }
 }

@@ -14,9 +14,9 @@
 //! inbox and outbox), [`memory`](QueueClientBuilder::memory),
 //! `connect_sqs` (feature `sqs`) or `connect_sns_sqs` (feature `sns`); the
 //! last two provision a reply queue (and topic or subscription) on connect
-//! and remove it on close. [`QueueClientTransport::sqs`] and
-//! [`QueueClientTransport::sns_sqs`] do it in one call with the AWS settings
-//! of the environment.
+//! and remove it on close. `QueueClientTransport::sqs` and
+//! `QueueClientTransport::sns_sqs` (features `sqs`, `sns`) do it in one call
+//! with the AWS settings of the environment.
 //!
 //! Signing and send retry are [layers](crate::queue::layer) of the inbox and
 //! outbox, stacked by the builder from its settings.

@@ -70,7 +70,9 @@ const WATCH_INTERVAL: Duration = Duration::from_secs(1);
      (unless --bearer-token-env names another variable); never a flag\n  \
      ASYNCMCP_WEBHOOK_SECRET        with --webhook-server, the Standard Webhooks secret (`whsec_` \
      and base64, at least 24 bytes) signing requests; replies must be signed with it too. Leave \
-     it unset for a server that signs nothing (Python asyncmcp); never a flag\n\n\
+     it unset for a server that signs nothing (Python asyncmcp); never a flag\n  \
+     ASYNCMCP_WEBHOOK_SECRET_PREVIOUS  the secret before it, still accepted on replies \
+     (rotation)\n\n\
      Webhook servers: with --webhook-server URL the server is reached over HTTP instead of a \
      queue (asyncmcp serve --webhook-listen, or Python asyncmcp's webhook transport): each \
      request is POSTed to URL (path /mcp/request when it names none) and the server POSTs the \

@@ -50,6 +50,7 @@ Environment:
   ASYNCMCP_WEBHOOK_SECRET        Standard Webhooks secret (`whsec_` and base64, at least 24
                                  bytes): signs replies POSTed to webhooks, and requests at
                                  --webhook-listen must be signed with it; never a flag
+  ASYNCMCP_WEBHOOK_SECRET_PREVIOUS  the secret before it, still accepted on requests (rotation)
   ASYNCMCP_SESSION_KEY           key sealing session ids, the same on every replica (hex or
                                  base64, at least 32 bytes; default: a random key per process)
   ASYNCMCP_SESSION_KEY_PREVIOUS  the session key before it, still accepted (rotation)

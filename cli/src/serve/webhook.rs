@@ -19,7 +19,8 @@ use std::sync::Arc;
 use asyncmcp::QueueServer;
 use asyncmcp::queue::sqs::{SqsInbox, SqsOutbox, sdk_config_from_env};
 use asyncmcp::queue::webhook::{
-    DEFAULT_PATH, WebhookInbox, WebhookOutbox, WebhookPolicy, WebhookSigner, WebhookVerifier,
+    DEFAULT_PATH, HttpLimits, WebhookInbox, WebhookOutbox, WebhookPolicy, WebhookSigner,
+    WebhookVerifier,
 };
 use asyncmcp::queue::{Outbox, QueueError, RoutingOutbox, sns, sqs};
 use asyncmcp::server::QueueServerBuilder;
@@ -121,15 +122,14 @@ impl HttpFront {
     /// Serves the inbox's routes until `stop` is cancelled (calls already
     /// accepted are still answered: the server drains after).
     pub(super) fn serve(self, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
-        let router = self.inbox.router();
-        tokio::spawn(async move {
-            let served = axum::serve(self.listener, router)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await;
-            if let Err(error) = served {
-                tracing::error!(%error, "the webhook inbox stopped serving");
-            }
-        })
+        // The library's serve loop, not axum's: it bounds connections and
+        // times out stalled heads and requests, for a port on the internet.
+        tokio::spawn(asyncmcp::queue::webhook::serve(
+            self.listener,
+            self.inbox.router(),
+            HttpLimits::default(),
+            stop,
+        ))
     }
 }
 

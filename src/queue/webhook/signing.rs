@@ -129,6 +129,9 @@ pub enum VerifyError {
 /// tolerance, id not seen before (see the [module docs](self)).
 pub struct WebhookVerifier {
     webhook: Webhook,
+    /// The secret being rotated out, still accepted (see
+    /// [`with_previous`](Self::with_previous)).
+    previous: Option<Webhook>,
     tolerance: Duration,
     capacity: usize,
     seen: Mutex<Seen>,
@@ -156,10 +159,20 @@ impl WebhookVerifier {
     pub fn new(secret: &str) -> Result<Self, SecretError> {
         Ok(Self {
             webhook: webhook(secret)?,
+            previous: None,
             tolerance: DEFAULT_TOLERANCE,
             capacity: DEFAULT_REMEMBERED_IDS,
             seen: Mutex::default(),
         })
+    }
+
+    /// Also accepts deliveries signed with `secret`, the one being rotated
+    /// out: during a rotation the receiver takes both, the senders move to
+    /// the new secret one by one, then the old one is dropped. Signing always
+    /// uses one secret ([`WebhookSigner`]).
+    pub fn with_previous(mut self, secret: &str) -> Result<Self, SecretError> {
+        self.previous = Some(webhook(secret)?);
+        Ok(self)
     }
 
     /// Accepts timestamps within `tolerance` of now, either way.
@@ -207,13 +220,15 @@ impl WebhookVerifier {
         }
         // The crate's own `verify` fixes its tolerance at 5 minutes; the
         // signature is computed by it and compared here, in constant time.
-        let expected = self
-            .webhook
-            .sign(id, timestamp, body)
-            .map_err(|_| VerifyError::BadSignature)?;
-        let matches = signatures
-            .split(' ')
-            .any(|candidate| constant_time_eq(candidate.as_bytes(), expected.as_bytes()));
+        let mut matches = false;
+        for webhook in std::iter::once(&self.webhook).chain(self.previous.as_ref()) {
+            let expected = webhook
+                .sign(id, timestamp, body)
+                .map_err(|_| VerifyError::BadSignature)?;
+            matches |= signatures
+                .split(' ')
+                .any(|candidate| constant_time_eq(candidate.as_bytes(), expected.as_bytes()));
+        }
         if !matches {
             return Err(VerifyError::BadSignature);
         }
@@ -292,6 +307,39 @@ mod tests {
         reference
             .verify(b"{\"id\":1}", &headers)
             .expect("verified by the crate");
+    }
+
+    #[test]
+    fn a_previous_secret_is_accepted_during_a_rotation_and_only_it() {
+        const NEW: &str = "whsec_bmV3LXNlY3JldC1hZnRlci10aGUtcm90YXRpb24=";
+        const OTHER: &str = "whsec_c2VjcmV0LXR3bw==";
+        let now = unix_now();
+        let rotating = WebhookVerifier::new(NEW)
+            .and_then(|verifier| verifier.with_previous(SECRET))
+            .expect("secrets");
+        let old = signed("msg_old", now, "{}");
+        assert_eq!(rotating.verify(&old, b"{}"), Ok("msg_old".to_owned()));
+        let new_signer = WebhookSigner::new(NEW).expect("a secret");
+        let mut fresh = HeaderMap::new();
+        for (name, value) in new_signer.headers("msg_new", now, "{}").expect("signed") {
+            fresh.insert(name, value.parse().expect("a header value"));
+        }
+        assert_eq!(rotating.verify(&fresh, b"{}"), Ok("msg_new".to_owned()));
+        let foreign = WebhookSigner::new(OTHER).expect("a secret");
+        let mut forged = HeaderMap::new();
+        for (name, value) in foreign.headers("msg_x", now, "{}").expect("signed") {
+            forged.insert(name, value.parse().expect("a header value"));
+        }
+        assert_eq!(
+            rotating.verify(&forged, b"{}"),
+            Err(VerifyError::BadSignature)
+        );
+        // Once rotated, the old secret is refused.
+        let rotated = WebhookVerifier::new(NEW).expect("a secret");
+        assert_eq!(
+            rotated.verify(&signed("msg_late", now, "{}"), b"{}"),
+            Err(VerifyError::BadSignature)
+        );
     }
 
     #[test]
