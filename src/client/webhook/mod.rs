@@ -651,7 +651,8 @@ impl Transport<RoleClient> for WebhookClientTransport {
         async move { shared.send(item).await }
     }
 
-    /// Cancel-safe (see [`Reorder::next_from`]).
+    /// Cancel-safe: a message leaves the channel and enters the reordering
+    /// buffer in one step, with no await between.
     async fn receive(&mut self) -> Option<ServerJsonRpcMessage> {
         self.order.next_from(&mut self.incoming).await
     }

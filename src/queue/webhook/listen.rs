@@ -60,8 +60,10 @@ impl Default for HttpLimits {
 }
 
 /// Serves `router` on `listener` within `limits` until `stop` is
-/// cancelled, then waits for the connections open to finish (see the
-/// [module docs](self)). Accept errors (e.g. out of file descriptors) are
+/// cancelled, then waits for the connections open to finish. Past
+/// `max_connections`, new connections wait in the kernel's accept backlog;
+/// a head slower than `header_read_timeout` ends its connection; an
+/// exchange slower than `request_timeout` is answered 408. Accept errors (e.g. out of file descriptors) are
 /// logged and retried after a pause, never fatal.
 pub async fn serve(
     listener: TcpListener,
