@@ -2,13 +2,15 @@
 //! [`WebhookInbox`] and answering through a [`WebhookOutbox`], called
 //! through a [`WebhookClientTransport`], on loopback.
 //!
-//! Both sides keep the library's defaults except what loopback needs: the
-//! outbox may POST to `http://127.0.0.1` (plain HTTP and loopback allowed),
-//! and the server takes reply addresses there. With `--signed` the outbox
+//! Both sides keep the library's defaults except what loopback needs (the
+//! outbox may POST to `http://127.0.0.1`: plain HTTP and loopback allowed,
+//! and the server takes reply addresses there) and the server's idle poll
+//! (see [`IDLE_POLL`]). With `--signed` the outbox
 //! signs every delivery (Standard Webhooks) and the client accepts only
 //! signed ones, as they would across a network.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use asyncmcp::queue::Outbox;
@@ -31,6 +33,9 @@ const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 /// Where webhooks may go: this host's loopback, over plain HTTP.
 const LOOPBACK: &str = "http://127.0.0.1:";
+
+/// How long the server's receives wait when no request comes.
+const IDLE_POLL: Duration = Duration::from_secs(1);
 
 /// What a webhook process needs to know.
 #[derive(clap::Args, Clone)]
@@ -73,6 +78,10 @@ pub async fn serve(args: WebhookArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let server = QueueServer::builder(inbox.clone(), inbox.tap(outbox))
         .max_in_flight(ours::MAX_IN_FLIGHT)
+        // The webhook inbox is in memory: a receive returns as soon as a
+        // request arrives, so the wait only bounds an idle poll, and the
+        // shutdown, which lets the last poll finish (20 s by default).
+        .wait(IDLE_POLL)
         .allow_reply_prefix(LOOPBACK)
         .build(DemoServer::factory(Arc::new(DemoStats::default())))
         .spawn(shutdown.clone());
