@@ -14,15 +14,8 @@ async fn bench_measures_webhooks_against_floor_sqs_and_python() {
     std::fs::create_dir_all(&dir).expect("temp dir");
     let json = dir.join("results.json");
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_bench"))
-        .args([
-            "--scenario",
-            "webhook",
-            "--calls",
-            "12",
-            "--python-calls",
-            "6",
-        ])
-        .args(["--in-flight", "1,4"])
+        .args(["--scenario", "webhook", "--in-flight", "1,4"])
+        .args(["--calls", "12", "--python-calls", "6", "--http-calls", "20"])
         .arg("--json")
         .arg(&json)
         .arg("--python")
@@ -40,9 +33,9 @@ async fn bench_measures_webhooks_against_floor_sqs_and_python() {
         String::from_utf8_lossy(&output.stderr)
     );
     for line in [
-        "| raw HTTP round trip (floor) | 4 | 12 | 0 |",
-        "| asyncmcp webhook | 4 | 12 | 0 |",
-        "| asyncmcp webhook (signed) | 4 | 12 | 0 |",
+        "| raw HTTP round trip (floor) | 4 | 20 | 0 |",
+        "| asyncmcp webhook | 4 | 20 | 0 |",
+        "| asyncmcp webhook (signed) | 4 | 20 | 0 |",
         "| asyncmcp SQS (LocalStack) | 4 | 12 | 0 |",
         "| Python asyncmcp webhook | 4 | 6 | 0 |",
         "webhook / floor calls/s",
@@ -76,10 +69,10 @@ async fn bench_measures_webhooks_against_floor_sqs_and_python() {
     assert_eq!(stacks, expected, "{rows:#?}");
     for row in &rows {
         let figure = |name: &str| row[name].as_f64().unwrap_or(-1.0);
-        let asked = if row["stack"] == "python-webhook" {
-            6
-        } else {
-            12
+        let asked = match row["stack"].as_str() {
+            Some("python-webhook") => 6,
+            Some("sqs") => 12,
+            _ => 20,
         };
         assert_eq!(
             (row["calls"].as_u64(), row["errors"].as_u64()),

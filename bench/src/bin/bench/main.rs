@@ -84,6 +84,11 @@ struct Args {
     /// several times slower.
     #[arg(long, default_value_t = 200)]
     python_calls: usize,
+    /// Tool calls per in-flight level for our stacks over HTTP on loopback
+    /// (`raw-http`, `webhook`, `webhook-signed`), tens of times faster than
+    /// over a queue: enough for a level to last a second or more.
+    #[arg(long, default_value_t = 5000)]
+    http_calls: usize,
     /// Tool calls for the process-per-request baseline, which starts a
     /// server process per call.
     #[arg(long, default_value_t = 30)]
@@ -309,7 +314,10 @@ async fn bench(mut args: Args) -> anyhow::Result<()> {
         args.in_flight = args.scenario.in_flight();
     }
     anyhow::ensure!(
-        args.calls > 0 && args.python_calls > 0 && args.per_request_calls > 0,
+        args.calls > 0
+            && args.python_calls > 0
+            && args.per_request_calls > 0
+            && args.http_calls > 0,
         "--calls must be at least 1"
     );
     anyhow::ensure!(
@@ -401,6 +409,7 @@ async fn measure(
     let (calls, levels) = match stack {
         _ if stack.is_python() => (args.python_calls, &args.in_flight),
         Stack::PerRequest => (args.per_request_calls, &args.per_request_in_flight),
+        _ if stack.is_http() => (args.http_calls, &args.in_flight),
         _ => (args.calls, &args.in_flight),
     };
     let mut rows = Vec::new();
