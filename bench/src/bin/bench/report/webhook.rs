@@ -69,14 +69,13 @@ pub fn markdown(rows: &[Row]) -> String {
     out.push_str(
         "\n| in flight | webhook / floor calls/s | webhook / floor p50 \
          | signed / unsigned calls/s | webhook / SQS calls/s | webhook / SQS p50 \
-         | webhook / Python webhook calls/s | webhook / Python webhook p50 \
-         | Python webhook / floor calls/s |\n\
-         |---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+         | webhook / Python webhook calls/s | webhook / Python webhook p50 |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for level in levels {
         let _ = writeln!(
             out,
-            "| {level} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {level} | {} | {} | {} | {} | {} | {} | {} |",
             ratio(Stack::Webhook, Stack::RawHttp, level, calls_per_s),
             ratio(Stack::Webhook, Stack::RawHttp, level, p50),
             ratio(Stack::WebhookSigned, Stack::Webhook, level, calls_per_s),
@@ -84,7 +83,6 @@ pub fn markdown(rows: &[Row]) -> String {
             ratio(Stack::Webhook, Stack::Sqs, level, p50),
             ratio(Stack::Webhook, Stack::PythonWebhook, level, calls_per_s),
             ratio(Stack::Webhook, Stack::PythonWebhook, level, p50),
-            ratio(Stack::PythonWebhook, Stack::RawHttp, level, calls_per_s),
         );
     }
     out
