@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The asyncmcp benchmark: ours against the raw SQS ceiling and Python asyncmcp 0.2.1, or
-# (--scenario serve) `asyncmcp serve` against the library's server and a process per request.
+# (--scenario serve) `asyncmcp serve` against the library's server and a process per request,
+# or (--scenario webhook) the webhook transport against a raw HTTP round trip, SQS and Python.
 #
 #   scripts/bench.sh [bench options...]     e.g. scripts/bench.sh --calls 500 --in-flight 1,50
 #   scripts/bench.sh --scenario serve       asyncmcp serve wrapping server-everything, alone
+#   scripts/bench.sh --scenario webhook     webhooks on loopback; SQS on LocalStack beside them
 #   scripts/bench.sh --help                 every option
 #
 # It installs Python asyncmcp 0.2.1 into its own virtualenv (.venv/py-peer) and Node with

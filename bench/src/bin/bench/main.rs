@@ -27,9 +27,18 @@
 //! * `per-request`: the process-per-request baseline, a fresh
 //!   server-everything per call (`per_request.rs`).
 //!
+//! * `raw-http`: the floor of a webhook round trip, two acknowledged POSTs
+//!   with no MCP (see `raw_http.rs`);
+//! * `webhook`, `webhook-signed`: asyncmcp over webhooks on loopback, with
+//!   unsigned and signed deliveries (`webhook.rs`);
+//! * `python-webhook`: Python asyncmcp 0.2.1's webhook client and server
+//!   (`py_webhook_bench.py`).
+//!
 //! `--scenario serve` measures `sqs` (the library's server with the demo
 //! echo), `serve` and `per-request` and reports how `asyncmcp serve`
-//! compares with both.
+//! compares with both. `--scenario webhook` measures `raw-http`, `webhook`,
+//! `webhook-signed`, `sqs` and `python-webhook` and reports ours against
+//! the floor, SQS and Python.
 //!
 //! The measured processes talk to the bench over stdin/stdout
 //! (`protocol.rs`); this same binary plays our roles (`serve`, `drive`).
@@ -39,8 +48,10 @@ mod per_request;
 mod process;
 mod protocol;
 mod raw;
+mod raw_http;
 mod report;
 mod setup;
+mod webhook;
 mod wrapped;
 
 use std::future::Future;
@@ -70,16 +81,21 @@ struct Args {
     #[arg(long, default_value_t = 1000)]
     calls: usize,
     /// Tool calls per in-flight level for the Python stacks, which are
-    /// about ten times slower.
+    /// several times slower.
     #[arg(long, default_value_t = 200)]
     python_calls: usize,
+    /// Tool calls per in-flight level for our stacks over HTTP on loopback
+    /// (`raw-http`, `webhook`, `webhook-signed`), tens of times faster than
+    /// over a queue: enough for a level to last a second or more.
+    #[arg(long, default_value_t = 5000)]
+    http_calls: usize,
     /// Tool calls for the process-per-request baseline, which starts a
     /// server process per call.
     #[arg(long, default_value_t = 30)]
     per_request_calls: usize,
     /// In-flight levels, comma separated [default: 1,10,20,50,200; with
-    /// `--scenario serve` 1,10,50]. 20 is where the comparison with Python
-    /// is made.
+    /// `--scenario serve` or `webhook` 1,10,50]. 20 is where the comparison
+    /// of the transports with Python is made.
     #[arg(long, value_delimiter = ',')]
     in_flight: Vec<usize>,
     /// In-flight levels of the process-per-request baseline. At 1, one
@@ -88,7 +104,8 @@ struct Args {
     per_request_in_flight: Vec<usize>,
     /// The stacks to measure, comma separated, in this order [default:
     /// raw,sqs,sns-sqs,python,python-poll0; with `--scenario serve`
-    /// sqs,serve,per-request].
+    /// sqs,serve,per-request; with `--scenario webhook`
+    /// raw-http,webhook,webhook-signed,sqs,python-webhook].
     #[arg(long, value_enum, value_delimiter = ',')]
     stacks: Vec<Stack>,
     /// The `asyncmcp` binary for the `serve` stack [default: `asyncmcp`
@@ -132,6 +149,9 @@ enum Scenario {
     /// `asyncmcp serve` against the library's server and a process per
     /// request.
     Serve,
+    /// Our webhook transport against the raw HTTP floor, our SQS transport
+    /// and Python asyncmcp's webhook transport.
+    Webhook,
 }
 
 impl Scenario {
@@ -145,13 +165,20 @@ impl Scenario {
                 Stack::PythonPoll0,
             ],
             Scenario::Serve => vec![Stack::Sqs, Stack::Serve, Stack::PerRequest],
+            Scenario::Webhook => vec![
+                Stack::RawHttp,
+                Stack::Webhook,
+                Stack::WebhookSigned,
+                Stack::Sqs,
+                Stack::PythonWebhook,
+            ],
         }
     }
 
     fn in_flight(self) -> Vec<usize> {
         match self {
             Scenario::Transports => vec![1, 10, 20, 50, 200],
-            Scenario::Serve => vec![1, 10, 50],
+            Scenario::Serve | Scenario::Webhook => vec![1, 10, 50],
         }
     }
 }
@@ -167,6 +194,10 @@ pub enum Stack {
     PythonPoll0,
     Serve,
     PerRequest,
+    RawHttp,
+    Webhook,
+    WebhookSigned,
+    PythonWebhook,
 }
 
 impl Stack {
@@ -180,11 +211,27 @@ impl Stack {
             Stack::PythonPoll0 => "Python asyncmcp (poll 0)",
             Stack::Serve => "asyncmcp serve (server-everything)",
             Stack::PerRequest => "process per request (server-everything)",
+            Stack::RawHttp => "raw HTTP round trip (floor)",
+            Stack::Webhook => "asyncmcp webhook",
+            Stack::WebhookSigned => "asyncmcp webhook (signed)",
+            Stack::PythonWebhook => "Python asyncmcp webhook",
         }
     }
 
     fn is_python(self) -> bool {
-        matches!(self, Stack::Python | Stack::PythonPoll0)
+        matches!(
+            self,
+            Stack::Python | Stack::PythonPoll0 | Stack::PythonWebhook
+        )
+    }
+
+    /// Whether the stack runs over HTTP on loopback: no queues, no AWS API
+    /// calls, and its server names its URL when ready.
+    pub fn is_http(self) -> bool {
+        matches!(
+            self,
+            Stack::RawHttp | Stack::Webhook | Stack::WebhookSigned | Stack::PythonWebhook
+        )
     }
 
     /// Whether the stack's tools are server-everything's.
@@ -206,6 +253,14 @@ enum Role {
     /// stdin).
     #[command(hide = true)]
     PerRequest(per_request::PerRequestArgs),
+    /// Serve requests over HTTP, replying at webhooks (reads commands on
+    /// stdin).
+    #[command(hide = true)]
+    ServeWebhook(webhook::WebhookArgs),
+    /// Make calls over HTTP when told to, replies arriving at a webhook
+    /// (reads commands on stdin).
+    #[command(hide = true)]
+    DriveWebhook(webhook::WebhookArgs),
 }
 
 /// What a measured process needs to know.
@@ -243,6 +298,10 @@ async fn main() -> anyhow::Result<()> {
         Some(Role::Drive(role)) if role.raw => raw::drive(role).await,
         Some(Role::Drive(role)) => ours::drive(role).await,
         Some(Role::PerRequest(role)) => per_request::serve(role).await,
+        Some(Role::ServeWebhook(role)) if role.raw => raw_http::serve(role).await,
+        Some(Role::ServeWebhook(role)) => webhook::serve(role).await,
+        Some(Role::DriveWebhook(role)) if role.raw => raw_http::drive(role).await,
+        Some(Role::DriveWebhook(role)) => webhook::drive(role).await,
         None => bench(args).await,
     }
 }
@@ -255,7 +314,10 @@ async fn bench(mut args: Args) -> anyhow::Result<()> {
         args.in_flight = args.scenario.in_flight();
     }
     anyhow::ensure!(
-        args.calls > 0 && args.python_calls > 0 && args.per_request_calls > 0,
+        args.calls > 0
+            && args.python_calls > 0
+            && args.per_request_calls > 0
+            && args.http_calls > 0,
         "--calls must be at least 1"
     );
     anyhow::ensure!(
@@ -293,6 +355,11 @@ async fn measure_all(args: &Args) -> anyhow::Result<Vec<Row>> {
     let admin = setup::Admin::from_env().await;
     let mut rows = Vec::new();
     for &stack in &args.stacks {
+        if stack.is_http() {
+            eprintln!("bench: {}", stack.label());
+            rows.extend(measure(args, stack, None).await?);
+            continue;
+        }
         let run = format!("{stack:?}").to_lowercase();
         let endpoints = match stack {
             Stack::SnsSqs => admin.topics(&run).await,
@@ -305,32 +372,44 @@ async fn measure_all(args: &Args) -> anyhow::Result<Vec<Row>> {
             )
         })?;
         eprintln!("bench: {}", stack.label());
-        let measured = measure(args, stack, &endpoints).await;
+        let measured = measure(args, stack, Some(&endpoints)).await;
         admin.remove(endpoints).await?;
         rows.extend(measured?);
     }
     Ok(rows)
 }
 
-/// Starts `stack`'s server and client and runs every level.
+/// Starts `stack`'s server and client and runs every level. The stacks
+/// over HTTP have no `endpoints`: their client is told the URL the server
+/// named.
 async fn measure(
     args: &Args,
     stack: Stack,
-    endpoints: &setup::Endpoints,
+    endpoints: Option<&setup::Endpoints>,
 ) -> anyhow::Result<Vec<Row>> {
-    let commands = commands(args, stack, endpoints)?;
+    let mut commands = match endpoints {
+        Some(endpoints) => commands(args, stack, endpoints)?,
+        None => http_commands(args, stack)?,
+    };
     let mut server = match stack {
         Stack::Serve => {
             Server::Wrapped(Wrapped::start(&commands.server.0, &commands.server.1).await?)
         }
-        _ => Server::Measured(
+        _ => Server::Measured(Box::new(
             Measured::start("server", &commands.server.0, &commands.server.1).await?,
-        ),
+        )),
     };
+    if endpoints.is_none() {
+        commands
+            .client
+            .1
+            .extend(["--server-url".into(), server.url()?]);
+    }
     let mut client = Measured::start("client", &commands.client.0, &commands.client.1).await?;
     let (calls, levels) = match stack {
         _ if stack.is_python() => (args.python_calls, &args.in_flight),
         Stack::PerRequest => (args.per_request_calls, &args.per_request_in_flight),
+        _ if stack.is_http() => (args.http_calls, &args.in_flight),
         _ => (args.calls, &args.in_flight),
     };
     let mut rows = Vec::new();
@@ -475,6 +554,33 @@ fn commands(args: &Args, stack: Stack, e: &setup::Endpoints) -> anyhow::Result<C
     Ok(Commands {
         server: (asyncmcp.display().to_string(), server),
         client: (program, client),
+    })
+}
+
+/// The server's and client's program and arguments for a stack over HTTP;
+/// the client's `--server-url` comes once the server is up.
+fn http_commands(args: &Args, stack: Stack) -> anyhow::Result<Commands> {
+    if stack == Stack::PythonWebhook {
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/src/bin/bench/py_webhook_bench.py"
+        );
+        let python = args.python.display().to_string();
+        return Ok(Commands {
+            server: (python.clone(), vec![script.into(), "server".into()]),
+            client: (python, vec![script.into(), "client".into()]),
+        });
+    }
+    let program = std::env::current_exe()?.display().to_string();
+    let flags: Vec<String> = match stack {
+        Stack::RawHttp => vec!["--raw".into()],
+        Stack::WebhookSigned => vec!["--signed".into()],
+        _ => Vec::new(),
+    };
+    let role = |name: &str| [vec![name.to_owned()], flags.clone()].concat();
+    Ok(Commands {
+        server: (program.clone(), role("serve-webhook")),
+        client: (program, role("drive-webhook")),
     })
 }
 

@@ -9,6 +9,7 @@ use asyncmcp::queue::{Outbox, RoutingOutbox, is_topic_arn};
 use asyncmcp::server::ServiceFactory;
 use asyncmcp::{QueueClientTransport, QueueServer};
 use rmcp::ServiceExt;
+use rmcp::service::{Peer, RoleClient};
 use tokio_util::sync::CancellationToken;
 
 use crate::RoleArgs;
@@ -54,23 +55,51 @@ pub async fn drive(args: RoleArgs) -> anyhow::Result<()> {
     }
     let transport = builder.build(Arc::new(inbox), outbox);
     let client = ().serve(transport).await?;
-    let peer = client.peer().clone();
-    let arguments = serde_json::json!({ args.echo_field.as_str(): "ping" });
-    let call = move || {
-        let (peer, arguments) = (peer.clone(), arguments.clone());
-        async move {
-            let result = peer
-                .call_tool(crate::support::call("echo", arguments))
-                .await?;
-            anyhow::ensure!(result.is_error != Some(true), "tool error: {result:?}");
-            Ok(())
-        }
-    };
+    let echo = Echo::new(client.peer().clone(), &args.echo_field);
+    let call = move || echo.clone().once();
     crate::run_level(args.warm_up, 10, call.clone()).await;
     protocol::serve_client(&counter, call).await?;
     client.cancel().await?;
     Ok(())
 }
+
+/// One `tools/call echo` through an rmcp client, checked.
+#[derive(Clone)]
+pub struct Echo {
+    peer: Peer<RoleClient>,
+    arguments: serde_json::Value,
+}
+
+impl Echo {
+    /// Echo calls through `peer` with the one argument `field` = `"ping"`.
+    pub fn new(peer: Peer<RoleClient>, field: &str) -> Self {
+        Self {
+            peer,
+            arguments: serde_json::json!({ field: ECHOED }),
+        }
+    }
+
+    /// Makes the call; an error result, or one whose text does not carry
+    /// what was sent (the demo's echo returns it as is, server-everything's
+    /// as `Echo: ping`), is an error.
+    pub async fn once(self) -> anyhow::Result<()> {
+        let result = self
+            .peer
+            .call_tool(crate::support::call("echo", self.arguments))
+            .await?;
+        anyhow::ensure!(result.is_error != Some(true), "tool error: {result:?}");
+        let echoed = result
+            .content
+            .iter()
+            .filter_map(|content| content.as_text())
+            .any(|text| text.text.contains(ECHOED));
+        anyhow::ensure!(echoed, "echo did not return {ECHOED:?}: {result:?}");
+        Ok(())
+    }
+}
+
+/// What the echo calls send.
+const ECHOED: &str = "ping";
 
 /// An SQS client and an outbox for the addresses in `args` (SNS too when
 /// one of them is a topic), all counted by `counter`.

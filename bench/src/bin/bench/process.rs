@@ -20,6 +20,8 @@ pub struct Measured {
     child: Child,
     stdin: Option<ChildStdin>,
     stdout: Lines<BufReader<ChildStdout>>,
+    /// Its ready line.
+    ready: serde_json::Value,
 }
 
 /// CPU time and peak resident memory of a process, from `/proc`.
@@ -50,6 +52,7 @@ impl Measured {
             child,
             stdin: Some(stdin),
             stdout,
+            ready: serde_json::Value::Null,
         };
         let ready: serde_json::Value =
             tokio::time::timeout(READY_TIMEOUT, process.read())
@@ -58,7 +61,17 @@ impl Measured {
         if ready.get("ready") != Some(&serde_json::Value::Bool(true)) {
             bail!("{name} did not start: {ready}");
         }
+        process.ready = ready;
         Ok(process)
+    }
+
+    /// The URL in its ready line: where a server listening for HTTP takes
+    /// requests.
+    pub fn url(&self) -> anyhow::Result<String> {
+        self.ready["url"]
+            .as_str()
+            .map(str::to_owned)
+            .with_context(|| format!("{} named no URL: {}", self.name, self.ready))
     }
 
     /// Sends `command` and reads the answer.

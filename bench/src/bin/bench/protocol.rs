@@ -3,7 +3,8 @@
 //! Each measured process (our Rust roles in this binary, and the Python
 //! peer `py_bench.py`) reads one JSON command per line on stdin and answers
 //! with one JSON line on stdout; logs go to stderr. Closing stdin asks it to
-//! stop. Every process first prints `{"ready": true}` once it is set up.
+//! stop. Every process first prints `{"ready": true}` once it is set up; a
+//! server listening for HTTP adds where: `{"ready": true, "url": "…"}`.
 
 use std::collections::BTreeMap;
 
@@ -69,12 +70,21 @@ pub async fn say(value: &impl Serialize) -> anyhow::Result<()> {
 
 /// Announces readiness, then answers commands with `handle` until stdin
 /// closes.
-pub async fn serve_commands<F, Fut>(mut handle: F) -> anyhow::Result<()>
+pub async fn serve_commands<F, Fut>(handle: F) -> anyhow::Result<()>
 where
     F: FnMut(Command) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<serde_json::Value>>,
 {
-    say(&serde_json::json!({"ready": true})).await?;
+    serve_commands_after(serde_json::json!({"ready": true}), handle).await
+}
+
+/// Prints `ready`, then answers commands with `handle` until stdin closes.
+async fn serve_commands_after<F, Fut>(ready: serde_json::Value, mut handle: F) -> anyhow::Result<()>
+where
+    F: FnMut(Command) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<serde_json::Value>>,
+{
+    say(&ready).await?;
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     while let Some(line) = lines.next_line().await? {
         let answer = match serde_json::from_str::<Command>(&line) {
@@ -90,7 +100,21 @@ where
 
 /// A server's command loop: it answers [`Command::Stats`] from `counter`.
 pub async fn serve_server(counter: &ApiCallCounter) -> anyhow::Result<()> {
-    serve_commands(|command| {
+    serve_server_after(serde_json::json!({"ready": true}), counter).await
+}
+
+/// The command loop of a server taking requests at `url` (over HTTP, so it
+/// makes no AWS API calls): `url` is in its ready line.
+pub async fn serve_server_at(url: &str) -> anyhow::Result<()> {
+    let ready = serde_json::json!({"ready": true, "url": url});
+    serve_server_after(ready, &ApiCallCounter::new()).await
+}
+
+async fn serve_server_after(
+    ready: serde_json::Value,
+    counter: &ApiCallCounter,
+) -> anyhow::Result<()> {
+    serve_commands_after(ready, |command| {
         let counter = counter.clone();
         async move {
             match command {

@@ -7,6 +7,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+mod webhook;
+
 use crate::Stack;
 use crate::process::Usage;
 use crate::protocol::{RunResult, Stats};
@@ -110,23 +112,29 @@ fn python_best(rows: &[&Row], in_flight: usize) -> Option<f64> {
 }
 
 /// The report of a run, as Markdown: the transports' table, ratios and
-/// targets, and the `asyncmcp serve` comparison, each when measured.
+/// targets, the `asyncmcp serve` comparison and the webhook comparison,
+/// each when measured.
 pub fn markdown(endpoint: &str, rows: &[Row]) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "`tools/call echo` round trips; endpoint: {endpoint}\n");
     let wrapping = |r: &Row| r.stack.wraps_server_everything();
-    let transports =
-        rows.iter().any(|r| !wrapping(r) && r.stack != Stack::Sqs) || !rows.iter().any(wrapping);
+    let http = |r: &Row| r.stack.is_http();
+    let transports = rows
+        .iter()
+        .any(|r| !wrapping(r) && !http(r) && r.stack != Stack::Sqs)
+        || !rows.iter().any(|r| wrapping(r) || http(r));
+    let mut sections = Vec::new();
     if transports {
-        let rows: Vec<&Row> = rows.iter().filter(|r| !wrapping(r)).collect();
-        out += &transports_markdown(&rows);
+        let rows: Vec<&Row> = rows.iter().filter(|r| !wrapping(r) && !http(r)).collect();
+        sections.push(transports_markdown(&rows));
     }
     if rows.iter().any(wrapping) {
-        if transports {
-            out.push('\n');
-        }
-        out += &serve_markdown(rows);
+        sections.push(serve_markdown(rows));
     }
+    if rows.iter().any(http) {
+        sections.push(webhook::markdown(rows));
+    }
+    out += &sections.join("\n");
     out
 }
 
@@ -380,6 +388,10 @@ pub fn plot(path: &Path, rows: &[Row]) -> anyhow::Result<()> {
                 Stack::PythonPoll0 => RGBColor(0xe7, 0x29, 0x8a),
                 Stack::Serve => RGBColor(0x66, 0xa6, 0x1e),
                 Stack::PerRequest => RGBColor(0xa6, 0x76, 0x1d),
+                Stack::RawHttp => RGBColor(0x99, 0x99, 0x99),
+                Stack::Webhook => RGBColor(0x1f, 0x78, 0xb4),
+                Stack::WebhookSigned => RGBColor(0xa6, 0xce, 0xe3),
+                Stack::PythonWebhook => RGBColor(0xff, 0x7f, 0x00),
             };
             let points: Vec<(f64, f64)> = rows
                 .iter()

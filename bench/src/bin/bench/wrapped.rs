@@ -88,7 +88,7 @@ impl Wrapped {
 /// A measured server: one of this binary's roles or Python's (line
 /// protocol), or `asyncmcp serve`.
 pub enum Server {
-    Measured(Measured),
+    Measured(Box<Measured>),
     Wrapped(Wrapped),
 }
 
@@ -98,6 +98,14 @@ impl Server {
         match self {
             Server::Measured(m) => m.stats().await,
             Server::Wrapped(_) => Ok(Stats::default()),
+        }
+    }
+
+    /// Where it takes requests over HTTP (servers of the stacks over HTTP).
+    pub fn url(&self) -> anyhow::Result<String> {
+        match self {
+            Server::Measured(m) => m.url(),
+            Server::Wrapped(_) => bail!("asyncmcp serve here takes requests from a queue"),
         }
     }
 
