@@ -2,7 +2,9 @@
 //! asyncmcp 0.2.1's StreamableHTTP+webhook client
 //! (`clients/py_hybrid_proxy_client.py`) → the proxy → SQS (LocalStack) →
 //! `asyncmcp serve` → server-everything. An ordinary tool is answered on the
-//! stream, a webhook tool `202` and then at the client's webhook.
+//! stream, a webhook tool `202` and then at the client's webhook. In raw
+//! HTTP: with `ASYNCMCP_WEBHOOK_SECRET` the delivery is signed, and a
+//! webhook outside `--reply-webhook` is refused at `initialize`.
 //!
 //! Needs LocalStack, server-everything and `ASYNCMCP_PY_PEER`:
 //! `scripts/test.sh` starts and installs them.
@@ -13,12 +15,17 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
+use asyncmcp::queue::webhook::WebhookVerifier;
 use asyncmcp_testkit::aws::{self, LocalStack};
 use asyncmcp_testkit::py_peer::py_peer_python;
 use common::serve::{Serve, server_everything};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+/// The deployment's Standard Webhooks secret (24 bytes).
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 /// How long the proxy may take to listen, or the client to finish.
 const LIMIT: Duration = Duration::from_secs(90);
@@ -55,8 +62,11 @@ fn asyncmcp(ls: &LocalStack, args: &[&str]) -> Command {
 
 /// Starts the proxy with `args`; returns it (killed on drop) and its URL
 /// once it listens.
-async fn proxy(ls: &LocalStack, args: &[&str]) -> (Child, String) {
-    let mut process = asyncmcp(ls, args).spawn().expect("start asyncmcp proxy");
+async fn proxy(ls: &LocalStack, args: &[&str], env: &[(&str, &str)]) -> (Child, String) {
+    let mut process = asyncmcp(ls, args)
+        .envs(env.iter().copied())
+        .spawn()
+        .expect("start asyncmcp proxy");
     let mut lines = BufReader::new(process.stderr.take().expect("stderr")).lines();
     let url = tokio::time::timeout(LIMIT, async {
         let mut seen = String::new();
@@ -95,6 +105,7 @@ async fn python_hybrid_client_gets_a_webhook_tool_answered_at_its_webhook() {
             "http://127.0.0.1:",
             "--allow-loopback-webhooks",
         ],
+        &[],
     )
     .await;
 
@@ -148,6 +159,113 @@ async fn python_hybrid_client_gets_a_webhook_tool_answered_at_its_webhook() {
     assert_eq!(
         delivered[0]["text"], "The sum of 2 and 3 is 5.",
         "{webhook}"
+    );
+}
+
+/// POSTs `body` to the proxy at `url` (in `session`, when given); the
+/// status, the session header and the body.
+async fn post(url: &str, session: Option<&str>, body: Value) -> (u16, Option<String>, String) {
+    let mut request = reqwest::Client::new()
+        .post(url)
+        .header("Accept", "application/json, text/event-stream")
+        .header("Content-Type", "application/json")
+        .body(body.to_string());
+    if let Some(session) = session {
+        request = request.header("mcp-session-id", session);
+    }
+    let response = request.send().await.expect("POST to the proxy");
+    let status = response.status().as_u16();
+    let session = response
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    (status, session, response.text().await.expect("a body"))
+}
+
+/// An `initialize` naming `webhook`.
+fn initialize(webhook: &str) -> Value {
+    json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "proxy-hybrid-test", "version": "1"},
+        "_meta": {"webhookUrl": webhook}}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_are_signed_and_a_webhook_outside_the_prefixes_is_refused() {
+    let ls = aws::localstack().await;
+    let queue = ls.create_queue("proxy-hybrid-signed").await;
+    let _serve = Serve::start(ls, &queue, &server_everything()).await;
+
+    // The caller's webhook: passes on each body whose signature verifies.
+    let verifier = std::sync::Arc::new(WebhookVerifier::new(SECRET).expect("a verifier"));
+    let (tx, mut deliveries) = mpsc::unbounded_channel::<Result<Value, String>>();
+    let receiver = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let (verifier, tx) = (verifier.clone(), tx.clone());
+            async move {
+                let checked = verifier
+                    .verify(&headers, body.as_bytes())
+                    .map_err(|error| format!("{error}: {body}"))
+                    .and_then(|_| serde_json::from_str(&body).map_err(|e| e.to_string()));
+                let _ = tx.send(checked);
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the receiver");
+    let webhook = format!(
+        "http://{}/hook",
+        listener.local_addr().expect("its address")
+    );
+    tokio::spawn(async move { axum::serve(listener, receiver).await });
+
+    let (_proxy, url) = proxy(
+        ls,
+        &[
+            "proxy",
+            "--queue-url",
+            &queue,
+            "--listen",
+            "127.0.0.1:0",
+            "--webhook-tools",
+            "get-sum,get-env",
+            "--reply-webhook",
+            "http://127.0.0.1:",
+            "--allow-loopback-webhooks",
+        ],
+        &[("ASYNCMCP_WEBHOOK_SECRET", SECRET)],
+    )
+    .await;
+
+    let (status, session, body) = post(&url, None, initialize("http://192.0.2.1:9/hook")).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(session.is_none(), "no session for a refused webhook");
+    assert!(body.contains("-32602"), "{body}");
+
+    let (status, session, body) = post(&url, None, initialize(&webhook)).await;
+    assert_eq!(status, 200, "{body}");
+    let session = session.expect("a session");
+    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    let (status, _, body) = post(&url, Some(&session), initialized).await;
+    assert_eq!(status, 202, "{body}");
+    let call = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+        "params": {"name": "get-sum", "arguments": {"a": 20, "b": 22}}});
+    let (status, _, body) = post(&url, Some(&session), call).await;
+    assert_eq!(status, 202, "{body}");
+
+    let delivered = tokio::time::timeout(LIMIT, deliveries.recv())
+        .await
+        .expect("a delivery in time")
+        .expect("the receiver runs")
+        .unwrap_or_else(|error| panic!("a delivery failed verification: {error}"));
+    assert_eq!(delivered["id"], 7, "{delivered}");
+    assert_eq!(
+        delivered["result"]["content"][0]["text"], "The sum of 20 and 22 is 42.",
+        "{delivered}"
     );
 }
 
