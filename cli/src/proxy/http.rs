@@ -7,11 +7,17 @@
 //! of the `Host` header against DNS rebinding stays on; on another address
 //! (only allowed with a token, which a rebinding page cannot send) the
 //! proxy cannot know the names it is reached by, so the check is off.
+//!
+//! With `--webhook-tools` the service is wrapped in the library's
+//! [`HybridLayer`](asyncmcp::hybrid::HybridLayer) (see [`hybrid`](super::hybrid)),
+//! inside the bearer token check: a webhook is only ever taken from a caller
+//! that got past it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use asyncmcp::hybrid::HybridLayer;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
@@ -22,8 +28,10 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower_layer::Layer;
 
 use super::front::Front;
+use super::hybrid::WebhookTools;
 use super::link::Link;
 use super::{Server, ServerConnection, open};
 use crate::bridge::LogSink;
@@ -40,13 +48,26 @@ pub(super) async fn run(
     server: Server<'_>,
     address: SocketAddr,
     token: Option<String>,
+    webhook_tools: Option<WebhookTools>,
 ) -> Result<Done, Failure> {
+    // Before connecting, as the port below: a bad setting fails at once.
+    let hybrid = webhook_tools
+        .as_ref()
+        .map(WebhookTools::layer)
+        .transpose()
+        .map_err(|error| {
+            Failure::other(anyhow::Error::new(error).context("cannot build the webhook outbox"))
+        })?;
+    if let Some(tools) = &webhook_tools {
+        tracing::info!(tools = ?tools.tools, prefixes = ?tools.prefixes,
+            "calls of the webhook tools are answered at the caller's webhook");
+    }
     // Before connecting: a port in use fails at once, creating nothing.
     let listener = TcpListener::bind(address).await.map_err(|error| {
         Failure::other(anyhow::Error::new(error).context(format!("cannot listen on {address}")))
     })?;
     let (mut session, downstream) = open(server, LogSink::Stderr).await?;
-    let outcome = serve(&mut session, listener, downstream, token).await;
+    let outcome = serve(&mut session, listener, downstream, token, hybrid).await;
     session.finish(outcome).await
 }
 
@@ -55,6 +76,7 @@ async fn serve(
     listener: TcpListener,
     downstream: ServerConnection,
     token: Option<String>,
+    hybrid: Option<HybridLayer>,
 ) -> Result<Done, Failure> {
     let address = listener.local_addr().map_err(Failure::other)?;
     let stop = CancellationToken::new();
@@ -68,7 +90,10 @@ async fn serve(
         Arc::new(LocalSessionManager::default()),
         config,
     );
-    let mut router = Router::new().route_service("/mcp", service);
+    let mut router = match hybrid {
+        None => Router::new().route_service("/mcp", service),
+        Some(hybrid) => Router::new().route_service("/mcp", hybrid.layer(service)),
+    };
     if let Some(token) = token {
         router = router.layer(middleware::from_fn_with_state(
             Arc::new(Token::new(&token)),

@@ -29,6 +29,7 @@
 
 mod front;
 mod http;
+mod hybrid;
 mod link;
 mod stdio;
 
@@ -41,6 +42,7 @@ use crate::connect::{ConnectArgs, environment_help};
 use crate::exit::{Done, Failure};
 use crate::session::Session;
 use crate::webhook_secret::WebhookSecret;
+use hybrid::WebhookTools;
 use link::{Link, WebhookLink, WebhookServer};
 
 /// The variable holding the bearer token, unless `--bearer-token-env`
@@ -70,7 +72,8 @@ const WATCH_INTERVAL: Duration = Duration::from_secs(1);
      (unless --bearer-token-env names another variable); never a flag\n  \
      ASYNCMCP_WEBHOOK_SECRET        with --webhook-server, the Standard Webhooks secret (`whsec_` \
      and base64, at least 24 bytes) signing requests; replies must be signed with it too. Leave \
-     it unset for a server that signs nothing (Python asyncmcp); never a flag\n  \
+     it unset for a server that signs nothing (Python asyncmcp). With --webhook-tools, it signs \
+     every delivery to a caller's webhook; never a flag\n  \
      ASYNCMCP_WEBHOOK_SECRET_PREVIOUS  the secret before it, still accepted on replies \
      (rotation)\n\n\
      Webhook servers: with --webhook-server URL the server is reached over HTTP instead of a \
@@ -81,7 +84,16 @@ const WATCH_INTERVAL: Duration = Duration::from_secs(1);
      this machine by another address (NAT, a tunnel, a TLS proxy), give it with --public-url. \
      The server must allow that URL (asyncmcp serve --reply-webhook). On exit the session is \
      ended at the server.\n\n  \
-     asyncmcp proxy --webhook-server http://127.0.0.1:8000/mcp/request"
+     asyncmcp proxy --webhook-server http://127.0.0.1:8000/mcp/request\n\n\
+     Webhook tools: with --listen and --webhook-tools NAME, a client naming its webhook in \
+     initialize (params._meta.webhookUrl: Python asyncmcp's streamable_http_webhook_client) \
+     gets each call of a named tool acknowledged 202 at once, and its progress and result \
+     POSTed to that webhook, in order, with retries. The webhook must start with a \
+     --reply-webhook prefix (https only, and no loopback or private address, unless \
+     --allow-http-webhooks, --allow-loopback-webhooks); any other is refused at initialize. \
+     Other tools, and sessions without a webhook, are answered on the stream as before.\n\n  \
+     asyncmcp proxy --queue-url URL --listen 127.0.0.1:8080 --webhook-tools long-job \\\n    \
+     --reply-webhook https://hooks.example.com/"
 ))]
 #[command(mut_arg("timeout", |arg| arg.help(
     "How long connecting to the server (and its initialize) may take (e.g. `30s`, `5m`)"
@@ -125,6 +137,35 @@ pub(crate) struct ProxyArgs {
     #[arg(long, value_name = "URL", requires = "webhook_server",
           conflicts_with_all = ["queue_url", "topic_arn", "reply_queue_url"])]
     public_url: Option<String>,
+
+    /// With --listen, answer calls of this tool at the caller's webhook
+    /// (repeatable, or a comma list): acknowledged 202 at once, the result
+    /// (and progress) POSTed to the URL the client named in `initialize`
+    /// (`_meta.webhookUrl`, Python asyncmcp's StreamableHTTP+webhook client).
+    /// Needs --reply-webhook
+    #[arg(long = "webhook-tools", value_name = "NAME", value_delimiter = ',',
+          requires_all = ["listen", "reply_webhook"])]
+    webhook_tools: Vec<String>,
+
+    /// With --webhook-tools, a client's webhook URL must start with this
+    /// prefix (repeatable, or a comma list; e.g. `https://hooks.example.com/`)
+    #[arg(
+        long,
+        value_name = "PREFIX",
+        value_delimiter = ',',
+        requires = "webhook_tools"
+    )]
+    reply_webhook: Vec<String>,
+
+    /// With --webhook-tools, allow webhooks on loopback addresses, over
+    /// plain http too (for local testing)
+    #[arg(long, requires = "webhook_tools")]
+    allow_loopback_webhooks: bool,
+
+    /// With --webhook-tools, allow plain http:// webhooks (results then
+    /// travel in clear text)
+    #[arg(long, requires = "webhook_tools")]
+    allow_http_webhooks: bool,
 }
 
 /// A setting `proxy` cannot use.
@@ -150,9 +191,19 @@ impl From<ProxyError> for Failure {
 pub(crate) async fn run(args: ProxyArgs) -> Result<Done, Failure> {
     let env = |name: &str| std::env::var(name).ok();
     let secret = WebhookSecret::from_env(env).map_err(|error| Failure::Usage(error.to_string()))?;
-    if secret.is_some() && args.webhook_server.is_none() {
-        tracing::warn!("ASYNCMCP_WEBHOOK_SECRET is set but unused: it is for --webhook-server");
+    if secret.is_some() && args.webhook_server.is_none() && args.webhook_tools.is_empty() {
+        tracing::warn!(
+            "ASYNCMCP_WEBHOOK_SECRET is set but unused: it is for --webhook-server and \
+             --webhook-tools"
+        );
     }
+    let webhook_tools = (!args.webhook_tools.is_empty()).then(|| WebhookTools {
+        tools: args.webhook_tools.clone(),
+        prefixes: args.reply_webhook.clone(),
+        allow_loopback: args.allow_loopback_webhooks,
+        allow_http: args.allow_http_webhooks,
+        signer: secret.as_ref().map(|secret| secret.signer.clone()),
+    });
     let server = Server {
         connect: &args.connect,
         webhook: args.webhook_server.as_ref().map(|url| WebhookServer {
@@ -173,7 +224,7 @@ pub(crate) async fn run(args: ProxyArgs) -> Result<Done, Failure> {
             if token.is_none() && !address.ip().is_loopback() {
                 return Err(ProxyError::PublicWithoutToken(address).into());
             }
-            http::run(server, address, token).await
+            http::run(server, address, token, webhook_tools).await
         }
     }
 }
