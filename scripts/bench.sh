@@ -11,7 +11,8 @@
 # It installs Python asyncmcp 0.2.1 into its own virtualenv (.venv/py-peer) and Node with
 # server-everything into .tools (ensure_real_clients), starts LocalStack unless
 # AWS_ENDPOINT_URL already points at a healthy one, builds the bench binary (crate bench/)
-# and the asyncmcp command (crate cli/) in release mode and runs the bench; the LocalStack it
+# and, for --scenario serve, the asyncmcp command (crate cli/) in release mode and runs the
+# bench; the LocalStack it
 # started is stopped when it exits.
 # Settings: see scripts/env.sh. Against real AWS, run the binary directly:
 #   cargo run --release -p asyncmcp-bench --bin bench -- --stacks raw,sqs,sns-sqs
@@ -35,8 +36,20 @@ if [[ -z "${BENCH_BROKER_PID:-}" ]] && pid="$(started_pid)"; then
 fi
 log "AWS_ENDPOINT_URL=${AWS_ENDPOINT_URL} BENCH_PYTHON=${BENCH_PYTHON} ASYNCMCP_NODE=${ASYNCMCP_NODE}"
 cargo build --release -p asyncmcp-bench --bin bench
-# The `serve` stack runs the asyncmcp binary beside the bench's (target/release/asyncmcp).
-cargo build --release -p asyncmcp-cli
+# The `serve` scenario runs the asyncmcp binary beside the bench's (target/release/asyncmcp);
+# the others do not need it, and its release build takes minutes.
+scenario=""
+previous=""
+for arg in "$@"; do
+    case "${arg}" in
+        --scenario=*) scenario="${arg#--scenario=}" ;;
+        *) [[ "${previous}" == "--scenario" ]] && scenario="${arg}" ;;
+    esac
+    previous="${arg}"
+done
+if [[ "${scenario}" == "serve" ]]; then
+    cargo build --release -p asyncmcp-cli
+fi
 # Run the binary itself, not through cargo, so cargo's own memory and CPU stay out of the
 # machine while it measures.
 "${CARGO_TARGET_DIR:-target}/release/bench" "$@"
