@@ -34,6 +34,7 @@ mod session;
 mod setup;
 mod signals;
 mod tools;
+mod webhook_replies;
 mod webhook_secret;
 
 use std::process::ExitCode;

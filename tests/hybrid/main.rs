@@ -343,17 +343,7 @@ async fn an_initialize_naming_another_session_attaches_no_webhook() {
     assert_eq!(text_of(&own.next().await.body), "3");
     assert!(thief.deliveries.try_recv().is_err());
 
-    let deleted = client
-        .http
-        .delete(&client.url)
-        .header(
-            "mcp-session-id",
-            client.session.as_deref().expect("a session"),
-        )
-        .send()
-        .await
-        .expect("DELETE");
-    assert!(deleted.status().is_success(), "{deleted:?}");
+    client.delete_session().await;
     assert_eq!(server.layer.sessions(), 0);
     // The deleted session is unknown to the inner service: its 404 passes
     // through unchanged, and nothing is detached.
@@ -385,17 +375,7 @@ async fn a_call_whose_session_ends_first_gets_an_error_at_the_webhook() {
     client.handshake(Some(&webhook.url)).await;
     let answer = client.call(21, "sleep", json!({"ms": 3000})).await;
     assert_eq!(answer.status, 202, "{answer:?}");
-    let deleted = client
-        .http
-        .delete(&client.url)
-        .header(
-            "mcp-session-id",
-            client.session.as_deref().expect("a session"),
-        )
-        .send()
-        .await
-        .expect("DELETE");
-    assert!(deleted.status().is_success(), "{deleted:?}");
+    client.delete_session().await;
     let delivery = webhook.next().await;
     assert_eq!(delivery.body["id"], 21, "{:?}", delivery.body);
     assert_eq!(
@@ -449,17 +429,7 @@ async fn another_session_cannot_cancel_a_call() {
         "params":{"requestId":41}});
     assert_eq!(other.post(&cancel).await.status, 202);
     assert_eq!(server.layer.detached(), 1);
-    let deleted = owner
-        .http
-        .delete(&owner.url)
-        .header(
-            "mcp-session-id",
-            owner.session.as_deref().expect("a session"),
-        )
-        .send()
-        .await
-        .expect("DELETE");
-    assert!(deleted.status().is_success(), "{deleted:?}");
+    owner.delete_session().await;
     let delivery = webhook.next().await;
     assert_eq!(delivery.body["id"], 41, "{:?}", delivery.body);
     assert_eq!(

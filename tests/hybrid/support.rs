@@ -203,6 +203,21 @@ impl Client {
         }
     }
 
+    /// Ends the session (`DELETE` with its id); asserts it was accepted.
+    pub(crate) async fn delete_session(&self) {
+        let deleted = self
+            .http
+            .delete(&self.url)
+            .header(
+                "mcp-session-id",
+                self.session.as_deref().expect("a session"),
+            )
+            .send()
+            .await
+            .expect("DELETE");
+        assert!(deleted.status().is_success(), "{deleted:?}");
+    }
+
     pub(crate) async fn post(&self, body: &Value) -> Answer {
         let mut request = self
             .http

@@ -59,7 +59,7 @@ pub(super) async fn run(
             Failure::other(anyhow::Error::new(error).context("cannot build the webhook outbox"))
         })?;
     if let Some(tools) = &webhook_tools {
-        tracing::info!(tools = ?tools.tools, prefixes = ?tools.prefixes,
+        tracing::info!(tools = ?tools.tools, prefixes = ?tools.replies.prefixes,
             "calls of the webhook tools are answered at the caller's webhook");
     }
     // Before connecting: a port in use fails at once, creating nothing.

@@ -11,35 +11,22 @@
 
 use asyncmcp::hybrid::HybridLayer;
 use asyncmcp::queue::QueueError;
-use asyncmcp::queue::webhook::{WebhookOutbox, WebhookPolicy, WebhookSigner};
+
+use crate::webhook_replies::WebhookReplies;
 
 /// The webhook tools and where their answers may go, from the flags.
 #[derive(Debug, Clone)]
 pub(super) struct WebhookTools {
     /// `--webhook-tools`: the tools answered at the caller's webhook.
     pub(super) tools: Vec<String>,
-    /// `--reply-webhook`: URL prefixes a caller's webhook must start with.
-    pub(super) prefixes: Vec<String>,
-    /// `--allow-loopback-webhooks`.
-    pub(super) allow_loopback: bool,
-    /// `--allow-http-webhooks` (implied by loopback, as on `serve`: a local
-    /// receiver has no certificate).
-    pub(super) allow_http: bool,
-    /// Signs every delivery, with `ASYNCMCP_WEBHOOK_SECRET`.
-    pub(super) signer: Option<WebhookSigner>,
+    /// `--reply-webhook` and its switches, as on `serve`, and the signer.
+    pub(super) replies: WebhookReplies,
 }
 
 impl WebhookTools {
     /// The layer answering the webhook tools at the callers' webhooks.
     pub(super) fn layer(&self) -> Result<HybridLayer, QueueError> {
-        let policy = WebhookPolicy::prefixes(self.prefixes.iter().cloned())
-            .allow_loopback(self.allow_loopback)
-            .allow_http(self.allow_http || self.allow_loopback);
-        let mut outbox = WebhookOutbox::builder(policy);
-        if let Some(signer) = &self.signer {
-            outbox = outbox.signer(signer.clone());
-        }
-        Ok(HybridLayer::builder(outbox.build()?)
+        Ok(HybridLayer::builder(self.replies.outbox()?)
             .webhook_tools(self.tools.iter().cloned())
             .build())
     }

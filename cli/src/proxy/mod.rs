@@ -41,6 +41,7 @@ use crate::bridge::{Connection, Downstream, DownstreamClient, LogSink, Unavailab
 use crate::connect::{ConnectArgs, environment_help};
 use crate::exit::{Done, Failure};
 use crate::session::Session;
+use crate::webhook_replies::WebhookReplies;
 use crate::webhook_secret::WebhookSecret;
 use hybrid::WebhookTools;
 use link::{Link, WebhookLink, WebhookServer};
@@ -199,10 +200,12 @@ pub(crate) async fn run(args: ProxyArgs) -> Result<Done, Failure> {
     }
     let webhook_tools = (!args.webhook_tools.is_empty()).then(|| WebhookTools {
         tools: args.webhook_tools.clone(),
-        prefixes: args.reply_webhook.clone(),
-        allow_loopback: args.allow_loopback_webhooks,
-        allow_http: args.allow_http_webhooks,
-        signer: secret.as_ref().map(|secret| secret.signer.clone()),
+        replies: WebhookReplies {
+            prefixes: args.reply_webhook.clone(),
+            allow_loopback: args.allow_loopback_webhooks,
+            allow_http: args.allow_http_webhooks,
+            signer: secret.as_ref().map(|secret| secret.signer.clone()),
+        },
     });
     let server = Server {
         connect: &args.connect,

@@ -31,9 +31,9 @@ use tokio_util::sync::CancellationToken;
 use crate::bridge::Forwarder;
 use crate::connect::{self, decode_key, parse_queue_url, parse_topic_arn};
 use crate::signals::Signals;
+use crate::webhook_replies::WebhookReplies;
 use crate::webhook_secret::{SECRET_VAR, WebhookSecret};
 use pool::{ChildCommand, ChildPool};
-use webhook::WebhookReplies;
 
 /// The example and the settings that are not flags, for `--help`.
 const AFTER_HELP: &str = "\

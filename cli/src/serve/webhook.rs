@@ -18,49 +18,20 @@ use std::sync::Arc;
 
 use asyncmcp::QueueServer;
 use asyncmcp::queue::sqs::{SqsInbox, SqsOutbox, sdk_config_from_env};
-use asyncmcp::queue::webhook::{
-    DEFAULT_PATH, HttpLimits, WebhookInbox, WebhookOutbox, WebhookPolicy, WebhookSigner,
-    WebhookVerifier,
-};
+use asyncmcp::queue::webhook::{DEFAULT_PATH, HttpLimits, WebhookInbox, WebhookVerifier};
+
+use crate::webhook_replies::WebhookReplies;
 use asyncmcp::queue::{Outbox, QueueError, RoutingOutbox, sns, sqs};
 use asyncmcp::server::QueueServerBuilder;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// Where webhook replies may go, from the flags.
-#[derive(Debug, Clone)]
-pub(super) struct WebhookReplies {
-    /// `--reply-webhook`: URL prefixes replies may be POSTed to.
-    pub(super) prefixes: Vec<String>,
-    /// `--allow-loopback-webhooks`.
-    pub(super) allow_loopback: bool,
-    /// `--allow-http-webhooks` (implied by loopback: a local receiver has
-    /// no certificate).
-    pub(super) allow_http: bool,
-    /// Signs every reply, with `ASYNCMCP_WEBHOOK_SECRET`.
-    pub(super) signer: Option<WebhookSigner>,
-}
-
-impl WebhookReplies {
-    /// The outbox POSTing replies to the allowed webhooks.
-    fn outbox(&self) -> Result<WebhookOutbox, QueueError> {
-        let policy = WebhookPolicy::prefixes(self.prefixes.iter().cloned())
-            .allow_loopback(self.allow_loopback)
-            .allow_http(self.allow_http || self.allow_loopback);
-        let mut builder = WebhookOutbox::builder(policy);
-        if let Some(signer) = &self.signer {
-            builder = builder.signer(signer.clone());
-        }
-        builder.build()
+/// The server's reply allow-list, with the webhook prefixes too.
+fn allow(replies: &WebhookReplies, mut builder: QueueServerBuilder) -> QueueServerBuilder {
+    for prefix in &replies.prefixes {
+        builder = builder.allow_reply_prefix(prefix.clone());
     }
-
-    /// Lets the server's reply allow-list take the webhook prefixes too.
-    fn allow(&self, mut builder: QueueServerBuilder) -> QueueServerBuilder {
-        for prefix in &self.prefixes {
-            builder = builder.allow_reply_prefix(prefix.clone());
-        }
-        builder
-    }
+    builder
 }
 
 /// A server builder on the SQS queue `queue_url` whose replies go to SQS
@@ -78,7 +49,7 @@ pub(super) async fn sqs_with_webhooks(
         .with(Arc::new(sns::SnsOutbox::new(sns::client(&sdk))))
         .with(Arc::new(SqsOutbox::new(sqs_client)))
         .with(Arc::new(replies.outbox()?));
-    Ok(replies.allow(QueueServer::builder(inbox, outbox)))
+    Ok(allow(replies, QueueServer::builder(inbox, outbox)))
 }
 
 /// The HTTP front of `--webhook-listen`: bound, not yet serving.
@@ -109,7 +80,10 @@ pub(super) async fn listen(
     }
     let inbox = inbox.build();
     let outbox: Arc<dyn Outbox> = Arc::new(replies.outbox()?);
-    let builder = replies.allow(QueueServer::builder(inbox.clone(), inbox.tap(outbox)));
+    let builder = allow(
+        replies,
+        QueueServer::builder(inbox.clone(), inbox.tap(outbox)),
+    );
     let front = HttpFront {
         listener,
         inbox,
