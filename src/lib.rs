@@ -27,6 +27,7 @@ pub mod client;
 pub mod hybrid;
 pub mod queue;
 pub mod server;
+pub mod tasks;
 pub mod wire;
 
 #[cfg(feature = "webhook")]

@@ -1,0 +1,24 @@
+//! Durable MCP Tasks (`io.modelcontextprotocol/tasks`) across replicas.
+//!
+//! rmcp's [`TaskManager`](rmcp::task_manager::TaskManager) keeps tasks in one
+//! process. Behind a queue any replica may take any message, and the replica
+//! running a task may die, so here the task's state lives in a
+//! [`TaskStore`] that every replica shares:
+//!
+//! * [`record`]: one task's state ([`TaskRecord`]) and its wire form.
+//! * [`store`]: the [`TaskStore`] seam: versioned reads and compare-and-swap
+//!   writes, which is all the stores need to offer; every state change is
+//!   written through [`update`](store::update), which retries on conflicts.
+//! * [`memory`]: [`MemoryTaskStore`], the default (one process).
+//! * [`id`]: task ids derived from the request's identity, so a request
+//!   redelivered to another replica runs again under the same task id and the
+//!   caller's polling just continues.
+
+pub mod id;
+pub mod memory;
+pub mod record;
+pub mod store;
+
+pub use memory::MemoryTaskStore;
+pub use record::TaskRecord;
+pub use store::{TaskStore, TaskStoreError, Version, Versioned};
