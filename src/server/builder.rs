@@ -12,6 +12,7 @@ use super::{DeadLetter, QueueServer, ReplyPolicy, ServerConfig, ServiceFactory, 
 use crate::queue::layer::stack::Stacked;
 use crate::queue::layer::{Layers, SignLayer, VerifyLayer};
 use crate::queue::{Inbox, Outbox};
+use crate::tasks::TaskSettings;
 use crate::wire::session::SessionKeys;
 use crate::wire::signing::{Signing, SigningKeys};
 
@@ -139,6 +140,15 @@ impl QueueServerBuilder {
     /// 12 h, the SQS cap); see [`ServerConfig::visibility_ceiling`].
     pub fn visibility_ceiling(mut self, ceiling: Duration) -> Self {
         self.config.visibility_ceiling = ceiling;
+        self
+    }
+
+    /// Runs tool calls as durable tasks kept in a store every replica
+    /// shares, for clients that declare the tasks extension: a
+    /// [`TaskStore`](crate::tasks::TaskStore), or [`TaskSettings`] to choose
+    /// the tools, the TTL and the intervals. See [`tasks`](crate::tasks).
+    pub fn tasks(mut self, settings: impl Into<TaskSettings>) -> Self {
+        self.config.tasks = Some(settings.into());
         self
     }
     /// The configuration so far.

@@ -39,6 +39,7 @@ mod poller;
 mod redeliver;
 mod replay;
 mod request;
+mod task;
 mod transport;
 
 use std::fmt;
@@ -55,6 +56,7 @@ pub use redeliver::Redeliver;
 pub use request::REQUEST_TIMEOUT;
 
 use crate::queue::{Inbox, QueueInfo};
+use crate::tasks::TaskSettings;
 use crate::wire::session::SessionKeys;
 use crate::wire::signing::Signing;
 
@@ -152,6 +154,11 @@ pub struct ServerConfig {
     /// Default 12 h; lower it only for a broker with a shorter cap, or in
     /// tests.
     pub visibility_ceiling: Duration,
+    /// Tool calls run as durable tasks (see [`tasks`](crate::tasks)), and
+    /// `tasks/get|update|cancel` answered from their store. Default none:
+    /// every call gets an ordinary result, and the task methods reach the
+    /// service.
+    pub tasks: Option<TaskSettings>,
 }
 
 /// SQS's cap on a message's total visibility, from its receipt.
@@ -196,6 +203,7 @@ impl ServerConfig {
             signing: None,
             signature_max_age: Some(Duration::from_secs(15 * 60)),
             visibility_ceiling: DEFAULT_VISIBILITY_CEILING,
+            tasks: None,
         }
     }
 }

@@ -95,6 +95,18 @@ pub(super) struct Finished {
     pub(super) reply_error: Option<String>,
 }
 
+impl Finished {
+    /// A request that ended with `outcome`, keeping nothing for replay.
+    pub(super) fn answered(outcome: Outcome) -> Self {
+        Self {
+            outcome,
+            response: None,
+            redeliver_reason: None,
+            reply_error: None,
+        }
+    }
+}
+
 /// Sends the messages of one request to its reply address.
 pub(super) struct Reply {
     outbox: Arc<dyn Outbox>,
@@ -148,6 +160,17 @@ impl Reply {
     /// `initialize`, carrying `template` with the negotiated version.
     pub(super) fn seal_session_with(&mut self, keys: SessionKeys, template: SessionState) {
         self.seal = Some((keys, template));
+    }
+
+    /// How a request whose final response this sent (or tried to) ended:
+    /// `outcome`, with the response kept for replay and the send's error.
+    pub(super) fn finished(mut self, outcome: Outcome) -> Finished {
+        Finished {
+            outcome,
+            response: self.kept_final.take(),
+            redeliver_reason: None,
+            reply_error: self.final_error.take(),
+        }
     }
 
     /// Sends an already-built JSON-RPC message (an error reply, or a kept
@@ -410,7 +433,8 @@ async fn relay(
     }
 }
 
-fn settle_final(sent: Result<(), ReplyError>) -> Outcome {
+/// The outcome of a request by whether its final response was sent.
+pub(super) fn settle_final(sent: Result<(), ReplyError>) -> Outcome {
     match sent {
         Ok(()) => Outcome::Answered,
         Err(error) if error.is_permanent() => Outcome::Undeliverable,

@@ -9,6 +9,7 @@
 //! * [`store`]: the [`TaskStore`] seam: versioned reads and compare-and-swap
 //!   writes, which is all the stores need to offer; every state change is
 //!   written through [`update`](store::update), which retries on conflicts.
+//! * [`TaskSettings`]: which calls a server runs as tasks, and how.
 //! * [`memory`]: [`MemoryTaskStore`], the default (one process).
 //! * [`id`]: task ids derived from the request's identity, so a request
 //!   redelivered to another replica runs again under the same task id and the
@@ -17,8 +18,10 @@
 pub mod id;
 pub mod memory;
 pub mod record;
+mod settings;
 pub mod store;
 
 pub use memory::MemoryTaskStore;
 pub use record::TaskRecord;
+pub use settings::TaskSettings;
 pub use store::{TaskStore, TaskStoreError, Version, Versioned};

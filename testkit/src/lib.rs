@@ -90,6 +90,7 @@ pub mod real_clients;
 pub mod scenarios;
 pub mod server_cli;
 pub mod support;
+pub mod task_tools;
 
 #[cfg(feature = "sqs")]
 pub mod aws;

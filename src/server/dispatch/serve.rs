@@ -5,8 +5,9 @@
 //! answered one is answered from the replay cache. Only then is a request
 //! over its delivery count dead-lettered (a request that is running or
 //! answered is not poison, however often it came); the rest run through a
-//! fresh service (`server/request.rs`), and the outcome decides how the
-//! delivery is settled (`settle.rs`).
+//! fresh service (`server/request.rs`), or, with a task store, as a task
+//! (`server/task/`), and the outcome decides how the delivery is settled
+//! (`settle.rs`).
 
 use std::sync::Arc;
 
@@ -24,6 +25,7 @@ use crate::server::dead_letter;
 use crate::server::heartbeat::Heartbeat;
 use crate::server::inflight::RequestKey;
 use crate::server::request::{self, Outcome};
+use crate::server::task::{self, TaskBusiness, TaskCall};
 use crate::wire::session::SessionState;
 use crate::wire::{self, Headers};
 
@@ -117,6 +119,45 @@ impl<F: ServiceFactory> Shared<F> {
             }
             let is_initialize = matches!(request.request, ClientRequest::InitializeRequest(_));
             let peer_info = (!is_initialize).then(|| peer_info(&request, route.session.as_ref()));
+            if let Some(settings) = &self.config.tasks {
+                let business = task::classify(&request, settings);
+                if !matches!(business, TaskBusiness::None) {
+                    let reply = self
+                        .reply(reply_to.clone(), reply_headers(&headers))
+                        .numbered(request_id.clone());
+                    let owner = route.origin.as_str();
+                    let mut finished = if matches!(business, TaskBusiness::Method) {
+                        self.answer_task_method(settings, reply, owner, &request)
+                            .await
+                    } else {
+                        let reply = if self.config.replay_window.is_zero() {
+                            reply
+                        } else {
+                            reply.keeping_final()
+                        };
+                        let call = TaskCall {
+                            settings,
+                            owner,
+                            body,
+                            reply,
+                            peer_info,
+                            inbox: self.inbox.clone(),
+                            receipt: delivery.receipt.clone(),
+                            received,
+                            cancelled: registration.token().clone(),
+                        };
+                        Box::pin(self.run_task(request, call)).await
+                    };
+                    if matches!(finished.outcome, Outcome::Answered | Outcome::ReplyFailed)
+                        && let Some(response) = finished.response.take()
+                    {
+                        self.replay.keep(key.clone(), response, Instant::now());
+                    }
+                    drop(registration);
+                    self.settle_run(finished, letter).await;
+                    return;
+                }
+            }
             let mut reply = self
                 .reply(reply_to.clone(), reply_headers(&headers))
                 .numbered(request_id.clone());
