@@ -72,6 +72,18 @@ impl World {
 
     /// A replica running at most `max_in_flight` requests at once.
     fn replica_with(&self, queue: &str, grace: Duration, max_in_flight: usize) -> Replica {
+        self.replica_full(queue, grace, max_in_flight, None)
+    }
+
+    /// A replica dead-lettering requests delivered more than `dead_letter.1`
+    /// times to `dead_letter.0`.
+    fn replica_full(
+        &self,
+        queue: &str,
+        grace: Duration,
+        max_in_flight: usize,
+        dead_letter: Option<(&str, u32)>,
+    ) -> Replica {
         let address = self.broker.create_queue(
             queue,
             MemoryQueueOptions::default().with_visibility_timeout(Duration::from_secs(1)),
@@ -82,7 +94,11 @@ impl World {
             .tools(["work", "greet"])
             .poll_interval(Duration::from_millis(100))
             .watch_interval(Duration::from_millis(50));
-        let running = QueueServer::builder(inbox, self.broker.outbox())
+        let mut builder = QueueServer::builder(inbox, self.broker.outbox());
+        if let Some((address, max)) = dead_letter {
+            builder = builder.dead_letter(address, max);
+        }
+        let running = builder
             .wait(Duration::from_millis(200))
             .shutdown_grace(grace)
             .max_in_flight(max_in_flight)
@@ -200,6 +216,11 @@ async fn a_call_from_a_client_declaring_tasks_is_polled_to_its_result() {
     let replica = world.replica("tasks-a", Duration::from_secs(1));
     let client = world.client(&replica.queue, "caller", true).await;
 
+    // The server declares the extension, whatever the handler declares.
+    let declared = client
+        .peer_info()
+        .map(|info| info.capabilities.supports_tasks());
+    assert_eq!(declared, Some(true));
     let task_id = start_task(&client, "work", json!({"ms": 1500})).await;
     // Progress while it works becomes the task's status message.
     let mut message = None;
@@ -411,4 +432,39 @@ async fn another_caller_can_neither_read_nor_steer_a_task() {
     owner.cancel().await.expect("close");
     intruder.cancel().await.expect("close");
     replica.stop().await;
+}
+
+#[tokio::test]
+async fn a_task_whose_request_is_dead_lettered_fails_with_the_reason() {
+    let world = World::new();
+    let dlq = world
+        .broker
+        .create_queue("tasks-dlq", MemoryQueueOptions::default());
+    // Allowed one delivery: the run given back at shutdown is the last.
+    let first = world.replica_full("tasks-poison", Duration::ZERO, 16, Some((&dlq, 1)));
+    let client = world.client(&first.queue, "caller", true).await;
+    let task_id = start_task(&client, "work", json!({"ms": 5000})).await;
+    while world.stats.works_started.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.stop().await;
+    let second = world.replica_full("tasks-poison", Duration::from_secs(1), 16, Some((&dlq, 1)));
+    let (ended, _) = poll_until_not_working(&client, &task_id, Duration::from_secs(10)).await;
+    let TaskPayload::Failed { error } = &ended.task.payload else {
+        panic!("expected failed, got {:?}", ended.task.payload);
+    };
+    let message = error["message"].as_str().unwrap_or_default();
+    assert!(message.contains("dead-lettered"), "{message}");
+    assert_eq!(
+        world.broker.depth(&dlq).0,
+        1,
+        "the request is in the dead-letter queue"
+    );
+    assert_eq!(
+        world.stats.works_started.load(Ordering::SeqCst),
+        1,
+        "not run again"
+    );
+    client.cancel().await.expect("close");
+    second.stop().await;
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use rmcp::model::{
     ClientJsonRpcMessage, ClientRequest, ErrorCode, GetExtensions, InitializeRequestParams,
-    JsonRpcRequest, RequestId, ServerJsonRpcMessage, ServerResult,
+    JsonRpcRequest, RequestId, ServerJsonRpcMessage, ServerResult, TASKS_EXTENSION_ID,
 };
 use rmcp::service::serve_directly_with_ct;
 use rmcp::{RoleServer, Service};
@@ -122,6 +122,10 @@ pub(super) struct Reply {
     kept_final: Option<String>,
     /// Why the final response (or error) was not sent, if it was not.
     final_error: Option<String>,
+    /// Add the tasks extension to the capabilities a `server/discover`
+    /// result declares: the server runs calls as tasks, whatever the
+    /// handler declares.
+    advertise_tasks: bool,
 }
 
 impl Reply {
@@ -137,7 +141,14 @@ impl Reply {
             keep_final: false,
             kept_final: None,
             final_error: None,
+            advertise_tasks: false,
         }
+    }
+
+    /// Declares the tasks extension in a `server/discover` result this sends.
+    pub(super) fn advertising_tasks(mut self) -> Self {
+        self.advertise_tasks = true;
+        self
     }
 
     /// Numbers the messages sent for request `request_id` (`RequestId` and
@@ -233,6 +244,27 @@ impl Reply {
             };
             self.headers.session_id = Some(keys.seal(&state));
         }
+        let advertised;
+        let message = match message {
+            ServerJsonRpcMessage::Response(response) if self.advertise_tasks => {
+                match &response.result {
+                    ServerResult::DiscoverResult(discovered) => {
+                        let mut discovered = discovered.clone();
+                        discovered
+                            .capabilities
+                            .extensions
+                            .get_or_insert_with(Default::default)
+                            .insert(TASKS_EXTENSION_ID.to_owned(), Default::default());
+                        let mut response = response.clone();
+                        response.result = ServerResult::DiscoverResult(discovered);
+                        advertised = ServerJsonRpcMessage::Response(response);
+                        &advertised
+                    }
+                    _ => message,
+                }
+            }
+            _ => message,
+        };
         self.headers.sequence = self.next_sequence;
         // Serialized straight to the body: a `Value` in between would build
         // and drop a tree of the whole result.

@@ -110,6 +110,15 @@ impl<F: ServiceFactory> Shared<F> {
                     "delivered {} times; no earlier attempt ended with an answer (the server stopped, or the reply could not be sent)",
                     delivery.receive_count
                 );
+                // A task whose runs all ended without an outcome (its
+                // replicas died) fails, saying why, so its caller stops
+                // polling.
+                if let Some(settings) = &self.config.tasks
+                    && matches!(task::classify(&request, settings), TaskBusiness::Call)
+                {
+                    task::fail_dead_lettered(settings, &route.origin, &request.id, &body, &reason)
+                        .await;
+                }
                 // Boxed, as a rare path: inline, its state would enlarge the
                 // future of every delivery. Registered until it is settled,
                 // so that a duplicate waits and then finds the notice kept.
@@ -161,6 +170,9 @@ impl<F: ServiceFactory> Shared<F> {
             let mut reply = self
                 .reply(reply_to.clone(), reply_headers(&headers))
                 .numbered(request_id.clone());
+            if self.config.tasks.is_some() {
+                reply = reply.advertising_tasks();
+            }
             // An initialize is not kept for replay: its reply carries the
             // new session id in an attribute, and running it again only
             // issues another.

@@ -162,6 +162,37 @@ impl<F: ServiceFactory> Shared<F> {
     }
 }
 
+/// Fails the task of a request that is being dead-lettered (if it has
+/// one), with the reason.
+pub(super) async fn fail_dead_lettered(
+    settings: &TaskSettings,
+    owner: &str,
+    request_id: &RequestId,
+    body: &[u8; 16],
+    reason: &str,
+) {
+    let task_id = crate::tasks::id::derive(owner, request_id, body);
+    let error = serde_json::json!({
+        "code": ErrorCode::INTERNAL_ERROR.0,
+        "message": format!("the task's request was dead-lettered: {reason}"),
+    });
+    let error = error.as_object().cloned().unwrap_or_default();
+    let failed = store::update(settings.store().as_ref(), &task_id, |record| {
+        if record.is_terminal() {
+            return false;
+        }
+        record.fail(error.clone());
+        true
+    })
+    .await;
+    match failed {
+        Ok(_) | Err(TaskStoreError::NotFound(_)) => {}
+        Err(error) => {
+            tracing::warn!(task = %task_id, %error, "could not fail a dead-lettered task")
+        }
+    }
+}
+
 /// Takes `responses` into `record` if `owner` owns it and it is waiting
 /// for input; only keys it asked for are kept. Returns whether it changed.
 fn accept_inputs(
