@@ -15,6 +15,8 @@
 //!   nothing of MCP.
 //! * [`server`]: [`QueueServer`] polls a request queue
 //!   and runs each request through a fresh rmcp service.
+//! * [`tasks`]: durable MCP Tasks: the task store every replica shares,
+//!   used by the server to run calls as tasks that survive their replica.
 //! * [`client`]: [`QueueClientTransport`], an
 //!   rmcp client transport, made by its
 //!   [builder](QueueClientTransport::builder).
