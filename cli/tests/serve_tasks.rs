@@ -5,10 +5,13 @@
 //! same `serve` stay plain. Against a library `QueueServer` with the test
 //! kit's task tools, whose task store the test reads, `call --task` cancels
 //! the task on `--timeout` and when it asks for input the command cannot
-//! give.
+//! give. Against a server that knows nothing of MCP 2026-07-28 (Python
+//! asyncmcp 0.2.1), `call --task` falls back to `initialize` and makes an
+//! ordinary call.
 //!
-//! Needs LocalStack and the Python MCP SDK 2.x: `scripts/test.sh` starts and
-//! installs them (see `asyncmcp_testkit::real_clients`).
+//! Needs LocalStack, the Python MCP SDK 2.x and the Python asyncmcp peer:
+//! `scripts/test.sh` starts and installs them (see
+//! `asyncmcp_testkit::real_clients` and `asyncmcp_testkit::py_peer`).
 
 mod common;
 
@@ -17,14 +20,20 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use asyncmcp::QueueServer;
 use asyncmcp::queue::sqs::{self, SqsInbox, SqsOutbox};
 use asyncmcp::tasks::{MemoryTaskStore, TaskSettings, TaskStore};
+use asyncmcp::{QueueClientTransport, QueueServer};
 use asyncmcp_testkit::aws::{self, LocalStack};
+use asyncmcp_testkit::py_peer::py_peer_python;
 use asyncmcp_testkit::task_tools::{TaskToolStats, TaskTools};
 use asyncmcp_testkit::{eventually, real_clients, unique_name};
 use common::serve::{Serve, run_to_end};
-use rmcp::model::TaskStatus;
+use rmcp::model::{
+    CancelTaskParams, ClientCapabilities, ClientConfig, GetTaskParams, Implementation,
+    ProtocolVersion, TaskStatus,
+};
+use rmcp::service::{ClientLifecycleMode, RunningService, serve_client_with_lifecycle};
+use rmcp::{ClientHandler, RoleClient};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -210,6 +219,39 @@ async fn sigint_while_polling_cancels_the_task_and_exits_130() {
         }
     }
     let id = task_id(&seen);
+
+    // Another connection knows the id: it can neither read nor cancel it.
+    let intruder = intruder(ls, &queue).await;
+    let read = intruder.get_task(GetTaskParams::new(&id)).await;
+    assert!(
+        format!("{read:?}").contains("unknown task"),
+        "another caller cannot read the task: {read:?}"
+    );
+    let cancelled = intruder.cancel_task(CancelTaskParams::new(&id)).await;
+    assert!(
+        format!("{cancelled:?}").contains("unknown task"),
+        "another caller cannot cancel the task: {cancelled:?}"
+    );
+    intruder.cancel().await.expect("close the intruder");
+    // The task goes on: a later step is shown.
+    let last = seen
+        .lines()
+        .rfind(|line| line.contains("working: step "))
+        .unwrap_or_default()
+        .to_owned();
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("no later status within 30 s:\n{seen}"))
+            .expect("read stderr")
+            .unwrap_or_else(|| panic!("stderr ended:\n{seen}"));
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("working: step ") && line != last {
+            break;
+        }
+    }
+
     let pid = child.id().expect("running").to_string();
     let sent = std::process::Command::new("kill")
         .args(["-INT", &pid])
@@ -247,6 +289,39 @@ async fn sigint_while_polling_cancels_the_task_and_exits_130() {
         .unwrap_or_else(|| panic!("no `task ended` line for {id}:\n{ended}"));
     assert!(line.contains("Cancelled"), "{line}");
     serve.assert_running();
+}
+
+/// A client that declares the tasks extension (on the 2026-07-28
+/// lifecycle).
+#[derive(Clone)]
+struct TasksClient;
+
+impl ClientHandler for TasksClient {
+    fn get_info(&self) -> ClientConfig {
+        ClientConfig::new(
+            ClientCapabilities::builder().enable_tasks().build(),
+            Implementation::new("intruder", "1.0"),
+        )
+    }
+}
+
+/// Another caller of the server behind `queue`, with a connection (and
+/// `ClientId`) of its own.
+async fn intruder(ls: &LocalStack, queue: &str) -> RunningService<RoleClient, TasksClient> {
+    let transport = QueueClientTransport::builder(queue)
+        .wait(Duration::from_secs(1))
+        .connect_sqs(&sqs::client(&ls.sdk_config().await))
+        .await
+        .expect("connect another client");
+    serve_client_with_lifecycle(
+        TasksClient,
+        transport,
+        ClientLifecycleMode::Discover {
+            preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+        },
+    )
+    .await
+    .expect("server/discover through serve")
 }
 
 /// A library `QueueServer` serving the test kit's task tools on a queue of
@@ -374,4 +449,52 @@ async fn task_flags_are_checked_before_anything_starts() {
     }
     let help = run_to_end(ls, &["call", "--help"], &[]).await.ok();
     assert!(help.stdout.contains("--task"), "{}", help.stdout);
+}
+
+/// Python asyncmcp 0.2.1's SQS server (the interop tests' peer), which does
+/// not answer `server/discover`: `call --task` falls back to `initialize`
+/// (after rmcp's 10 s wait for an answer) and the call is an ordinary one.
+#[tokio::test]
+async fn a_server_without_tasks_answers_call_task_as_usual() {
+    let ls = aws::localstack().await;
+    let queue = ls.create_queue("call-task-legacy").await;
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/interop/py_server.py");
+    let mut server = tokio::process::Command::new(py_peer_python())
+        .arg(&script)
+        .args(["--request-queue-url", &queue])
+        .envs(ls.aws_env())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the Python asyncmcp server");
+    let mut lines = BufReader::new(server.stdout.take().expect("stdout")).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.trim() == "READY" {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(ready, Ok(true), "the Python server is polling");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+
+    let run = run_to_end(
+        ls,
+        &[
+            "call",
+            "--queue-url",
+            &queue,
+            "--task",
+            "add",
+            r#"{"a": 2, "b": 3}"#,
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(run.text(), "5", "{run:#?}");
+    assert!(!run.stderr.contains(TASK_LINE), "no task: {run:#?}");
 }
