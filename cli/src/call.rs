@@ -5,15 +5,30 @@
 //! Progress notifications draw a bar on stderr when it is a terminal. A stop
 //! (`--timeout`, SIGINT, SIGTERM) during the call sends the server
 //! `notifications/cancelled` for it. Exit codes: see [`exit`](crate::exit).
+//!
+//! # Tasks
+//!
+//! With `--task` the command declares the tasks extension, so that a server
+//! may run the call as a task, which [`task`](crate::task) follows to its
+//! end. Declaring it takes MCP 2026-07-28, which starts with
+//! `server/discover` instead of `initialize`; the session falls back to
+//! `initialize` when the server does not know `server/discover` (an older
+//! server answers it with an error), and the call is then an ordinary one.
+//! It is a flag, not automatic, because an older server that drops unknown
+//! requests instead of answering them would cost every call rmcp's 10 s
+//! wait before the fallback, and because a task outlives the connection
+//! that started it: a call that is not a task ends with the command, which
+//! is what scripts calling it today rely on.
 
 use std::io::Read;
 use std::time::Duration;
 
+use rmcp::model::ProtocolVersion;
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, CallToolResult, CancelledNotificationParam,
     ClientRequest, JsonObject, RequestId, ServerResult,
 };
-use rmcp::service::PeerRequestOptions;
+use rmcp::service::{ClientLifecycleMode, PeerRequestOptions};
 use rmcp::{Peer, RoleClient};
 
 use crate::connect::{ConnectArgs, environment_help};
@@ -31,10 +46,12 @@ const CANCEL_LIMIT: Duration = Duration::from_secs(5);
     "Examples:\n  \
      asyncmcp call --queue-url https://sqs.us-east-1.amazonaws.com/123456789012/mcp-requests \\\n    \
      add '{\"a\": 2, \"b\": 3}' | jq -r '.content[0].text'\n  \
-     echo '{\"text\": \"hi\"}' | asyncmcp call --topic-arn arn:aws:sns:us-east-1:123456789012:mcp echo -\n\n\
-     Exit codes: 0 success; 1 AWS, transport or JSON-RPC error (on stderr); 2 bad usage or \
-     arguments (nothing sent); 3 the tool reported an error (isError: true; the result is on \
-     stdout); 124 --timeout passed (the call is cancelled); 130 SIGINT; 143 SIGTERM.\n\n",
+     echo '{\"text\": \"hi\"}' | asyncmcp call --topic-arn arn:aws:sns:us-east-1:123456789012:mcp echo -\n  \
+     asyncmcp call --task --timeout 2h render '{\"scene\": \"castle\"}' > result.json\n\n\
+     Exit codes: 0 success; 1 AWS, transport or JSON-RPC error (on stderr), or a task that \
+     failed, was cancelled or needs input; 2 bad usage or arguments (nothing sent); 3 the tool \
+     reported an error (isError: true; the result is on stdout); 124 --timeout passed (the call \
+     or task is cancelled); 130 SIGINT; 143 SIGTERM.\n\n",
     environment_help!()
 ))]
 pub(crate) struct CallArgs {
@@ -48,6 +65,14 @@ pub(crate) struct CallArgs {
     /// none].
     #[arg(value_name = "JSON")]
     arguments: Option<String>,
+
+    /// Let the server run the call as a task (MCP 2026-07-28 tasks
+    /// extension; an older server answers as usual): `task <id>` is said on
+    /// stderr, the task is polled to its end with its status message shown,
+    /// and its result printed as a call's. --timeout, SIGINT and SIGTERM
+    /// cancel the task.
+    #[arg(long)]
+    task: bool,
 }
 
 /// Runs `asyncmcp call`.
@@ -67,8 +92,17 @@ pub(crate) async fn run(args: CallArgs) -> Result<Done, Failure> {
         Some(text) => Some(parse_arguments(text)?),
     };
     let progress = Progress::on_stderr();
-    let mut session = Session::open(target, ProgressClient::new(progress.clone())).await?;
-    let called = call(&mut session, &args.tool, arguments).await;
+    let mut session = if args.task {
+        let lifecycle = ClientLifecycleMode::Auto {
+            preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+            legacy_version: None,
+        };
+        let client = ProgressClient::declaring_tasks(progress.clone());
+        Session::open_with(target, client, lifecycle).await?
+    } else {
+        Session::open(target, ProgressClient::new(progress.clone())).await?
+    };
+    let called = call(&mut session, &args.tool, arguments, &progress).await;
     progress.finish();
     let outcome = called.and_then(|result| {
         output::print_json(&result)?;
@@ -111,6 +145,7 @@ async fn call(
     session: &mut Session<ProgressClient>,
     tool: &str,
     arguments: Option<JsonObject>,
+    progress: &Progress,
 ) -> Result<CallToolResult, Failure> {
     let mut params = CallToolRequestParams::new(tool.to_owned());
     if let Some(arguments) = arguments {
@@ -129,9 +164,9 @@ async fn call(
         Ok(Ok(ServerResult::InputRequiredResult(_))) => Err(Failure::other(anyhow::anyhow!(
             "the tool asked for input from the user, which `asyncmcp call` cannot give"
         ))),
-        Ok(Ok(ServerResult::CreateTaskResult(_))) => Err(Failure::other(anyhow::anyhow!(
-            "the server made the call a task, which `asyncmcp call` does not follow"
-        ))),
+        Ok(Ok(ServerResult::CreateTaskResult(created))) => {
+            crate::task::follow(session, created, progress).await
+        }
         Ok(Ok(_)) => Err(Failure::other(anyhow::anyhow!(
             "the server answered tools/call with something other than a tool result"
         ))),

@@ -12,7 +12,8 @@
 //! is a module of its own; `serve` and `proxy` share [`bridge`] (forwarding
 //! MCP between two connections). What several share: [`connect`] (reaching a
 //! queue-backed server), [`session`] (one MCP client session, its deadline
-//! and signals), [`exit`] (exit codes and error reports of `call`/`tools`),
+//! and signals), [`task`] (following a task `call` started), [`exit`] (exit
+//! codes and error reports of `call`/`tools`),
 //! [`output`] (JSON on stdout), [`progress`] (the progress bar), [`aws`]
 //! (AWS clients for `setup`/`dlq`), [`safe`] (printing untrusted text).
 //! `setup` and `dlq` report a failure as `asyncmcp: error: …` on stderr and
@@ -33,6 +34,7 @@ mod serve;
 mod session;
 mod setup;
 mod signals;
+mod task;
 mod tools;
 mod webhook_replies;
 mod webhook_secret;

@@ -8,6 +8,11 @@
 //! may be anything: non-finite or negative numbers are shown as such but do
 //! not move the bar, and the message is made safe for the terminal and cut
 //! short.
+//!
+//! A task (`asyncmcp call --task`) has no numbers, only a status message:
+//! [`Progress::status`] shows it on a spinner when stderr is a terminal, and
+//! otherwise as a line on stderr each time it changes, so that a log of a
+//! long task shows how it went.
 
 use std::io::IsTerminal;
 use std::sync::{Arc, OnceLock};
@@ -30,6 +35,8 @@ const MAX_MESSAGE: usize = 120;
 #[derive(Debug, Clone)]
 pub(crate) struct Progress {
     shown: bool,
+    /// Whether task statuses are written as lines when the bar is not shown.
+    lines: bool,
     bar: Arc<OnceLock<ProgressBar>>,
 }
 
@@ -38,6 +45,7 @@ impl Progress {
     pub(crate) fn on_stderr() -> Self {
         Self {
             shown: std::io::stderr().is_terminal(),
+            lines: true,
             bar: Arc::default(),
         }
     }
@@ -46,7 +54,44 @@ impl Progress {
     pub(crate) fn hidden() -> Self {
         Self {
             shown: false,
+            lines: false,
             bar: Arc::default(),
+        }
+    }
+
+    /// The bar, drawn from now on.
+    fn bar(&self) -> &ProgressBar {
+        self.bar.get_or_init(|| {
+            let bar = ProgressBar::new(STEPS);
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        })
+    }
+
+    /// Shows a task's status (`working`, `input_required`, ...) and its
+    /// status message: on the spinner, or as a line on stderr when stderr is
+    /// not a terminal. The caller calls it when either changes.
+    pub(crate) fn status(&self, status: &str, message: Option<&str>) {
+        let mut text = one_line(status);
+        if let Some(message) = message {
+            text.push_str(": ");
+            text.push_str(&one_line(message));
+        }
+        if self.shown {
+            let bar = self.bar();
+            bar.set_style(style(false));
+            bar.set_message(text);
+        } else if self.lines {
+            eprintln!("asyncmcp: {text}");
+        }
+    }
+
+    /// Writes `line` on stderr, above the bar if one is drawn. The caller
+    /// makes it safe for a terminal.
+    pub(crate) fn note(&self, line: &str) {
+        match self.bar.get() {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
         }
     }
 
@@ -55,11 +100,7 @@ impl Progress {
         if !self.shown {
             return;
         }
-        let bar = self.bar.get_or_init(|| {
-            let bar = ProgressBar::new(STEPS);
-            bar.enable_steady_tick(Duration::from_millis(120));
-            bar
-        });
+        let bar = self.bar();
         let fraction = fraction(update.progress, update.total);
         bar.set_style(style(fraction.is_some()));
         bar.set_position(fraction.map_or(0, |f| (f * STEPS as f64).round() as u64));
@@ -104,12 +145,16 @@ fn label(update: &ProgressNotificationParam) -> String {
         label.push_str(&number(total));
     }
     if let Some(message) = &update.message {
-        let message: String = message.chars().take(MAX_MESSAGE).collect();
-        let message = output::printable(&message).replace(['\n', '\t'], " ");
         label.push(' ');
-        label.push_str(&message);
+        label.push_str(&one_line(message));
     }
     label
+}
+
+/// `message` from a server, cut short and made one line safe for a terminal.
+fn one_line(message: &str) -> String {
+    let message: String = message.chars().take(MAX_MESSAGE).collect();
+    output::printable(&message).replace(['\n', '\t'], " ")
 }
 
 /// `x` shown briefly: whole numbers as such, others to 4 significant digits.
@@ -127,12 +172,27 @@ fn number(x: f64) -> String {
 #[derive(Debug, Clone)]
 pub(crate) struct ProgressClient {
     progress: Progress,
+    /// Whether it declares the tasks extension.
+    tasks: bool,
 }
 
 impl ProgressClient {
     /// A client showing progress on `progress`.
     pub(crate) fn new(progress: Progress) -> Self {
-        Self { progress }
+        Self {
+            progress,
+            tasks: false,
+        }
+    }
+
+    /// A client that also declares the tasks extension
+    /// (`io.modelcontextprotocol/tasks`): a server may answer its calls
+    /// with a task to poll.
+    pub(crate) fn declaring_tasks(progress: Progress) -> Self {
+        Self {
+            progress,
+            tasks: true,
+        }
     }
 }
 
@@ -146,8 +206,13 @@ impl ClientHandler for ProgressClient {
     }
 
     fn get_info(&self) -> ClientConfig {
+        let capabilities = if self.tasks {
+            ClientCapabilities::builder().enable_tasks().build()
+        } else {
+            ClientCapabilities::default()
+        };
         ClientConfig::new(
-            ClientCapabilities::default(),
+            capabilities,
             Implementation::new("asyncmcp", env!("CARGO_PKG_VERSION")),
         )
     }

@@ -22,9 +22,12 @@ use asyncmcp::QueueClientTransport;
 use asyncmcp::client::ClientError;
 use asyncmcp::queue::QueueError;
 use rmcp::model::{ClientJsonRpcMessage, ServerJsonRpcMessage};
-use rmcp::service::{ClientInitializeError, RunningService, ServiceError};
+use rmcp::service::{
+    ClientInitializeError, ClientLifecycleMode, RunningService, ServiceError,
+    serve_client_with_lifecycle,
+};
 use rmcp::transport::Transport;
-use rmcp::{ClientHandler, Peer, RoleClient, ServiceExt};
+use rmcp::{ClientHandler, Peer, RoleClient};
 use tokio::sync::oneshot;
 use tokio::time::{Instant, sleep_until, timeout};
 
@@ -60,9 +63,20 @@ pub(crate) struct Session<H: ClientHandler> {
 }
 
 impl<H: ClientHandler> Session<H> {
-    /// Connects to `target` and initializes, within the deadline
-    /// (`--timeout`, which starts now) and until a signal.
+    /// Connects to `target` and initializes (the `initialize` handshake),
+    /// within the deadline (`--timeout`, which starts now) and until a
+    /// signal.
     pub(crate) async fn open(target: Target, handler: H) -> Result<Self, Failure> {
+        Self::open_with(target, handler, ClientLifecycleMode::Initialize).await
+    }
+
+    /// As [`open`](Self::open), starting the session as `lifecycle` says
+    /// (e.g. `server/discover` first, for MCP 2026-07-28).
+    pub(crate) async fn open_with(
+        target: Target,
+        handler: H,
+        lifecycle: ClientLifecycleMode,
+    ) -> Result<Self, Failure> {
         let mut signals = Signals::install().map_err(Failure::other)?;
         let timeout = target.timeout();
         let deadline = Instant::now() + timeout;
@@ -84,7 +98,9 @@ impl<H: ClientHandler> Session<H> {
         );
         let (transport, mut returned) = Reclaim::new(transport);
         let started = tokio::select! {
-            started = handler.serve(transport) => started.map_err(initialize_failure),
+            started = serve_client_with_lifecycle(handler, transport, lifecycle) => {
+                started.map_err(initialize_failure)
+            }
             stop = stopped(&mut signals, deadline) => Err(as_failure(stop)),
         };
         match started {

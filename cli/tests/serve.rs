@@ -436,7 +436,7 @@ async fn sigterm_lets_the_call_in_flight_finish() {
 async fn help_shows_an_example() {
     let ls = aws::localstack().await;
     let help = run_to_end(ls, &["serve", "--help"], &[]).await.ok();
-    assert!(help.stdout.contains("Example:"), "{}", help.stdout);
+    assert!(help.stdout.contains("Examples:"), "{}", help.stdout);
     assert!(
         help.stdout.contains("asyncmcp serve --queue-url"),
         "{}",

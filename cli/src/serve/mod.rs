@@ -18,6 +18,7 @@
 //! replies go to webhooks ([`webhook`]).
 
 mod pool;
+mod tasks;
 mod webhook;
 
 use std::net::SocketAddr;
@@ -34,11 +35,13 @@ use crate::signals::Signals;
 use crate::webhook_replies::WebhookReplies;
 use crate::webhook_secret::{SECRET_VAR, WebhookSecret};
 use pool::{ChildCommand, ChildPool};
+use tasks::TaskArgs;
 
 /// The example and the settings that are not flags, for `--help`.
 const AFTER_HELP: &str = "\
-Example:
+Examples:
   asyncmcp serve --queue-url \"$ASYNCMCP_QUEUE_URL\" -- npx -y @modelcontextprotocol/server-everything
+  asyncmcp serve --queue-url \"$ASYNCMCP_QUEUE_URL\" --task-tools render,export --task-ttl 2h -- python server.py
 
 Environment:
   ASYNCMCP_QUEUE_URL             the request queue, when --queue-url is not given
@@ -73,7 +76,16 @@ loopback or behind a TLS proxy that authenticates callers; leave it unset only f
 that sign nothing (Python asyncmcp). Requests accepted but not yet answered live only in this
 process. Replies go only to public HTTPS addresses unless --allow-http-webhooks (plain http)
 or --allow-loopback-webhooks (127.0.0.0/8 and ::1, over http too: local testing) allow more.
-With --queue-url, --reply-webhook lets queue requests be answered at a webhook as well.";
+With --queue-url, --reply-webhook lets queue requests be answered at a webhook as well.
+
+Tasks: with --tasks (or --task-tools), a tool call from a client that declares the MCP tasks
+extension (protocol 2026-07-28; `asyncmcp call --task`) is answered at once with a task, which
+the client polls (tasks/get) and may cancel (tasks/cancel); the call runs in the server process
+as any other, its progress becomes the task's status message, and its result is kept for
+--task-ttl. The server's tools become task-capable without any change to it; other clients get
+ordinary results. A task belongs to the connection that started it. --task-store memory keeps
+tasks in this process only: they are lost when it exits, and with several replicas on one queue
+a poll that reaches another replica finds no task, so replicas need a shared store.";
 
 /// The session key variables.
 const SESSION_KEY_VAR: &str = "ASYNCMCP_SESSION_KEY";
@@ -149,6 +161,8 @@ pub(crate) struct ServeArgs {
     /// Refuse requests that are not signed (needs ASYNCMCP_SIGNING_KEY).
     #[arg(long, env = "ASYNCMCP_REQUIRE_SIGNATURES")]
     require_signatures: bool,
+    #[command(flatten)]
+    tasks: TaskArgs,
     /// The stdio MCP server to run, and its arguments.
     #[arg(required = true, last = true, value_name = "COMMAND")]
     command: Vec<String>,
@@ -177,6 +191,8 @@ enum ServeError {
     Listen(#[from] webhook::ListenError),
     #[error(transparent)]
     WebhookSecret(#[from] crate::webhook_secret::SecretError),
+    #[error(transparent)]
+    Tasks(#[from] tasks::TaskFlagsError),
     #[error("no server process was ready within {0:?} (its errors are above)")]
     NotReady(Duration),
     #[error("cannot catch signals: {0}")]
@@ -196,7 +212,8 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
                 | ServeError::SessionKeyEncoding { .. }
                 | ServeError::SessionKey { .. }
                 | ServeError::PreviousSessionKeyOnly
-                | ServeError::WebhookSecret(_) => 2,
+                | ServeError::WebhookSecret(_)
+                | ServeError::Tasks(_) => 2,
                 _ => 1,
             })
         }
@@ -210,6 +227,7 @@ async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         return Err(ServeError::SignaturesWithoutKey);
     }
     let session_keys = session_keys(env)?;
+    let tasks = args.tasks.settings()?;
     let webhook_secret = WebhookSecret::from_env(env)?;
     let mut signals = Signals::install().map_err(ServeError::Signals)?;
 
@@ -260,6 +278,13 @@ async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     if let Some(keys) = session_keys {
         builder = builder.session_keys(keys);
     }
+    let tasks_note = match tasks {
+        Some(tasks) => {
+            builder = builder.tasks(tasks.settings);
+            format!("; tool calls as tasks, kept in {}", tasks.store)
+        }
+        None => String::new(),
+    };
 
     let mut words = args.command.into_iter();
     let command = ChildCommand {
@@ -297,11 +322,12 @@ async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         None => (args.queue_url.clone().unwrap_or_default(), None),
     };
     eprintln!(
-        "asyncmcp serve: ready: {} -> {} ({} process{})",
+        "asyncmcp serve: ready: {} -> {} ({} process{}){}",
         source,
         command.program,
         args.children,
-        if args.children == 1 { "" } else { "es" }
+        if args.children == 1 { "" } else { "es" },
+        tasks_note
     );
     let signal = signals.recv().await;
     tracing::info!(%signal, "draining");
