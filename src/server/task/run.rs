@@ -47,6 +47,9 @@ use crate::tasks::{TaskRecord, TaskSettings, TaskStore, TaskStoreError, id, stor
 /// The least time between two status messages written from progress.
 const STATUS_EVERY: Duration = Duration::from_secs(1);
 
+/// How long a handler stopped from outside may take to return.
+const DRAIN: Duration = Duration::from_secs(1);
+
 /// How often writing the outcome is tried before the request is left for
 /// a redelivery.
 const OUTCOME_ATTEMPTS: u32 = 3;
@@ -269,7 +272,29 @@ impl<F: ServiceFactory> Shared<F> {
             peer_info,
             service_ct.clone(),
         );
-        let _stop_service = service_ct.drop_guard();
+        let _stop_service = service_ct.clone().drop_guard();
+        let round = self.watch_round(&mut emitted, watch).await;
+        if matches!(
+            round,
+            Round::Ended(End::Cancelled | End::Abandoned | End::Failed(_))
+        ) {
+            // Stopped from outside: let the handler see its cancellation and
+            // answer into the channel, rather than fail sending into a
+            // closed one.
+            service_ct.cancel();
+            let _ = tokio::time::timeout(DRAIN, async { while emitted.recv().await.is_some() {} })
+                .await;
+        }
+        round
+    }
+
+    /// Watches one run of the handler: what it emits, the record, and the
+    /// reasons to stop.
+    async fn watch_round(
+        &self,
+        emitted: &mut tokio::sync::mpsc::Receiver<ServerJsonRpcMessage>,
+        watch: &Watch<'_>,
+    ) -> Round {
         let mut tick = tokio::time::interval(watch.every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_status: Option<Instant> = None;
