@@ -10,6 +10,10 @@
 //!   writes, which is all the stores need to offer; every state change is
 //!   written through [`update`](store::update), which retries on conflicts.
 //! * [`memory`]: [`MemoryTaskStore`], the default (one process).
+//! * `sqlite` (feature `tasks-sqlite`): `SqliteTaskStore`, an SQLite file
+//!   shared by the replicas of one machine, surviving restarts.
+//! * `s3` (feature `tasks-s3`): `S3TaskStore`, one S3 object per task,
+//!   updated with conditional writes, for replicas on many machines.
 //! * [`id`]: task ids derived from the request's identity, so a request
 //!   redelivered to another replica runs again under the same task id and the
 //!   caller's polling just continues.
@@ -17,8 +21,16 @@
 pub mod id;
 pub mod memory;
 pub mod record;
+#[cfg(feature = "tasks-s3")]
+pub mod s3;
+#[cfg(feature = "tasks-sqlite")]
+pub mod sqlite;
 pub mod store;
 
 pub use memory::MemoryTaskStore;
 pub use record::TaskRecord;
+#[cfg(feature = "tasks-s3")]
+pub use s3::S3TaskStore;
+#[cfg(feature = "tasks-sqlite")]
+pub use sqlite::SqliteTaskStore;
 pub use store::{TaskStore, TaskStoreError, Version, Versioned};
