@@ -105,9 +105,9 @@ impl SqliteTaskStore {
         Ok(self.len().await? == 0)
     }
 
-    /// Deletes every expired record now; returns how many. [`create`]
-    /// (TaskStore::create) does this too, so a store that creates tasks
-    /// needs no other sweep.
+    /// Deletes every expired record now; returns how many.
+    /// [`create`](TaskStore::create) does this too, so a store that creates
+    /// tasks needs no other sweep.
     pub async fn purge_expired(&self) -> Result<usize, TaskStoreError> {
         self.call(|connection| purge(connection, now_ms(), None))
             .await
