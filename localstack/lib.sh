@@ -19,12 +19,13 @@ die() {
     exit 1
 }
 
-# healthy URL: a LocalStack with SQS and SNS answers at URL.
+# healthy URL: a LocalStack with SQS, SNS and S3 (the S3 task store's tests) answers at URL.
 healthy() {
     local body
     body="$(curl -fsS --max-time 3 "$1/_localstack/health" 2>/dev/null)" || return 1
     grep -Eq '"sqs": *"(running|available)"' <<<"${body}" &&
-        grep -Eq '"sns": *"(running|available)"' <<<"${body}"
+        grep -Eq '"sns": *"(running|available)"' <<<"${body}" &&
+        grep -Eq '"s3": *"(running|available)"' <<<"${body}"
 }
 
 # localstack_paths: sets PORT, STATE_DIR and the files under it from LOCALSTACK_PORT and

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Starts LocalStack (SQS + SNS) for asyncmcp development and creates the demo queues and
+# Starts LocalStack (SQS, SNS and S3) for asyncmcp development and creates the demo queues and
 # topics (with `asyncmcp setup`).
 #
 #   localstack/start.sh        then   export AWS_ENDPOINT_URL=http://localhost:4566
@@ -131,7 +131,7 @@ start_host() {
         return 0
     fi
     if port_open; then
-        die "port ${PORT} is in use by something that is not a healthy LocalStack with SQS and SNS; stop it or pick another port with LOCALSTACK_PORT"
+        die "port ${PORT} is in use by something that is not a healthy LocalStack with SQS, SNS and S3; stop it or pick another port with LOCALSTACK_PORT"
     fi
     ensure_venv
     mkdir -p "${STATE_DIR}/data"
@@ -140,7 +140,7 @@ start_host() {
         cd "${STATE_DIR}"
         GATEWAY_LISTEN="127.0.0.1:${PORT}" \
             LOCALSTACK_HOST="localhost:${PORT}" \
-            SERVICES=sqs,sns \
+            SERVICES=sqs,sns,s3 \
             SQS_ENDPOINT_STRATEGY=path \
             DISABLE_EVENTS=1 \
             DNS_ADDRESS=0 \

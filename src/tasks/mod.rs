@@ -11,6 +11,10 @@
 //!   written through [`update`](store::update), which retries on conflicts.
 //! * [`TaskSettings`]: which calls a server runs as tasks, and how.
 //! * [`memory`]: [`MemoryTaskStore`], the default (one process).
+//! * `sqlite` (feature `tasks-sqlite`): `SqliteTaskStore`, an SQLite file
+//!   shared by the replicas of one machine, surviving restarts.
+//! * `s3` (feature `tasks-s3`): `S3TaskStore`, one S3 object per task,
+//!   updated with conditional writes, for replicas on many machines.
 //! * [`id`]: task ids derived from the request's identity, so a request
 //!   redelivered to another replica runs again under the same task id and the
 //!   caller's polling just continues.
@@ -18,10 +22,18 @@
 pub mod id;
 pub mod memory;
 pub mod record;
+#[cfg(feature = "tasks-s3")]
+pub mod s3;
 mod settings;
+#[cfg(feature = "tasks-sqlite")]
+pub mod sqlite;
 pub mod store;
 
 pub use memory::MemoryTaskStore;
 pub use record::TaskRecord;
+#[cfg(feature = "tasks-s3")]
+pub use s3::S3TaskStore;
 pub use settings::TaskSettings;
+#[cfg(feature = "tasks-sqlite")]
+pub use sqlite::SqliteTaskStore;
 pub use store::{TaskStore, TaskStoreError, Version, Versioned};

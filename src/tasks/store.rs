@@ -60,7 +60,9 @@ pub enum TaskStoreError {
 
 /// Where task records live, shared by every replica that serves a queue.
 ///
-/// Implementations: [`MemoryTaskStore`](super::MemoryTaskStore) (one process).
+/// Implementations: [`MemoryTaskStore`](super::MemoryTaskStore) (one
+/// process), `SqliteTaskStore` (feature `tasks-sqlite`: one machine) and
+/// `S3TaskStore` (feature `tasks-s3`: many machines).
 /// Each passes the same contract suite (the test kit's `task_store_contract`).
 #[async_trait]
 pub trait TaskStore: Send + Sync + fmt::Debug + 'static {
@@ -85,10 +87,19 @@ pub trait TaskStore: Send + Sync + fmt::Debug + 'static {
     async fn delete(&self, id: &str) -> Result<(), TaskStoreError>;
 }
 
-/// How many times [`update`] rereads after losing a compare-and-swap before
-/// giving up. Conflicts come from a handful of writers (the runner, a cancel,
-/// an update), so a few retries settle any real race.
-const UPDATE_ATTEMPTS: usize = 16;
+/// How long [`update`] keeps retrying after lost compare-and-swaps before
+/// giving up with [`TaskStoreError::Conflict`]. A lost swap means another
+/// writer's change went in, so retrying always makes progress; the bound only
+/// caps how long one writer may keep losing. Conflicts usually come from a
+/// handful of writers (the runner, a cancel, an update) and settle in a retry
+/// or two; a burst of a hundred writers on one task over S3 still gets
+/// through well within it (the contract suite checks such a burst).
+pub const UPDATE_PATIENCE: Duration = Duration::from_secs(60);
+
+/// The longest pause between two attempts of [`update`]. Pauses grow with
+/// each loss up to this, so a crowd of writers thins its own retries out
+/// instead of swamping the store with writes that all fail.
+const MAX_BACKOFF_MS: u64 = 1_000;
 
 /// Reads task `id`, applies `change` and writes it back, retrying on
 /// conflicts. `change` returns `false` to leave the record as it is (no
@@ -98,7 +109,9 @@ where
     S: TaskStore + ?Sized,
     F: FnMut(&mut TaskRecord) -> bool + Send,
 {
-    for attempt in 0..UPDATE_ATTEMPTS {
+    let deadline = tokio::time::Instant::now() + UPDATE_PATIENCE;
+    let mut attempt: u32 = 0;
+    loop {
         let Some(Versioned {
             mut record,
             version,
@@ -111,18 +124,46 @@ where
         }
         match store.replace(&record, &version).await {
             Ok(_) => return Ok(record),
+            Err(TaskStoreError::Conflict(_)) if tokio::time::Instant::now() < deadline => {
+                tracing::trace!(task = %id, attempt, "task store: update lost a race, retrying");
+                tokio::time::sleep(backoff(attempt)).await;
+                attempt = attempt.saturating_add(1);
+            }
             Err(TaskStoreError::Conflict(_)) => {
-                // Back off a little, growing, so racing writers interleave.
-                let millis = 2u64.saturating_pow(u32::try_from(attempt).unwrap_or(10).min(7));
-                tokio::time::sleep(Duration::from_millis(millis)).await;
+                tracing::warn!(task = %id, attempt, "task store: update kept losing races; giving up");
+                return Err(TaskStoreError::Conflict(id.to_owned()));
             }
             Err(other) => return Err(other),
         }
     }
-    Err(TaskStoreError::Conflict(id.to_owned()))
+}
+
+/// The pause after losing the `attempt`th compare-and-swap: random in
+/// `0..=min(2^attempt, MAX_BACKOFF_MS)` ms ("full jitter"), so writers that
+/// collided do not collide again in lockstep.
+fn backoff(attempt: u32) -> Duration {
+    let ceiling = 2u64.saturating_pow(attempt.min(16)).min(MAX_BACKOFF_MS);
+    let random = u64::try_from(uuid::Uuid::new_v4().as_u128() >> 64).unwrap_or(0);
+    Duration::from_millis(random % (ceiling + 1))
 }
 
 /// Whether `record` is live now (not expired).
 pub fn is_live(record: &TaskRecord) -> bool {
     !record.is_expired_at(now_ms())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_its_cap_and_varies() {
+        assert!(backoff(0) <= Duration::from_millis(1));
+        let late: Vec<Duration> = (0..50).map(|_| backoff(40)).collect();
+        assert!(
+            late.iter()
+                .all(|d| *d <= Duration::from_millis(MAX_BACKOFF_MS))
+        );
+        assert!(late.iter().any(|d| *d != late[0]), "no jitter: {late:?}");
+    }
 }

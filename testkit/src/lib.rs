@@ -4,6 +4,8 @@
 //!   (make, open and remove queues), with [`QueueSpec`] for the attributes a
 //!   test needs;
 //! * [`contract`]: the Inbox/Outbox contract suite every broker runs;
+//! * [`task_store_contract`]: the contract suite every task store runs
+//!   ([`task_store_contract_tests!`]);
 //! * [`scenarios`]: the end-to-end scenarios every broker runs, on a
 //!   [`Fixture`] (a demo server behind a fresh request queue), with
 //!   [`FaultyOutbox`] to see and fail what a server sends;
@@ -90,6 +92,7 @@ pub mod real_clients;
 pub mod scenarios;
 pub mod server_cli;
 pub mod support;
+pub mod task_store_contract;
 pub mod task_tools;
 
 #[cfg(feature = "sqs")]

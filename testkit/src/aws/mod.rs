@@ -16,6 +16,8 @@
 
 pub mod deny;
 pub mod proxy;
+#[cfg(feature = "tasks-s3")]
+pub mod s3;
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -66,7 +68,7 @@ pub const LOCALSTACK_TAG: &str = {
 const NOT_RUNNING: &str = "LocalStack is not running: run `scripts/test.sh` (starts it), or \
      `localstack/start.sh` then `export AWS_ENDPOINT_URL=http://localhost:4566`";
 
-/// A LocalStack (SQS + SNS) shared by every test of one test binary.
+/// A LocalStack (SQS, SNS and S3) shared by every test of one test binary.
 pub struct LocalStack {
     /// Base URL, e.g. `http://localhost:4566`.
     pub endpoint: String,
@@ -126,7 +128,7 @@ async fn start_container() -> LocalStack {
 
     let container = testcontainers_modules::localstack::LocalStack::default()
         .with_tag(LOCALSTACK_TAG)
-        .with_env_var("SERVICES", "sqs,sns")
+        .with_env_var("SERVICES", "sqs,sns,s3")
         .with_env_var("SQS_ENDPOINT_STRATEGY", "path")
         .with_env_var("DISABLE_EVENTS", "1")
         .start()
@@ -181,6 +183,15 @@ fn remove_container_after_exit(id: &str) {
 
 /// `GET {endpoint}/_localstack/health` over a plain TCP connection; Ok when SQS is up.
 async fn check_health(endpoint: &str) -> Result<(), String> {
+    if service_up(endpoint, "sqs").await? {
+        Ok(())
+    } else {
+        Err("SQS is not running in that LocalStack (start it with SERVICES=sqs,sns,s3)".into())
+    }
+}
+
+/// Whether `/_localstack/health` at `endpoint` reports `service` running or available.
+pub(crate) async fn service_up(endpoint: &str, service: &str) -> Result<bool, String> {
     let rest = endpoint
         .strip_prefix("http://")
         .ok_or_else(|| format!("only http:// endpoints are supported, got {endpoint}"))?;
@@ -212,11 +223,8 @@ async fn check_health(endpoint: &str) -> Result<(), String> {
         return Err(format!("/_localstack/health answered `{status}`"));
     }
     let compact: String = response.chars().filter(|c| !c.is_whitespace()).collect();
-    if compact.contains(r#""sqs":"running""#) || compact.contains(r#""sqs":"available""#) {
-        Ok(())
-    } else {
-        Err("SQS is not running in that LocalStack (start it with SERVICES=sqs,sns)".into())
-    }
+    Ok(compact.contains(&format!(r#""{service}":"running""#))
+        || compact.contains(&format!(r#""{service}":"available""#)))
 }
 
 impl LocalStack {
