@@ -21,7 +21,7 @@ use std::time::Duration;
 use anyhow::Context;
 use asyncmcp::QueueServer;
 use asyncmcp::queue::sqs::{self, SqsInbox, SqsOutbox};
-use asyncmcp::tasks::{MemoryTaskStore, TaskSettings, TaskStore};
+use asyncmcp::tasks::{StoreSpec, TaskSettings};
 use asyncmcp_testkit::server_cli::{self, ServerArgs};
 use asyncmcp_testkit::support;
 use asyncmcp_testkit::task_tools::{TaskToolStats, TaskTools};
@@ -35,7 +35,7 @@ struct Args {
     queue_url: String,
     /// Where tasks are kept: `memory`, `sqlite:PATH` or `s3://BUCKET/PREFIX`.
     #[arg(long, default_value = "memory")]
-    store: String,
+    store: StoreSpec,
     /// How long tasks and their results are kept, in seconds.
     #[arg(long, default_value_t = 3600)]
     task_ttl: u64,
@@ -43,19 +43,13 @@ struct Args {
     server: ServerArgs,
 }
 
-/// Opens the store `spec` names.
-async fn open_store(spec: &str) -> anyhow::Result<Arc<dyn TaskStore>> {
-    if spec == "memory" {
-        return Ok(Arc::new(MemoryTaskStore::new()));
-    }
-    anyhow::bail!("unknown --store {spec:?}: expected memory, sqlite:PATH or s3://BUCKET/PREFIX")
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     support::init_tracing("info,rmcp=warn");
     let args = Args::parse();
-    let store = open_store(&args.store)
+    let store = args
+        .store
+        .open()
         .await
         .with_context(|| format!("open the task store {}", args.store))?;
     let client = sqs::client(&sqs::sdk_config_from_env().await);

@@ -9,7 +9,9 @@
 //! * [`store`]: the [`TaskStore`] seam: versioned reads and compare-and-swap
 //!   writes, which is all the stores need to offer; every state change is
 //!   written through [`update`](store::update), which retries on conflicts.
-//! * [`TaskSettings`]: which calls a server runs as tasks, and how.
+//! * [`TaskSettings`]: which calls a server runs as tasks, and how;
+//!   [`StoreSpec`]: a store named in one string (`memory`, `sqlite:PATH`,
+//!   `s3://BUCKET/PREFIX`).
 //! * [`memory`]: [`MemoryTaskStore`], the default (one process).
 //! * `sqlite` (feature `tasks-sqlite`): `SqliteTaskStore`, an SQLite file
 //!   shared by the replicas of one machine, surviving restarts.
@@ -25,6 +27,7 @@ pub mod record;
 #[cfg(feature = "tasks-s3")]
 pub mod s3;
 mod settings;
+mod spec;
 #[cfg(feature = "tasks-sqlite")]
 pub mod sqlite;
 pub mod store;
@@ -34,6 +37,7 @@ pub use record::TaskRecord;
 #[cfg(feature = "tasks-s3")]
 pub use s3::S3TaskStore;
 pub use settings::TaskSettings;
+pub use spec::{BadStoreSpec, STORE_FORMS, StoreSpec};
 #[cfg(feature = "tasks-sqlite")]
 pub use sqlite::SqliteTaskStore;
 pub use store::{TaskStore, TaskStoreError, Version, Versioned};
