@@ -212,7 +212,11 @@ impl Shared {
     }
 
     /// The queue message of the call `call` under `request_id`.
-    fn encode(&self, request_id: &str, call: &Call) -> Result<crate::queue::QueueMessage, BatchError> {
+    fn encode(
+        &self,
+        request_id: &str,
+        call: &Call,
+    ) -> Result<crate::queue::QueueMessage, BatchError> {
         let mut params = json!({
             "name": call.tool,
             "_meta": {
@@ -224,7 +228,8 @@ impl Shared {
         if let Some(arguments) = &call.arguments {
             params["arguments"] = Value::Object(arguments.clone());
         }
-        let body = json!({"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params});
+        let body =
+            json!({"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params});
         let headers = Headers {
             client_id: Some(self.client_id.clone()),
             reply_to: Some(self.reply_address.clone()),
@@ -258,11 +263,19 @@ impl std::fmt::Debug for Submitter {
 
 impl Submitter {
     /// Sends `call` under `key`, once fewer than the bound of calls are
-    /// pending (it waits for a free slot). Submitting a key that is pending
-    /// with the same call (a [reattached](Self::reattach) one, say) sends it
-    /// again without taking another slot; with another call, it is
-    /// [`BatchError::DuplicateKey`]. Resolves once the request is sent.
+    /// pending (it waits for a free slot): [`reserve`](Self::reserve), then
+    /// [`Reservation::send`]. Resolves once the request is sent.
     pub async fn submit(&self, key: &str, call: &Call) -> Result<(), BatchError> {
+        self.reserve(key, call).await?.send().await
+    }
+
+    /// Takes a slot for `call` under `key`, waiting while the bound of calls
+    /// is pending, without sending it yet: a pipeline can note that the call
+    /// is about to be sent (durably) between the two. Reserving a key that
+    /// is pending with the same call (a [reattached](Self::reattach) one,
+    /// say) takes no other slot, and sending it sends the call again; with
+    /// another call, it is [`BatchError::DuplicateKey`].
+    pub async fn reserve(&self, key: &str, call: &Call) -> Result<Reservation, BatchError> {
         let id = request_id(key, call);
         let message = self.shared.encode(&id, call)?;
         loop {
@@ -275,14 +288,24 @@ impl Submitter {
             {
                 let mut pending = self.shared.pending();
                 if pending.calls.contains_key(&id) {
-                    break;
+                    return Ok(Reservation {
+                        shared: self.shared.clone(),
+                        id,
+                        message: Some(message),
+                        taken: false,
+                    });
                 }
                 if pending.calls.values().any(|k| k == key) {
                     return Err(BatchError::DuplicateKey(key.to_owned()));
                 }
                 if pending.calls.len() < pending.limit {
                     pending.calls.insert(id.clone(), key.to_owned());
-                    break;
+                    return Ok(Reservation {
+                        shared: self.shared.clone(),
+                        id,
+                        message: Some(message),
+                        taken: true,
+                    });
                 }
             }
             tokio::select! {
@@ -290,18 +313,6 @@ impl Submitter {
                 () = self.shared.stop.cancelled() => return Err(BatchError::Closed),
             }
         }
-        tracing::debug!(request_id = %id, method = "tools/call", client_id = %self.shared.client_id, "sending a batch call");
-        if let Err(error) = self
-            .shared
-            .outbox
-            .send(&self.shared.server_address, message)
-            .await
-        {
-            // Not sent: it is not pending either.
-            self.shared.answered(&id);
-            return Err(error.into());
-        }
-        Ok(())
     }
 
     /// Expects an answer to `call` under `key` without sending it: a call a
@@ -322,6 +333,61 @@ impl Submitter {
     /// How many calls are pending: sent or reattached, not yet answered.
     pub fn pending(&self) -> usize {
         self.shared.pending().calls.len()
+    }
+}
+
+/// A slot taken by [`Submitter::reserve`] for one call; dropped unsent, it
+/// frees the slot.
+pub struct Reservation {
+    shared: Arc<Shared>,
+    id: String,
+    message: Option<crate::queue::QueueMessage>,
+    /// Whether this reservation took the slot (rather than finding the call
+    /// pending already).
+    taken: bool,
+}
+
+impl std::fmt::Debug for Reservation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reservation")
+            .field("request_id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Reservation {
+    /// The call's request id.
+    pub fn request_id(&self) -> &str {
+        &self.id
+    }
+
+    /// Sends the call. A send that fails frees the slot.
+    pub async fn send(mut self) -> Result<(), BatchError> {
+        let Some(message) = self.message.take() else {
+            return Ok(());
+        };
+        tracing::debug!(request_id = %self.id, method = "tools/call", client_id = %self.shared.client_id, "sending a batch call");
+        match self
+            .shared
+            .outbox
+            .send(&self.shared.server_address, message)
+            .await
+        {
+            Ok(()) => {
+                self.taken = false;
+                Ok(())
+            }
+            // Dropped with `taken`: not pending any more.
+            Err(error) => Err(error.into()),
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.taken {
+            self.shared.answered(&self.id);
+        }
     }
 }
 
@@ -384,6 +450,12 @@ impl Batch {
         }
     }
 
+    /// An answer received already, if there is one; never waits. (Does not
+    /// start receiving: [`next`](Self::next) does.)
+    pub fn try_next(&mut self) -> Option<Answer> {
+        self.answers.as_mut()?.try_recv().ok()
+    }
+
     fn start(&mut self) {
         let (sender, receiver) = mpsc::channel(256);
         self.answers = Some(receiver);
@@ -421,4 +493,3 @@ impl Drop for Batch {
         self.shared.stop.cancel();
     }
 }
-

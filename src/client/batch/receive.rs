@@ -161,9 +161,11 @@ fn judge(shared: &Shared, delivery: &Delivery, orphan_after: u32) -> Verdict {
     }
     let (outcome, raw) = match (reply.error, reply.result) {
         (Some(error), _) => (
-            Err(serde_json::from_value::<ErrorData>(error.clone()).unwrap_or_else(|_| {
-                ErrorData::internal_error("the server answered with an unreadable error", None)
-            })),
+            Err(
+                serde_json::from_value::<ErrorData>(error.clone()).unwrap_or_else(|_| {
+                    ErrorData::internal_error("the server answered with an unreadable error", None)
+                }),
+            ),
             error,
         ),
         (None, Some(result)) => (
