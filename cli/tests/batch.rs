@@ -166,6 +166,8 @@ fn whole_lines(path: &Path) -> usize {
 /// Starts `command`, waits until `out` has `lines` result lines, and kills
 /// it with SIGKILL.
 async fn kill_after(mut command: tokio::process::Command, out: &Path, lines: usize) {
+    // Shown with the test's output; never left to fill a pipe.
+    command.stderr(Stdio::inherit());
     let mut child = command.spawn().expect("start asyncmcp batch");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(240);
     while whole_lines(out) < lines {
@@ -235,6 +237,7 @@ async fn ten_thousand_calls_killed_twice_end_with_one_result_per_key_and_no_reru
     kill_after(command(true), &out, 6_000).await;
     let finished = run(command(true), Duration::from_secs(300)).await;
     assert!(finished.status.success(), "{}", stderr(&finished));
+    eprintln!("the last run said: {}", stderr(&finished));
     let results = results(&out);
     assert_eq!(results.len(), CALLS as usize, "one line per key");
     for n in 0..CALLS {

@@ -48,6 +48,10 @@ use input::Line;
 /// answer received by a run that died before writing it stays hidden.
 const REPLY_VISIBILITY: Duration = Duration::from_secs(20);
 
+/// The long poll of a reply queue: closing a run on a queue it did not
+/// create waits for the poll under way (what it takes must be given back).
+const SHARED_REPLY_QUEUE_WAIT: Duration = Duration::from_secs(5);
+
 /// The state file format's version.
 const STATE_VERSION: u32 = 1;
 
@@ -204,7 +208,11 @@ async fn execute(args: BatchArgs) -> Result<ExitCode, Stop> {
     let mut signals = Signals::install().context("cannot catch signals")?;
     let state_file = files::open_locked(&state_path)?;
     let sdk = sqs::sdk_config_from_env().await;
-    let sqs_client = sqs::client(&sdk);
+    // Counted, for the summary: what SQS bills.
+    let counter = sqs::ApiCallCounter::new();
+    let sqs_client = sqs::client_with_counter(&sdk, &counter);
+    let started = Instant::now();
+    let done_before = done.len();
     let header = match state.first() {
         Some(header) => {
             let header: Header = serde_json::from_value(header.clone()).with_context(|| {
@@ -253,7 +261,9 @@ async fn execute(args: BatchArgs) -> Result<ExitCode, Stop> {
     let mut builder = Batch::builder(&args.queue_url)
         .client_id(&header.client_id)
         .reply_queue(&header.reply_queue)
-        .in_flight(args.in_flight as usize);
+        .in_flight(args.in_flight as usize)
+        // Closing waits for a poll under way on a queue that may be shared.
+        .wait(SHARED_REPLY_QUEUE_WAIT);
     if let Some(keys) = keys {
         builder = builder.signing(keys, true);
     }
@@ -276,6 +286,14 @@ async fn execute(args: BatchArgs) -> Result<ExitCode, Stop> {
         .filter(|l| !done.contains(&l.id) && !reattached.contains(&l.id))
         .cloned()
         .collect();
+    if args.resume {
+        eprintln!(
+            "asyncmcp batch: resuming: {} of {total} keys have results; awaiting {} calls the earlier run sent; {} to send",
+            done.len(),
+            reattached.len(),
+            fresh.len()
+        );
+    }
     tracing::info!(total, done = done.len(), reattached = reattached.len(), fresh = fresh.len(), client_id = %header.client_id, "batch starting");
     let bar = progress_bar(total as u64, done.len() as u64);
     let out = AppendLog::new(
@@ -303,12 +321,24 @@ async fn execute(args: BatchArgs) -> Result<ExitCode, Stop> {
     .await;
     sender.abort();
     bar.abandon();
-    batch.close().await;
+    if header.created_reply_queue {
+        // The queue is this run's alone: nothing of anyone else's can be
+        // caught in a poll under way, and it is deleted below or kept for
+        // the next run, which gets back whatever the poll took.
+        drop(batch);
+    } else {
+        batch.close().await;
+    }
     result?;
     finish(Some(header), &state_path).await;
+    let answered = total - done_before;
+    let seconds = started.elapsed().as_secs_f64();
+    let api_calls = counter.total();
     eprintln!(
-        "asyncmcp batch: all {total} keys have results in {}",
-        args.output.display()
+        "asyncmcp batch: all {total} keys have results in {}; this run: {answered} answers in {seconds:.1} s ({:.1} calls/s), {api_calls} SQS API calls ({:.2} per call)",
+        args.output.display(),
+        answered as f64 / seconds.max(1e-9),
+        api_calls as f64 / answered.max(1) as f64,
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -371,6 +401,7 @@ async fn collect(mut c: Collect<'_>) -> Result<(), Stop> {
             _ = tick.tick() => {
                 if !resent && !c.reattached.is_empty() && last_reattached.elapsed() >= c.resend_after {
                     resent = true;
+                    eprintln!("asyncmcp batch: no answer for {:?} to {} calls the earlier run noted; sending them again", c.resend_after, c.reattached.len());
                     resend(c.submitter, c.lines, &c.reattached).await?;
                 }
                 continue;
@@ -431,10 +462,6 @@ async fn resend(
     lines: &HashMap<&str, &Line>,
     keys: &HashSet<String>,
 ) -> anyhow::Result<()> {
-    tracing::warn!(
-        calls = keys.len(),
-        "no answer for a while to calls an earlier run may have sent; sending them again"
-    );
     for key in keys {
         if let Some(line) = lines.get(key.as_str()) {
             submitter.submit(key, &line.call).await?;
