@@ -397,3 +397,55 @@ async fn a_finished_run_resumed_sends_nothing_and_a_torn_line_is_dropped() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[tokio::test]
+async fn ctrl_c_stops_with_130_and_resume_finishes_without_running_anything_twice() {
+    let ls = aws::localstack().await;
+    let servers = servers(ls, 1).await;
+    let dir = workdir("batch-int");
+    let input = write_calls(&dir, 300);
+    let out = dir.join("results.jsonl");
+    // Resent early: any call resent that did run is answered from the
+    // (one) replica's replay cache, not run again.
+    let more = ["--in-flight", "4", "--resend-after", "5s"];
+    let mut command = batch(ls, &servers.queue, &input, &out, &more);
+    command.stderr(Stdio::inherit());
+    let mut child = command.spawn().expect("start");
+    assert!(
+        asyncmcp_testkit::eventually(Duration::from_secs(60), || whole_lines(&out) >= 20).await,
+        "results come"
+    );
+    let pid = child.id().expect("running").to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("stops")
+        .expect("wait");
+    assert_eq!(status.code(), Some(130));
+    assert!(
+        dir.join("results.jsonl.state").exists(),
+        "the state is kept for --resume"
+    );
+    let resumed = run(
+        batch(
+            ls,
+            &servers.queue,
+            &input,
+            &out,
+            &[&more[..], &["--resume"]].concat(),
+        ),
+        Duration::from_secs(120),
+    )
+    .await;
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    let results = results(&out);
+    assert_eq!(results.len(), 300);
+    let executions = servers.executions.counts();
+    assert_eq!(executions.len(), 300);
+    assert!(executions.values().all(|&runs| runs == 1), "{executions:?}");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -300,7 +300,7 @@ async fn execute(args: BatchArgs) -> Result<ExitCode, Stop> {
         files::open_append(&args.output)?,
         args.output.display().to_string(),
     );
-    let sender = tokio::spawn(send_all(
+    let mut sender = tokio::spawn(send_all(
         submitter.clone(),
         journal.clone(),
         fresh,
@@ -317,6 +317,7 @@ async fn execute(args: BatchArgs) -> Result<ExitCode, Stop> {
         resend_after: args.resend_after,
         signals: &mut signals,
         total,
+        sender: &mut sender,
     })
     .await;
     sender.abort();
@@ -384,12 +385,15 @@ struct Collect<'a> {
     resend_after: Duration,
     signals: &'a mut Signals,
     total: usize,
+    /// The task sending the fresh calls.
+    sender: &'a mut tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 /// Collects answers until every key has its result line.
 async fn collect(mut c: Collect<'_>) -> Result<(), Stop> {
     let mut last_reattached = Instant::now();
     let mut resent = false;
+    let mut sent_all = false;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     while c.done.len() < c.total {
         let first = tokio::select! {
@@ -398,6 +402,14 @@ async fn collect(mut c: Collect<'_>) -> Result<(), Stop> {
                 None => return Err(Stop::Failed(anyhow::anyhow!("the batch stopped receiving"))),
             },
             signal = c.signals.recv() => return Err(Stop::Signal(signal)),
+            sent = &mut *c.sender, if !sent_all => {
+                match sent {
+                    Ok(Ok(())) => sent_all = true,
+                    Ok(Err(error)) => return Err(Stop::Failed(error.context("sending the calls"))),
+                    Err(error) => return Err(Stop::Failed(anyhow::anyhow!("the sending task failed: {error}"))),
+                }
+                continue;
+            }
             _ = tick.tick() => {
                 if !resent && !c.reattached.is_empty() && last_reattached.elapsed() >= c.resend_after {
                     resent = true;

@@ -9,7 +9,9 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tower_layer::Layer;
 
-use super::{Batch, BatchError, Pending, Shared};
+#[cfg(feature = "sqs")]
+use super::BatchError;
+use super::{Batch, Pending, Shared};
 use crate::queue::layer::stack::Stacked;
 use crate::queue::layer::{Layers, RetryLayer, SignLayer, VerifyLayer};
 use crate::queue::{Inbox, Outbox};
@@ -20,7 +22,7 @@ use crate::wire::signing::{Signing, SigningKeys};
 ///
 /// ```no_run
 /// # use asyncmcp::client::batch::{Batch, Call};
-/// # async fn demo(sqs: aws_sdk_sqs::Client) -> Result<(), Box<dyn std::error::Error>> {
+/// # async fn demo(sqs: asyncmcp::queue::sqs::Client) -> Result<(), Box<dyn std::error::Error>> {
 /// let mut batch = Batch::builder("https://sqs.us-east-1.amazonaws.com/123456789012/mcp")
 ///     .client_id("nightly-report.5f1c")
 ///     .reply_queue("https://sqs.us-east-1.amazonaws.com/123456789012/nightly-replies")
@@ -161,6 +163,7 @@ impl BatchBuilder {
             client_id: self.client_id,
             pending: Mutex::new(Pending {
                 calls: HashMap::new(),
+                keys: Default::default(),
                 limit: self.in_flight,
             }),
             freed: Notify::new(),

@@ -179,6 +179,8 @@ pub struct Answer {
 /// The calls outstanding, by request id, and the bound on them.
 struct Pending {
     calls: HashMap<String, String>,
+    /// The keys of `calls`.
+    keys: std::collections::HashSet<String>,
     /// Calls counted against the bound (reattached ones included).
     limit: usize,
 }
@@ -204,7 +206,13 @@ impl Shared {
     /// Takes the call answered by `request_id` off the pending calls; false
     /// when it was not pending.
     fn answered(&self, request_id: &str) -> bool {
-        let removed = self.pending().calls.remove(request_id).is_some();
+        let removed = {
+            let mut pending = self.pending();
+            match pending.calls.remove(request_id) {
+                Some(key) => pending.keys.remove(&key),
+                None => false,
+            }
+        };
         if removed {
             self.freed.notify_waiters();
         }
@@ -295,11 +303,12 @@ impl Submitter {
                         taken: false,
                     });
                 }
-                if pending.calls.values().any(|k| k == key) {
+                if pending.keys.contains(key) {
                     return Err(BatchError::DuplicateKey(key.to_owned()));
                 }
                 if pending.calls.len() < pending.limit {
                     pending.calls.insert(id.clone(), key.to_owned());
+                    pending.keys.insert(key.to_owned());
                     return Ok(Reservation {
                         shared: self.shared.clone(),
                         id,
@@ -323,10 +332,11 @@ impl Submitter {
     pub fn reattach(&self, key: &str, call: &Call) -> Result<(), BatchError> {
         let id = request_id(key, call);
         let mut pending = self.shared.pending();
-        if pending.calls.get(&id).is_none() && pending.calls.values().any(|k| k == key) {
+        if !pending.calls.contains_key(&id) && pending.keys.contains(key) {
             return Err(BatchError::DuplicateKey(key.to_owned()));
         }
         pending.calls.insert(id, key.to_owned());
+        pending.keys.insert(key.to_owned());
         Ok(())
     }
 
