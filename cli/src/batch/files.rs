@@ -223,12 +223,13 @@ mod tests {
     #[test]
     fn a_bad_line_before_the_last_is_damage_not_a_torn_write() {
         let path = temp("damaged");
-        std::fs::write(&path, b"{\"key\":1}\ngarbage\n{\"key\":3}\n").expect("write");
+        let damaged: &[u8] = b"{\"key\":1}\ngarbage\n{\"key\":3}\n{\"key\":4";
+        std::fs::write(&path, damaged).expect("write");
         let error = recover(&path).expect_err("damaged");
         assert!(error.to_string().contains("line 2"), "{error}");
         assert_eq!(
-            std::fs::read(&path).expect("read").len(),
-            30,
+            std::fs::read(&path).expect("read"),
+            damaged,
             "left as it is"
         );
         std::fs::remove_file(&path).ok();
