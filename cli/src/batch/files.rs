@@ -116,6 +116,38 @@ pub(crate) fn open_append(path: &Path) -> anyhow::Result<File> {
     Ok(file)
 }
 
+/// Removes a state file this run created, while it is still empty, when
+/// the run stops before writing its header (a refused resume, say): left
+/// behind, it would make the next run without `--resume` refuse to start.
+#[derive(Debug)]
+pub(crate) struct NewStateGuard {
+    path: PathBuf,
+    armed: bool,
+}
+
+impl NewStateGuard {
+    /// Guards the state file at `path`.
+    pub(crate) fn new(path: &Path) -> Self {
+        Self {
+            path: path.to_owned(),
+            armed: true,
+        }
+    }
+
+    /// The header is written: the file stays.
+    pub(crate) fn keep(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for NewStateGuard {
+    fn drop(&mut self) {
+        if self.armed && std::fs::metadata(&self.path).is_ok_and(|m| m.len() == 0) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
 /// A write and who waits for it to be synced.
 type Pending = (Vec<u8>, oneshot::Sender<Result<(), String>>);
 

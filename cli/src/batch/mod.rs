@@ -173,6 +173,10 @@ async fn execute(args: BatchArgs) -> Result<ExitCode, Stop> {
             state_path.display()
         )));
     }
+    // Locked before either file is read: a torn last line is cut off only
+    // when no other run is writing it.
+    let state_file = files::open_locked(&state_path)?;
+    let mut fresh_state = files::NewStateGuard::new(&state_path);
     let by_id: HashMap<&str, &Line> = lines.iter().map(|l| (l.id.as_str(), l)).collect();
     let mut done: HashSet<String> = HashSet::new();
     for value in files::recover(&args.output)? {
@@ -206,7 +210,6 @@ async fn execute(args: BatchArgs) -> Result<ExitCode, Stop> {
         )));
     }
     let mut signals = Signals::install().context("cannot catch signals")?;
-    let state_file = files::open_locked(&state_path)?;
     let sdk = sqs::sdk_config_from_env().await;
     // Counted, for the summary: what SQS bills.
     let counter = sqs::ApiCallCounter::new();
@@ -224,6 +227,17 @@ async fn execute(args: BatchArgs) -> Result<ExitCode, Stop> {
                     state_path.display(),
                     header.queue_url,
                     args.queue_url
+                )));
+            }
+            if let Some(url) = args
+                .reply_queue_url
+                .as_ref()
+                .filter(|u| **u != header.reply_queue)
+            {
+                return Err(Stop::Usage(format!(
+                    "{} receives on {}, not {url}",
+                    state_path.display(),
+                    header.reply_queue
                 )));
             }
             header
@@ -253,6 +267,7 @@ async fn execute(args: BatchArgs) -> Result<ExitCode, Stop> {
     if state.is_empty() {
         journal.append(files::line(&header)).await?;
     }
+    fresh_state.keep();
     let sending: HashSet<String> = state
         .iter()
         .skip(1)
