@@ -17,12 +17,7 @@ use sha2::{Digest, Sha256};
 ///
 /// `secret`: bytes shared by every replica (empty: none). Deterministic:
 /// every replica derives the same id for the same request.
-pub fn derive(
-    secret: &[u8],
-    client_id: &str,
-    session: Option<&str>,
-    request_id: &RequestId,
-) -> String {
+pub fn derive(secret: &[u8], client_id: &str, session: Option<&str>, request_id: &RequestId) -> String {
     let request = match request_id {
         RequestId::Number(n) => format!("n:{n}"),
         RequestId::String(s) => format!("s:{s}"),
@@ -58,15 +53,9 @@ mod tests {
         assert_eq!(one, derive(b"k", "client", None, &RequestId::Number(7)));
         assert_ne!(one, derive(b"k", "client", None, &RequestId::Number(8)));
         assert_ne!(one, derive(b"k", "other", None, &RequestId::Number(7)));
-        assert_ne!(
-            one,
-            derive(b"k", "client", Some("s"), &RequestId::Number(7))
-        );
+        assert_ne!(one, derive(b"k", "client", Some("s"), &RequestId::Number(7)));
         assert_ne!(one, derive(b"x", "client", None, &RequestId::Number(7)));
-        assert_ne!(
-            one,
-            derive(b"k", "client", None, &RequestId::String("7".into()))
-        );
+        assert_ne!(one, derive(b"k", "client", None, &RequestId::String("7".into())));
         // "ab"+"c" and "a"+"bc" differ (length prefixes).
         assert_ne!(
             derive(b"", "ab", Some("c"), &RequestId::Number(1)),

@@ -167,12 +167,7 @@ mod tests {
     #[test]
     fn terminal_status_is_final() {
         let mut record = TaskRecord::new("t", "c", Some(1_000), None);
-        record.complete(
-            json!({"content": []})
-                .as_object()
-                .cloned()
-                .unwrap_or_default(),
-        );
+        record.complete(json!({"content": []}).as_object().cloned().unwrap_or_default());
         record.fail(JsonObject::new());
         record.set_status(TaskStatus::Working);
         assert_eq!(record.status(), TaskStatus::Completed);
