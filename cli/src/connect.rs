@@ -322,7 +322,7 @@ pub(crate) fn parse_topic_arn(text: &str) -> Result<String, String> {
 
 /// `--client-id`: 1 to 100 printable ASCII characters, no spaces, as the
 /// wire's ids are.
-fn parse_client_id(text: &str) -> Result<String, String> {
+pub(crate) fn parse_client_id(text: &str) -> Result<String, String> {
     if (1..=100).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_graphic()) {
         Ok(text.to_owned())
     } else {

@@ -20,6 +20,7 @@
 //! exit with 1 (2 for a command line clap refuses).
 
 mod aws;
+mod batch;
 mod bridge;
 mod call;
 mod connect;
@@ -64,6 +65,9 @@ enum Command {
     Call(call::CallArgs),
     /// Lists the tools of a queue-backed MCP server as JSON on stdout.
     Tools(tools::ToolsArgs),
+    /// Runs many tool calls from a JSON-lines file, one result line per key;
+    /// resumable after a crash or a stop.
+    Batch(batch::BatchArgs),
     /// Creates the queues and topics a deployment needs, idempotently, and
     /// prints their URLs and ARNs.
     Setup(setup::Args),
@@ -79,7 +83,9 @@ fn main() -> ExitCode {
     // A server forwards many calls at once: all cores. The clients make one
     // call or a few: one thread.
     let mut runtime = match &cli.command {
-        Command::Serve(_) | Command::Proxy(_) => tokio::runtime::Builder::new_multi_thread(),
+        Command::Serve(_) | Command::Proxy(_) | Command::Batch(_) => {
+            tokio::runtime::Builder::new_multi_thread()
+        }
         _ => tokio::runtime::Builder::new_current_thread(),
     };
     let runtime = match runtime.enable_all().build() {
@@ -97,6 +103,7 @@ fn main() -> ExitCode {
         }
         Command::Call(args) => exit::report(runtime.block_on(call::run(args))),
         Command::Tools(args) => exit::report(runtime.block_on(tools::run(args))),
+        Command::Batch(args) => runtime.block_on(batch::run(args)),
         Command::Setup(args) => or_fail(runtime.block_on(setup::run(args))),
         Command::Dlq(command) => or_fail(runtime.block_on(dlq::run(command))),
     }

@@ -21,6 +21,9 @@
 //! Signing and send retry are [layers](crate::queue::layer) of the inbox and
 //! outbox, stacked by the builder from its settings.
 //!
+//! [`batch`] has [`Batch`](batch::Batch), for pipelines of many calls that
+//! collect answers as they come and survive restarts.
+//!
 //! [`webhook`] (feature `webhook`) has the HTTP counterpart,
 //! [`WebhookClientTransport`]: requests POSTed to a server, replies received
 //! on an embedded HTTP receiver.
@@ -36,6 +39,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod batch;
 mod builder;
 mod order;
 mod poller;
