@@ -498,3 +498,56 @@ async fn a_server_without_tasks_answers_call_task_as_usual() {
     assert_eq!(run.text(), "5", "{run:#?}");
     assert!(!run.stderr.contains(TASK_LINE), "no task: {run:#?}");
 }
+
+#[tokio::test]
+async fn tasks_kept_in_an_sqlite_file_outlive_the_serve_process() {
+    use asyncmcp::tasks::{SqliteTaskStore, TaskStore};
+    let ls = aws::localstack().await;
+    let queue = ls.create_queue("serve-tasks-sqlite").await;
+    let marks = MarkDir::new();
+    let db = marks.path().join("tasks.db");
+    let store = format!("sqlite:{}", db.display());
+    let serve = serve_tasks(
+        ls,
+        &queue,
+        &["--task-tools", "slow", "--task-store", &store],
+        &marks,
+        &[],
+    )
+    .await;
+    assert!(
+        serve.stderr().contains(&format!("kept in {store}")),
+        "the ready line names the store:\n{}",
+        serve.stderr()
+    );
+    let task = run_to_end(
+        ls,
+        &[
+            "call",
+            "--queue-url",
+            &queue,
+            "--task",
+            "slow",
+            r#"{"ms": 500, "steps": 2}"#,
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(task.text(), "slept 500 ms", "{task:#?}");
+    let id = task_id(&task.stderr);
+    drop(serve);
+    // Read back by another process's store handle after serve is gone.
+    let reopened = SqliteTaskStore::open(&db).await.expect("open the file");
+    let record = reopened
+        .get(&id)
+        .await
+        .expect("read")
+        .expect("the task is in the file");
+    assert_eq!(record.record.status(), TaskStatus::Completed);
+    let text = record
+        .record
+        .result
+        .as_ref()
+        .map(|r| r["content"][0]["text"].clone());
+    assert_eq!(text, Some(serde_json::json!("slept 500 ms")));
+}

@@ -193,6 +193,8 @@ enum ServeError {
     WebhookSecret(#[from] crate::webhook_secret::SecretError),
     #[error(transparent)]
     Tasks(#[from] tasks::TaskFlagsError),
+    #[error("cannot open the task store: {0}")]
+    TaskStore(asyncmcp::tasks::TaskStoreError),
     #[error("no server process was ready within {0:?} (its errors are above)")]
     NotReady(Duration),
     #[error("cannot catch signals: {0}")]
@@ -280,8 +282,10 @@ async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     }
     let tasks_note = match tasks {
         Some(tasks) => {
-            builder = builder.tasks(tasks.settings);
-            format!("; tool calls as tasks, kept in {}", tasks.store)
+            let store = tasks.store.to_string();
+            let settings = tasks.open().await.map_err(ServeError::TaskStore)?;
+            builder = builder.tasks(settings);
+            format!("; tool calls as tasks, kept in {store}")
         }
         None => String::new(),
     };

@@ -9,9 +9,8 @@
 //! do not declare it get ordinary results from the same `serve`.
 //!
 //! This module turns the flags into [`TaskSettings`]. The store is named by
-//! `--task-store`, parsed into a [`StoreSpec`], so that other stores (a
-//! file, a bucket) are one more variant and one more line in
-//! [`STORE_FORMS`].
+//! `--task-store` (the library's [`StoreSpec`]): `memory`, `sqlite:PATH` or
+//! `s3://BUCKET/PREFIX`.
 //!
 //! # What a sender can do with it
 //!
@@ -30,13 +29,9 @@
 //! [`QueueServerBuilder::tasks`]: asyncmcp::server::QueueServerBuilder::tasks
 //! [`Forwarder`]: crate::bridge::Forwarder
 
-use std::fmt;
 use std::time::Duration;
 
-use asyncmcp::tasks::{MemoryTaskStore, TaskSettings};
-
-/// The forms `--task-store` accepts, for its help and its errors.
-pub(crate) const STORE_FORMS: &str = "`memory` (this process only)";
+use asyncmcp::tasks::{STORE_FORMS, StoreSpec, TaskSettings, TaskStoreError};
 
 /// The task flags of `serve`.
 #[derive(Debug, Clone, clap::Args)]
@@ -57,8 +52,9 @@ pub(crate) struct TaskArgs {
     task_tools: Vec<String>,
     /// Where tasks and their results are kept: `memory`, in this process
     /// only (with several serve replicas on one queue, a task is known only
-    /// to the replica that took its call: they need a shared store)
-    /// [default: memory].
+    /// to the replica that took its call); `sqlite:PATH`, a file shared by
+    /// the replicas of one machine, surviving restarts; `s3://BUCKET/PREFIX`,
+    /// replicas anywhere (AWS settings of the environment) [default: memory].
     #[arg(long, env = "ASYNCMCP_TASK_STORE", value_name = "STORE", value_parser = parse_store)]
     task_store: Option<StoreSpec>,
     /// How long a task and its result are kept from its start (seconds, or
@@ -69,21 +65,6 @@ pub(crate) struct TaskArgs {
 
 /// The default `--task-ttl`.
 const DEFAULT_TTL: Duration = Duration::from_secs(60 * 60);
-
-/// A task store named by `--task-store`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum StoreSpec {
-    /// [`MemoryTaskStore`]: this process only.
-    Memory,
-}
-
-impl fmt::Display for StoreSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Memory => f.write_str("memory"),
-        }
-    }
-}
 
 /// Task flags that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -96,13 +77,33 @@ pub(crate) enum TaskFlagsError {
     NoTools,
 }
 
-/// Tasks as `serve` runs them: the settings, and what the ready line says.
+/// Tasks as `serve` runs them: the store to open, the tools, the TTL.
 #[derive(Debug)]
 pub(crate) struct Tasks {
-    /// For [`QueueServerBuilder::tasks`](asyncmcp::server::QueueServerBuilder::tasks).
-    pub(crate) settings: TaskSettings,
-    /// The store, for the ready line.
+    /// The store, opened by [`open`](Self::open); named on the ready line.
     pub(crate) store: StoreSpec,
+    /// The tools whose calls become tasks (empty: every tool).
+    tools: Vec<String>,
+    ttl: Duration,
+}
+
+impl Tasks {
+    /// Whether calls of `tool` become tasks.
+    #[cfg(test)]
+    fn covers(&self, tool: &str) -> bool {
+        self.tools.is_empty() || self.tools.iter().any(|name| name == tool)
+    }
+
+    /// Opens the store: the settings for
+    /// [`QueueServerBuilder::tasks`](asyncmcp::server::QueueServerBuilder::tasks).
+    pub(crate) async fn open(self) -> Result<TaskSettings, TaskStoreError> {
+        let store = self.store.open().await?;
+        let mut settings = TaskSettings::shared(store).ttl(Some(self.ttl));
+        if !self.tools.is_empty() {
+            settings = settings.tools(self.tools);
+        }
+        Ok(settings)
+    }
 }
 
 impl TaskArgs {
@@ -127,24 +128,18 @@ impl TaskArgs {
         if !self.task_tools.is_empty() && tools.is_empty() {
             return Err(TaskFlagsError::NoTools);
         }
-        let store = self.task_store.clone().unwrap_or(StoreSpec::Memory);
-        let mut settings = match store {
-            StoreSpec::Memory => TaskSettings::new(MemoryTaskStore::new()),
-        };
-        settings = settings.ttl(Some(self.task_ttl.unwrap_or(DEFAULT_TTL)));
-        if !tools.is_empty() {
-            settings = settings.tools(tools);
-        }
-        Ok(Some(Tasks { settings, store }))
+        Ok(Some(Tasks {
+            store: self.task_store.clone().unwrap_or(StoreSpec::Memory),
+            tools,
+            ttl: self.task_ttl.unwrap_or(DEFAULT_TTL),
+        }))
     }
 }
 
 /// `--task-store`: one of [`STORE_FORMS`].
 fn parse_store(text: &str) -> Result<StoreSpec, String> {
-    match text.trim() {
-        "memory" => Ok(StoreSpec::Memory),
-        _ => Err(format!("accepted: {STORE_FORMS}")),
-    }
+    text.parse::<StoreSpec>()
+        .map_err(|_| format!("accepted: {STORE_FORMS}"))
 }
 
 /// `--task-ttl`: whole seconds, or a duration such as `90s`, `30m`, `2h`;
@@ -193,14 +188,14 @@ mod tests {
     fn tasks_cover_every_tool_or_the_named_ones() {
         let all = settings(&["--tasks"]).expect("ok").expect("on");
         assert_eq!(all.store, StoreSpec::Memory);
-        assert!(all.settings.covers("anything"));
+        assert!(all.covers("anything"));
         let some = settings(&["--task-tools", "slow, slower", "--task-tools=other"])
             .expect("ok")
             .expect("implied by --task-tools");
         for tool in ["slow", "slower", "other"] {
-            assert!(some.settings.covers(tool), "{tool}");
+            assert!(some.covers(tool), "{tool}");
         }
-        assert!(!some.settings.covers("fast"));
+        assert!(!some.covers("fast"));
         let empty = settings(&["--task-tools", " , "]).expect_err("no tool");
         assert!(empty.contains("names no tool"), "{empty}");
     }
@@ -216,6 +211,10 @@ mod tests {
         let on = settings(&["--tasks", "--task-ttl", "30m"])
             .expect("ok")
             .expect("on");
-        assert!(format!("{:?}", on.settings).contains("1800s"), "{on:?}");
+        assert_eq!(on.ttl, Duration::from_secs(1800));
+        let sqlite = settings(&["--tasks", "--task-store", "sqlite:/tmp/t.db"])
+            .expect("ok")
+            .expect("on");
+        assert_eq!(sqlite.store, StoreSpec::Sqlite("/tmp/t.db".into()));
     }
 }
