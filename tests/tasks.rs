@@ -26,12 +26,24 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// A 2026-07-28 client that declares the tasks extension (or not).
-#[derive(Clone)]
+#[derive(Clone, Default)]
 struct Client {
     tasks: bool,
+    /// The statuses `notifications/tasks` announced, in order.
+    announced: Arc<std::sync::Mutex<Vec<TaskStatus>>>,
 }
 
 impl ClientHandler for Client {
+    async fn on_task_status(
+        &self,
+        params: rmcp::model::TaskStatusNotificationParams,
+        _context: rmcp::service::NotificationContext<RoleClient>,
+    ) {
+        if let Ok(mut announced) = self.announced.lock() {
+            announced.push(params.task.status());
+        }
+    }
+
     fn get_info(&self) -> ClientConfig {
         let capabilities = if self.tasks {
             ClientCapabilities::builder().enable_tasks().build()
@@ -125,7 +137,10 @@ impl World {
             .memory(&self.broker)
             .expect("client transport");
         rmcp::service::serve_client_with_lifecycle(
-            Client { tasks },
+            Client {
+                tasks,
+                ..Client::default()
+            },
             transport,
             ClientLifecycleMode::Discover {
                 preferred_versions: vec![ProtocolVersion::V_2026_07_28],
@@ -468,4 +483,75 @@ async fn a_task_whose_request_is_dead_lettered_fails_with_the_reason() {
     );
     client.cancel().await.expect("close");
     second.stop().await;
+}
+
+#[tokio::test]
+async fn status_changes_are_announced_to_a_caller_that_asks() {
+    let world = World::new();
+    let replica = world.replica("tasks-announce", Duration::from_secs(1));
+    let client = world.client(&replica.queue, "caller", true).await;
+    let mut params = call("greet", json!({}));
+    let mut meta = rmcp::model::RequestMetaObject::default();
+    meta.insert("dev.asyncmcp/taskNotifications".to_owned(), json!(true));
+    params.meta = Some(meta);
+    let task_id = match client.call_tool_once(params).await {
+        Ok(CallToolResponse::Task(created)) => created.task.task_id,
+        other => panic!("expected a task, got {other:?}"),
+    };
+    let announced = client.service().announced.clone();
+    let seen = |status: TaskStatus| {
+        announced
+            .lock()
+            .map(|list| list.contains(&status))
+            .unwrap_or(false)
+    };
+    let started = Instant::now();
+    while !seen(TaskStatus::InputRequired) {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "input_required not announced"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let responses: InputResponses =
+        serde_json::from_value(json!({"name": {"action": "accept", "content": {"name": "Lin"}}}))
+            .expect("responses");
+    client
+        .update_task(UpdateTaskParams::new(&task_id, responses))
+        .await
+        .expect("tasks/update");
+    while !seen(TaskStatus::Completed) {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "completion not announced"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let order = announced
+        .lock()
+        .map(|list| list.clone())
+        .unwrap_or_default();
+    assert_eq!(
+        order,
+        vec![TaskStatus::InputRequired, TaskStatus::Completed]
+    );
+    assert_eq!(result_text(&get(&client, &task_id).await), "Hello, Lin!");
+
+    // Without the opt-in nothing is announced.
+    let quiet = world.client(&replica.queue, "quiet", true).await;
+    let quiet_task = start_task(&quiet, "work", json!({"ms": 100})).await;
+    let (done, _) = poll_until_not_working(&quiet, &quiet_task, Duration::from_secs(5)).await;
+    assert_eq!(done.task.status(), TaskStatus::Completed);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        quiet
+            .service()
+            .announced
+            .lock()
+            .map(|l| l.is_empty())
+            .unwrap_or(false)
+    );
+    client.cancel().await.expect("close");
+    quiet.cancel().await.expect("close");
+    replica.stop().await;
 }

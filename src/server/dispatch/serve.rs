@@ -144,11 +144,17 @@ impl<F: ServiceFactory> Shared<F> {
                         } else {
                             reply.keeping_final()
                         };
+                        // Status changes go where the call's replies go,
+                        // when the caller asked for them.
+                        let notify = task::wants_notifications(&request).then(|| {
+                            self.reply(reply_to.clone(), reply_headers(&headers))
+                        });
                         let call = TaskCall {
                             settings,
                             owner,
                             body,
                             reply,
+                            notify,
                             peer_info,
                             inbox: self.inbox.clone(),
                             receipt: delivery.receipt.clone(),

@@ -77,6 +77,28 @@ fn declares_tasks(request: &ClientRequest) -> bool {
         .is_some_and(|caps| caps.supports_tasks())
 }
 
+/// The `_meta` key by which a caller asks for `notifications/tasks` at its
+/// reply address (see [`wants_notifications`]).
+pub const NOTIFICATIONS_META_KEY: &str = "dev.asyncmcp/taskNotifications";
+
+/// Whether the call's `_meta` asks for the task's status changes to be sent
+/// to its reply address as `notifications/tasks` (`"dev.asyncmcp/taskNotifications": true`).
+///
+/// SEP-2663 delivers them on a `subscriptions/listen` stream filtered by task
+/// ids, which rmcp 3.9 cannot express and a stateless queue server cannot
+/// hold open; the reply address is where this caller already takes the
+/// call's messages, so an opt-in on the call itself is enough. Forging it
+/// only sends more messages to the address the request names, which its
+/// replies go to anyway.
+pub(super) fn wants_notifications(request: &JsonRpcRequest<ClientRequest>) -> bool {
+    request
+        .request
+        .get_meta()
+        .get(NOTIFICATIONS_META_KEY)
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+}
+
 /// Removes the tasks extension from the request's client capabilities, so
 /// the handler sees a plain call and returns a plain result: the server
 /// owns the task, not the handler.

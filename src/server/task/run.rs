@@ -62,6 +62,9 @@ pub(in crate::server) struct TaskCall<'a> {
     /// Digest of the request's body (part of its identity).
     pub(in crate::server) body: [u8; 16],
     pub(in crate::server) reply: Reply,
+    /// Where status changes go as `notifications/tasks`, if the caller
+    /// asked for them.
+    pub(in crate::server) notify: Option<Reply>,
     pub(in crate::server) peer_info: Option<InitializeRequestParams>,
     pub(in crate::server) inbox: Arc<dyn Inbox>,
     pub(in crate::server) receipt: Receipt,
@@ -91,6 +94,8 @@ enum Round {
 /// What the loops watching a task share.
 struct Watch<'a> {
     store: &'a dyn TaskStore,
+    /// Where status changes are announced, if anywhere.
+    notify: Option<&'a tokio::sync::Mutex<Reply>>,
     task_id: &'a str,
     every: Duration,
     deadline: Instant,
@@ -111,6 +116,7 @@ impl<F: ServiceFactory> Shared<F> {
             owner,
             body,
             mut reply,
+            notify,
             peer_info,
             inbox,
             receipt,
@@ -163,8 +169,10 @@ impl<F: ServiceFactory> Shared<F> {
 
         let heartbeat = Heartbeat::new(inbox, receipt, received, self.config.visibility_ceiling);
         let (deadline, deadline_reason) = deadline(&record, heartbeat.ends_at());
+        let notifier = notify.map(tokio::sync::Mutex::new);
         let watch = Watch {
             store,
+            notify: notifier.as_ref(),
             task_id: &task_id,
             every: settings.watch_interval,
             deadline,
@@ -193,6 +201,7 @@ impl<F: ServiceFactory> Shared<F> {
         match write_outcome(store, &task_id, outcome).await {
             Ok(record) => {
                 tracing::info!(task = %task_id, status = ?record.status(), "task ended");
+                announce(&watch, &record).await;
                 reply.finished(Outcome::Answered)
             }
             Err(error) => store_failed(&task_id, &error),
@@ -239,8 +248,9 @@ impl<F: ServiceFactory> Shared<F> {
                         true
                     })
                     .await;
-                    if let Err(error) = written {
-                        return End::Store(error);
+                    match written {
+                        Ok(record) => announce(watch, &record).await,
+                        Err(error) => return End::Store(error),
                     }
                     tracing::info!(task = %watch.task_id, "task waiting for input");
                     waiting = Some(state);
@@ -346,6 +356,30 @@ fn outcome_of(result: ServerResult) -> Round {
             "the tool returned a task of its own; with a task store the server makes the task, and the tool returns its result",
         ))),
         other => Round::Ended(End::Completed(to_object(&other))),
+    }
+}
+
+/// Sends the record's state as `notifications/tasks` where the caller asked
+/// for it. A notification that cannot be sent is only logged: polling still
+/// finds the state.
+async fn announce(watch: &Watch<'_>, record: &TaskRecord) {
+    let Some(notify) = watch.notify else {
+        return;
+    };
+    let params = match serde_json::to_value(record.detailed()) {
+        Ok(params) => params,
+        Err(error) => {
+            tracing::warn!(task = %watch.task_id, %error, "task notification not encoded");
+            return;
+        }
+    };
+    let notification = serde_json::json!({
+        "jsonrpc": "2.0",
+        "method": "notifications/tasks",
+        "params": params,
+    });
+    if let Err(error) = notify.lock().await.send_value(&notification).await {
+        tracing::warn!(task = %watch.task_id, %error, "task notification not sent");
     }
 }
 
