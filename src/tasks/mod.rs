@@ -41,3 +41,8 @@ pub use spec::{BadStoreSpec, STORE_FORMS, StoreSpec};
 #[cfg(feature = "tasks-sqlite")]
 pub use sqlite::SqliteTaskStore;
 pub use store::{TaskStore, TaskStoreError, Version, Versioned};
+
+/// The `_meta` key of a `tools/call` by which a caller asks for its task's
+/// status changes as `notifications/tasks` at its reply address (value
+/// `true`). See docs/tasks.md.
+pub const NOTIFICATIONS_META_KEY: &str = "dev.asyncmcp/taskNotifications";

@@ -77,10 +77,6 @@ fn declares_tasks(request: &ClientRequest) -> bool {
         .is_some_and(|caps| caps.supports_tasks())
 }
 
-/// The `_meta` key by which a caller asks for `notifications/tasks` at its
-/// reply address (see [`wants_notifications`]).
-pub const NOTIFICATIONS_META_KEY: &str = "dev.asyncmcp/taskNotifications";
-
 /// Whether the call's `_meta` asks for the task's status changes to be sent
 /// to its reply address as `notifications/tasks` (`"dev.asyncmcp/taskNotifications": true`).
 ///
@@ -94,7 +90,7 @@ pub(super) fn wants_notifications(request: &JsonRpcRequest<ClientRequest>) -> bo
     request
         .request
         .get_meta()
-        .get(NOTIFICATIONS_META_KEY)
+        .get(crate::tasks::NOTIFICATIONS_META_KEY)
         .and_then(Value::as_bool)
         .unwrap_or(false)
 }
