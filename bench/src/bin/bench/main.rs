@@ -34,15 +34,22 @@
 //! * `python-webhook`: Python asyncmcp 0.2.1's webhook client and server
 //!   (`py_webhook_bench.py`).
 //!
+//! * `batch-lib`, `batch-cli`: many calls fired at once and answers
+//!   collected as they come, through the library's `Batch` and through the
+//!   `asyncmcp batch` command (`batch.rs`).
+//!
 //! `--scenario serve` measures `sqs` (the library's server with the demo
 //! echo), `serve` and `per-request` and reports how `asyncmcp serve`
 //! compares with both. `--scenario webhook` measures `raw-http`, `webhook`,
 //! `webhook-signed`, `sqs` and `python-webhook` and reports ours against
-//! the floor, SQS and Python.
+//! the floor, SQS and Python. `--scenario batch` measures `sqs`,
+//! `batch-lib` and `batch-cli` against two server replicas at 64 in flight
+//! and reports both batches against the ordinary client (`sqs`).
 //!
 //! The measured processes talk to the bench over stdin/stdout
 //! (`protocol.rs`); this same binary plays our roles (`serve`, `drive`).
 
+mod batch;
 mod ours;
 mod per_request;
 mod process;
@@ -77,9 +84,18 @@ struct Args {
     /// request. Sets the default --stacks and --in-flight.
     #[arg(long, value_enum, default_value = "transports")]
     scenario: Scenario,
-    /// Tool calls per in-flight level (Rust stacks).
-    #[arg(long, default_value_t = 1000)]
-    calls: usize,
+    /// Tool calls per in-flight level (Rust stacks) [default: 1000; with
+    /// `--scenario batch` 2000].
+    #[arg(long)]
+    calls: Option<usize>,
+    /// Runs of each level; the run with the median calls/s is reported
+    /// [default: 1; with `--scenario batch` 3].
+    #[arg(long)]
+    repeats: Option<usize>,
+    /// Server replicas on the request queue (the library's server only)
+    /// [default: 1; with `--scenario batch` 2].
+    #[arg(long)]
+    replicas: Option<usize>,
     /// Tool calls per in-flight level for the Python stacks, which are
     /// several times slower.
     #[arg(long, default_value_t = 200)]
@@ -94,7 +110,8 @@ struct Args {
     #[arg(long, default_value_t = 30)]
     per_request_calls: usize,
     /// In-flight levels, comma separated [default: 1,10,20,50,200; with
-    /// `--scenario serve` or `webhook` 1,10,50]. 20 is where the comparison
+    /// `--scenario serve` or `webhook` 1,10,50; with `--scenario batch` 64].
+    /// 20 is where the comparison
     /// of the transports with Python is made.
     #[arg(long, value_delimiter = ',')]
     in_flight: Vec<usize>,
@@ -105,10 +122,11 @@ struct Args {
     /// The stacks to measure, comma separated, in this order [default:
     /// raw,sqs,sns-sqs,python,python-poll0; with `--scenario serve`
     /// sqs,serve,per-request; with `--scenario webhook`
-    /// raw-http,webhook,webhook-signed,sqs,python-webhook].
+    /// raw-http,webhook,webhook-signed,sqs,python-webhook; with `--scenario
+    /// batch` sqs,batch-lib,batch-cli].
     #[arg(long, value_enum, value_delimiter = ',')]
     stacks: Vec<Stack>,
-    /// The `asyncmcp` binary for the `serve` stack [default: `asyncmcp`
+    /// The `asyncmcp` binary for the `serve` and `batch-cli` stacks [default: `asyncmcp`
     /// beside this binary, which `cargo build --release -p asyncmcp-cli`
     /// puts there].
     #[arg(long, env = "BENCH_ASYNCMCP")]
@@ -152,6 +170,9 @@ enum Scenario {
     /// Our webhook transport against the raw HTTP floor, our SQS transport
     /// and Python asyncmcp's webhook transport.
     Webhook,
+    /// The library's `Batch` and the `asyncmcp batch` command against the
+    /// ordinary client, two server replicas.
+    Batch,
 }
 
 impl Scenario {
@@ -172,6 +193,7 @@ impl Scenario {
                 Stack::Sqs,
                 Stack::PythonWebhook,
             ],
+            Scenario::Batch => vec![Stack::Sqs, Stack::BatchLib, Stack::BatchCli],
         }
     }
 
@@ -179,6 +201,28 @@ impl Scenario {
         match self {
             Scenario::Transports => vec![1, 10, 20, 50, 200],
             Scenario::Serve | Scenario::Webhook => vec![1, 10, 50],
+            Scenario::Batch => vec![64],
+        }
+    }
+
+    fn calls(self) -> usize {
+        match self {
+            Scenario::Batch => 2000,
+            _ => 1000,
+        }
+    }
+
+    fn repeats(self) -> usize {
+        match self {
+            Scenario::Batch => 3,
+            _ => 1,
+        }
+    }
+
+    fn replicas(self) -> usize {
+        match self {
+            Scenario::Batch => 2,
+            _ => 1,
         }
     }
 }
@@ -198,6 +242,8 @@ pub enum Stack {
     Webhook,
     WebhookSigned,
     PythonWebhook,
+    BatchLib,
+    BatchCli,
 }
 
 impl Stack {
@@ -215,6 +261,8 @@ impl Stack {
             Stack::Webhook => "asyncmcp webhook",
             Stack::WebhookSigned => "asyncmcp webhook (signed)",
             Stack::PythonWebhook => "Python asyncmcp webhook",
+            Stack::BatchLib => "asyncmcp Batch (library)",
+            Stack::BatchCli => "asyncmcp batch (command)",
         }
     }
 
@@ -232,6 +280,11 @@ impl Stack {
             self,
             Stack::RawHttp | Stack::Webhook | Stack::WebhookSigned | Stack::PythonWebhook
         )
+    }
+
+    /// Whether the stack's client is a batch (`batch.rs`).
+    pub fn is_batch(self) -> bool {
+        matches!(self, Stack::BatchLib | Stack::BatchCli)
     }
 
     /// Whether the stack's tools are server-everything's.
@@ -261,6 +314,9 @@ enum Role {
     /// (reads commands on stdin).
     #[command(hide = true)]
     DriveWebhook(webhook::WebhookArgs),
+    /// Make calls as batches when told to (reads commands on stdin).
+    #[command(hide = true)]
+    DriveBatch(batch::BatchArgs),
 }
 
 /// What a measured process needs to know.
@@ -286,6 +342,9 @@ pub struct RoleArgs {
     /// Calls made before the first level (clients).
     #[arg(long, default_value_t = 20)]
     warm_up: usize,
+    /// Server replicas on the request queue, in the one process (servers).
+    #[arg(long, default_value_t = 1)]
+    replicas: usize,
 }
 
 #[tokio::main]
@@ -302,6 +361,7 @@ async fn main() -> anyhow::Result<()> {
         Some(Role::ServeWebhook(role)) => webhook::serve(role).await,
         Some(Role::DriveWebhook(role)) if role.raw => raw_http::drive(role).await,
         Some(Role::DriveWebhook(role)) => webhook::drive(role).await,
+        Some(Role::DriveBatch(role)) => batch::drive(role).await,
         None => bench(args).await,
     }
 }
@@ -313,11 +373,15 @@ async fn bench(mut args: Args) -> anyhow::Result<()> {
     if args.in_flight.is_empty() {
         args.in_flight = args.scenario.in_flight();
     }
+    let calls = *args.calls.get_or_insert(args.scenario.calls());
+    let repeats = *args.repeats.get_or_insert(args.scenario.repeats());
+    let replicas = *args.replicas.get_or_insert(args.scenario.replicas());
     anyhow::ensure!(
-        args.calls > 0
-            && args.python_calls > 0
-            && args.per_request_calls > 0
-            && args.http_calls > 0,
+        repeats > 0 && replicas > 0,
+        "--repeats and --replicas must be at least 1"
+    );
+    anyhow::ensure!(
+        calls > 0 && args.python_calls > 0 && args.per_request_calls > 0 && args.http_calls > 0,
         "--calls must be at least 1"
     );
     anyhow::ensure!(
@@ -410,10 +474,33 @@ async fn measure(
         _ if stack.is_python() => (args.python_calls, &args.in_flight),
         Stack::PerRequest => (args.per_request_calls, &args.per_request_in_flight),
         _ if stack.is_http() => (args.http_calls, &args.in_flight),
-        _ => (args.calls, &args.in_flight),
+        _ => (args.calls.unwrap_or(1000), &args.in_flight),
     };
     let mut rows = Vec::new();
     for &in_flight in levels {
+        let mut runs = Vec::new();
+        for _ in 0..args.repeats.unwrap_or(1) {
+            runs.push(level(args, (&mut server, &mut client), stack, calls, in_flight).await?);
+        }
+        rows.push(report::median(runs));
+    }
+    // Both finish their last long poll before they exit: wait for the two
+    // at once.
+    let (client, server) = tokio::join!(client.stop(), server.stop());
+    client?;
+    server?;
+    Ok(rows)
+}
+
+/// One run of one level.
+async fn level(
+    args: &Args,
+    (server, client): (&mut Server, &mut Measured),
+    stack: Stack,
+    calls: usize,
+    in_flight: usize,
+) -> anyhow::Result<Row> {
+    {
         let broker_before = broker_cpu(args.broker_pid)?;
         let (server_before, client_before) = (server.usage()?, client.usage()?);
         let (server_calls, client_calls) = (server.stats().await?, client.stats().await?);
@@ -442,14 +529,8 @@ async fn measure(
             "bench:   {in_flight:>4} in flight: {:.1} calls/s",
             row.calls_per_s
         );
-        rows.push(row);
+        Ok(row)
     }
-    // Both finish their last long poll before they exit: wait for the two
-    // at once.
-    let (client, server) = tokio::join!(client.stop(), server.stop());
-    client?;
-    server?;
-    Ok(rows)
 }
 
 /// CPU seconds the broker process has used, if one was named.
@@ -509,9 +590,21 @@ fn commands(args: &Args, stack: Stack, e: &setup::Endpoints) -> anyhow::Result<C
         common.push("--raw".into());
     }
     let role = |name: &str| [vec![name.to_owned()], common.clone()].concat();
+    let mut server = role("serve");
+    server.extend(["--replicas".into(), args.replicas.unwrap_or(1).to_string()]);
+    if stack.is_batch() {
+        let mut client = role("drive-batch");
+        if stack == Stack::BatchCli {
+            client.extend(["--cli".into(), asyncmcp_binary(args)?.display().to_string()]);
+        }
+        return Ok(Commands {
+            server: (program.clone(), server),
+            client: (program, client),
+        });
+    }
     if !stack.wraps_server_everything() {
         return Ok(Commands {
-            server: (program.clone(), role("serve")),
+            server: (program.clone(), server),
             client: (program, role("drive")),
         });
     }
@@ -529,16 +622,7 @@ fn commands(args: &Args, stack: Stack, e: &setup::Endpoints) -> anyhow::Result<C
             client: (program, client),
         });
     }
-    let asyncmcp = match &args.asyncmcp {
-        Some(path) => path.clone(),
-        None => std::env::current_exe()?.with_file_name("asyncmcp"),
-    };
-    anyhow::ensure!(
-        asyncmcp.exists(),
-        "no asyncmcp binary at {}; build it with `cargo build --release -p asyncmcp-cli` \
-         (scripts/bench.sh does) or pass --asyncmcp",
-        asyncmcp.display()
-    );
+    let asyncmcp = asyncmcp_binary(args)?;
     // As many requests at once as the library's server in `ours.rs`, so that
     // the deepest level is not held back by the default of 64.
     let server = vec![
@@ -555,6 +639,21 @@ fn commands(args: &Args, stack: Stack, e: &setup::Endpoints) -> anyhow::Result<C
         server: (asyncmcp.display().to_string(), server),
         client: (program, client),
     })
+}
+
+/// The `asyncmcp` binary: `--asyncmcp`, or the one beside this binary.
+fn asyncmcp_binary(args: &Args) -> anyhow::Result<PathBuf> {
+    let asyncmcp = match &args.asyncmcp {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()?.with_file_name("asyncmcp"),
+    };
+    anyhow::ensure!(
+        asyncmcp.exists(),
+        "no asyncmcp binary at {}; build it with `cargo build --release -p asyncmcp-cli` \
+         (scripts/bench.sh does) or pass --asyncmcp",
+        asyncmcp.display()
+    );
+    Ok(asyncmcp)
 }
 
 /// The server's and client's program and arguments for a stack over HTTP;

@@ -7,6 +7,7 @@ use asyncmcp::queue::sns::{self, SnsOutbox};
 use asyncmcp::queue::sqs::{self, ApiCallCounter, SqsInbox, SqsOutbox};
 use asyncmcp::queue::{Outbox, RoutingOutbox, is_topic_arn};
 use asyncmcp::server::ServiceFactory;
+use asyncmcp::wire::session::SessionKeys;
 use asyncmcp::{QueueClientTransport, QueueServer};
 use rmcp::ServiceExt;
 use rmcp::service::{Peer, RoleClient};
@@ -26,19 +27,34 @@ pub async fn serve(args: RoleArgs) -> anyhow::Result<()> {
 
 /// A [`QueueServer`] running `factory`'s services on the request queue,
 /// answering the bench's commands until stdin closes.
+/// With `--replicas N`, N servers with their own inboxes (and long polls)
+/// on the one request queue, in this process, sharing its SQS client.
 pub async fn serve_with(args: RoleArgs, factory: impl ServiceFactory) -> anyhow::Result<()> {
+    let factory = Arc::new(factory);
     let counter = ApiCallCounter::new();
     let (sqs_client, outbox) = clients(&args, &counter).await;
-    let inbox = SqsInbox::open(sqs_client, &args.request_queue).await?;
-    let mut builder = QueueServer::builder(Arc::new(inbox), outbox).max_in_flight(MAX_IN_FLIGHT);
-    if let Some(pollers) = args.pollers {
-        builder = builder.pollers(pollers);
-    }
+    // Replicas share the keys sealing session ids, as a deployment's do, so
+    // a session begun on one is served by the other.
+    let session_keys = SessionKeys::random();
     let shutdown = CancellationToken::new();
-    let server = builder.build(factory).spawn(shutdown.clone());
+    let mut servers = Vec::new();
+    for _ in 0..args.replicas.max(1) {
+        let inbox = SqsInbox::open(sqs_client.clone(), &args.request_queue).await?;
+        let mut builder = QueueServer::builder(Arc::new(inbox), outbox.clone())
+            .max_in_flight(MAX_IN_FLIGHT)
+            .session_keys(session_keys.clone());
+        if let Some(pollers) = args.pollers {
+            builder = builder.pollers(pollers);
+        }
+        let factory = factory.clone();
+        let replica = builder.build(move || factory.make());
+        servers.push(replica.spawn(shutdown.clone()));
+    }
     protocol::serve_server(&counter).await?;
     shutdown.cancel();
-    server.await?;
+    for server in servers {
+        server.await?;
+    }
     Ok(())
 }
 

@@ -36,6 +36,10 @@ pub struct RunResult {
     /// The same by operation (our processes only).
     #[serde(default)]
     pub operations: BTreeMap<String, u64>,
+    /// Calls answered well, when the client cannot time each call (the
+    /// `asyncmcp batch` command); otherwise the latencies count them.
+    #[serde(default)]
+    pub answered: Option<usize>,
 }
 
 /// The answer to [`Command::Stats`].

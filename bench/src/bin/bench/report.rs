@@ -7,6 +7,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+mod batch;
 mod webhook;
 
 use crate::Stack;
@@ -31,6 +32,16 @@ pub struct Row {
     /// The broker's CPU seconds per 1000 calls, with `--broker-pid`.
     #[serde(default)]
     pub broker_cpu_s_per_1k: Option<f64>,
+    /// The servers' AWS API calls per tool call.
+    #[serde(default)]
+    pub server_api_calls_per_call: f64,
+    /// The client's AWS API calls per tool call.
+    #[serde(default)]
+    pub client_api_calls_per_call: f64,
+    /// Calls/s of every run of this level (`--repeats`); the row is the
+    /// run with the median.
+    #[serde(default)]
+    pub runs_calls_per_s: Vec<f64>,
     /// API calls per tool call by side and operation, e.g.
     /// `server ReceiveMessage` (our processes only).
     pub operations: BTreeMap<String, f64>,
@@ -49,10 +60,11 @@ impl Row {
     ) -> Self {
         let mut latencies = result.latencies_ms.clone();
         latencies.sort_by(f64::total_cmp);
-        let calls = latencies.len() + result.errors;
-        let api_calls = server_calls.1.api_calls + client_calls.1.api_calls
-            - server_calls.0.api_calls
-            - client_calls.0.api_calls;
+        let answered = result.answered.unwrap_or(latencies.len());
+        let calls = answered + result.errors;
+        let server_api_calls = server_calls.1.api_calls - server_calls.0.api_calls;
+        let client_api_calls = client_calls.1.api_calls - client_calls.0.api_calls;
+        let api_calls = server_api_calls + client_api_calls;
         let mut operations = BTreeMap::new();
         for (side, (before, after)) in [("server", server_calls), ("client", client_calls)] {
             for (operation, count) in after.operations {
@@ -73,10 +85,13 @@ impl Row {
             in_flight,
             calls,
             errors: result.errors,
-            calls_per_s: latencies.len() as f64 / result.elapsed_s.max(f64::EPSILON),
+            calls_per_s: answered as f64 / result.elapsed_s.max(f64::EPSILON),
             p50_ms: percentile(&latencies, 0.50),
             p99_ms: percentile(&latencies, 0.99),
             api_calls_per_call: api_calls as f64 / calls.max(1) as f64,
+            server_api_calls_per_call: server_api_calls as f64 / calls.max(1) as f64,
+            client_api_calls_per_call: client_api_calls as f64 / calls.max(1) as f64,
+            runs_calls_per_s: Vec::new(),
             server_cpu_s_per_1k: per_1k(server),
             client_cpu_s_per_1k: per_1k(client),
             server_peak_rss_mib: server.1.peak_rss_mib,
@@ -85,6 +100,16 @@ impl Row {
             operations,
         }
     }
+}
+
+/// The run with the median calls/s (the lower middle one of an even
+/// number), with every run's calls/s noted.
+pub fn median(mut runs: Vec<Row>) -> Row {
+    runs.sort_by(|a, b| a.calls_per_s.total_cmp(&b.calls_per_s));
+    let all: Vec<f64> = runs.iter().map(|r| r.calls_per_s).collect();
+    let mut row = runs.swap_remove((all.len().max(1) - 1) / 2);
+    row.runs_calls_per_s = all;
+    row
 }
 
 /// Nearest-rank percentile of sorted values (0 when empty).
@@ -119,13 +144,13 @@ pub fn markdown(endpoint: &str, rows: &[Row]) -> String {
     let _ = writeln!(out, "`tools/call echo` round trips; endpoint: {endpoint}\n");
     let wrapping = |r: &Row| r.stack.wraps_server_everything();
     let http = |r: &Row| r.stack.is_http();
-    let transports = rows
-        .iter()
-        .any(|r| !wrapping(r) && !http(r) && r.stack != Stack::Sqs)
-        || !rows.iter().any(|r| wrapping(r) || http(r));
+    let batch = |r: &Row| r.stack.is_batch();
+    let special = |r: &Row| wrapping(r) || http(r) || batch(r);
+    let transports =
+        rows.iter().any(|r| !special(r) && r.stack != Stack::Sqs) || !rows.iter().any(special);
     let mut sections = Vec::new();
     if transports {
-        let rows: Vec<&Row> = rows.iter().filter(|r| !wrapping(r) && !http(r)).collect();
+        let rows: Vec<&Row> = rows.iter().filter(|r| !special(r)).collect();
         sections.push(transports_markdown(&rows));
     }
     if rows.iter().any(wrapping) {
@@ -133,6 +158,9 @@ pub fn markdown(endpoint: &str, rows: &[Row]) -> String {
     }
     if rows.iter().any(http) {
         sections.push(webhook::markdown(rows));
+    }
+    if rows.iter().any(batch) {
+        sections.push(batch::markdown(rows));
     }
     out += &sections.join("\n");
     out
@@ -392,6 +420,8 @@ pub fn plot(path: &Path, rows: &[Row]) -> anyhow::Result<()> {
                 Stack::Webhook => RGBColor(0x1f, 0x78, 0xb4),
                 Stack::WebhookSigned => RGBColor(0xa6, 0xce, 0xe3),
                 Stack::PythonWebhook => RGBColor(0xff, 0x7f, 0x00),
+                Stack::BatchLib => RGBColor(0x6a, 0x3d, 0x9a),
+                Stack::BatchCli => RGBColor(0xb1, 0x59, 0x28),
             };
             let points: Vec<(f64, f64)> = rows
                 .iter()
