@@ -50,6 +50,12 @@ async def main(command: list[str]) -> None:
                 {"duration": 2, "steps": 4},
                 progress_callback=on_progress,
             )
+            # The SDK runs progress callbacks beside the response it resolves,
+            # so the last update can land just after the result: wait for it
+            # (briefly) before the session closes. A missing update still fails.
+            with anyio.move_on_after(2):
+                while not progress or progress[-1]["progress"] < (progress[-1]["total"] or 0):
+                    await anyio.sleep(0.02)
     print(
         json.dumps(
             {
