@@ -12,21 +12,9 @@ use std::time::Duration;
 use asyncmcp_testkit::aws;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-/// The example binary `name`, built now: `cargo test --test examples`
-/// alone does not build examples, and a stale one would test old code.
+/// The example binary `name`, built now.
 fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    // target/<profile>/deps/examples-<hash> -> target/<profile>/examples/<name>
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target profile directory");
-    let status = std::process::Command::new(env!("CARGO"))
-        .args(["build", "--all-features", "--example", name])
-        .status()
-        .expect("run cargo build");
-    assert!(status.success(), "cargo build --example {name} failed");
-    profile_dir.join("examples").join(name)
+    asyncmcp_testkit::support::example_binary(name)
 }
 
 /// Starts `server` with `server_args`, waits for READY, runs `client` once

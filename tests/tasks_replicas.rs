@@ -34,19 +34,9 @@ impl ClientHandler for TasksClient {
     }
 }
 
-/// The example binary `name`, built now (as tests/examples.rs does).
+/// The example binary `name`, built now.
 fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target profile directory");
-    let status = std::process::Command::new(env!("CARGO"))
-        .args(["build", "--all-features", "--example", name])
-        .status()
-        .expect("run cargo build");
-    assert!(status.success(), "cargo build --example {name} failed");
-    profile_dir.join("examples").join(name)
+    asyncmcp_testkit::support::example_binary(name)
 }
 
 /// Starts a replica and waits for its READY line.

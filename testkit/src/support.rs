@@ -29,3 +29,22 @@ pub fn text_of(result: &CallToolResult) -> String {
         .filter_map(|c| c.as_text().map(|t| t.text.clone()))
         .collect()
 }
+
+/// The library's example binary `name`, built now: `cargo test --test X`
+/// alone does not build examples, and a stale one would test old code. For
+/// the library's integration tests (it finds the target directory from the
+/// running test binary).
+pub fn example_binary(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/<profile>/deps/<test>-<hash> -> target/<profile>/examples/<name>
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target profile directory");
+    let status = std::process::Command::new(env!("CARGO"))
+        .args(["build", "--all-features", "--example", name])
+        .status()
+        .expect("run cargo build");
+    assert!(status.success(), "cargo build --example {name} failed");
+    profile_dir.join("examples").join(name)
+}
