@@ -14,45 +14,16 @@ use asyncmcp::queue::memory::MemoryQueueOptions;
 use asyncmcp::tasks::{MemoryTaskStore, TaskSettings, TaskStore};
 use asyncmcp::{MemoryBroker, QueueClientTransport, QueueServer};
 use asyncmcp_testkit::task_tools::{TaskToolStats, TaskTools};
+use asyncmcp_testkit::tasks_client::TasksClient;
+use rmcp::RoleClient;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CancelTaskParams, ClientCapabilities, ClientConfig,
-    GetTaskParams, GetTaskResult, Implementation, InputResponses, ProtocolVersion, TaskPayload,
-    TaskStatus, UpdateTaskParams,
+    CallToolRequestParams, CallToolResponse, CancelTaskParams, GetTaskParams, GetTaskResult,
+    InputResponses, ProtocolVersion, TaskPayload, TaskStatus, UpdateTaskParams,
 };
 use rmcp::service::{ClientLifecycleMode, RunningService};
-use rmcp::{ClientHandler, RoleClient};
 use serde_json::json;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-
-/// A 2026-07-28 client that declares the tasks extension (or not).
-#[derive(Clone, Default)]
-struct Client {
-    tasks: bool,
-    /// The statuses `notifications/tasks` announced, in order.
-    announced: Arc<std::sync::Mutex<Vec<TaskStatus>>>,
-}
-
-impl ClientHandler for Client {
-    async fn on_task_status(
-        &self,
-        params: rmcp::model::TaskStatusNotificationParams,
-        _context: rmcp::service::NotificationContext<RoleClient>,
-    ) {
-        if let Ok(mut announced) = self.announced.lock() {
-            announced.push(params.task.status());
-        }
-    }
-
-    fn get_info(&self) -> ClientConfig {
-        let capabilities = if self.tasks {
-            ClientCapabilities::builder().enable_tasks().build()
-        } else {
-            ClientCapabilities::default()
-        };
-        ClientConfig::new(capabilities, Implementation::new("tasks-test", "1.0"))
-    }
-}
 
 /// One broker, a request queue per replica, one task store shared by all.
 struct World {
@@ -130,17 +101,14 @@ impl World {
         queue: &str,
         client_id: &str,
         tasks: bool,
-    ) -> RunningService<RoleClient, Client> {
+    ) -> RunningService<RoleClient, TasksClient> {
         let transport = QueueClientTransport::builder(queue)
             .client_id(client_id)
             .wait(Duration::from_millis(200))
             .memory(&self.broker)
             .expect("client transport");
         rmcp::service::serve_client_with_lifecycle(
-            Client {
-                tasks,
-                ..Client::default()
-            },
+            TasksClient::new(tasks),
             transport,
             ClientLifecycleMode::Discover {
                 preferred_versions: vec![ProtocolVersion::V_2026_07_28],
@@ -169,7 +137,7 @@ fn call(tool: &str, arguments: serde_json::Value) -> CallToolRequestParams {
 
 /// Starts `tool` as a task; returns its id.
 async fn start_task(
-    client: &RunningService<RoleClient, Client>,
+    client: &RunningService<RoleClient, TasksClient>,
     tool: &str,
     arguments: serde_json::Value,
 ) -> String {
@@ -182,7 +150,7 @@ async fn start_task(
     }
 }
 
-async fn get(client: &RunningService<RoleClient, Client>, task_id: &str) -> GetTaskResult {
+async fn get(client: &RunningService<RoleClient, TasksClient>, task_id: &str) -> GetTaskResult {
     client
         .get_task(GetTaskParams::new(task_id))
         .await
@@ -192,7 +160,7 @@ async fn get(client: &RunningService<RoleClient, Client>, task_id: &str) -> GetT
 /// Polls until the task leaves `working`; returns what it became and the
 /// statuses seen on the way.
 async fn poll_until_not_working(
-    client: &RunningService<RoleClient, Client>,
+    client: &RunningService<RoleClient, TasksClient>,
     task_id: &str,
     limit: Duration,
 ) -> (GetTaskResult, Vec<TaskStatus>) {
@@ -498,13 +466,8 @@ async fn status_changes_are_announced_to_a_caller_that_asks() {
         Ok(CallToolResponse::Task(created)) => created.task.task_id,
         other => panic!("expected a task, got {other:?}"),
     };
-    let announced = client.service().announced.clone();
-    let seen = |status: TaskStatus| {
-        announced
-            .lock()
-            .map(|list| list.contains(&status))
-            .unwrap_or(false)
-    };
+    let announced = client.service().clone();
+    let seen = |status: TaskStatus| announced.announced().contains(&status);
     let started = Instant::now();
     while !seen(TaskStatus::InputRequired) {
         assert!(
@@ -527,12 +490,8 @@ async fn status_changes_are_announced_to_a_caller_that_asks() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let order = announced
-        .lock()
-        .map(|list| list.clone())
-        .unwrap_or_default();
     assert_eq!(
-        order,
+        announced.announced(),
         vec![TaskStatus::InputRequired, TaskStatus::Completed]
     );
     assert_eq!(result_text(&get(&client, &task_id).await), "Hello, Lin!");
@@ -543,14 +502,7 @@ async fn status_changes_are_announced_to_a_caller_that_asks() {
     let (done, _) = poll_until_not_working(&quiet, &quiet_task, Duration::from_secs(5)).await;
     assert_eq!(done.task.status(), TaskStatus::Completed);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        quiet
-            .service()
-            .announced
-            .lock()
-            .map(|l| l.is_empty())
-            .unwrap_or(false)
-    );
+    assert_eq!(quiet.service().announced(), []);
     client.cancel().await.expect("close");
     quiet.cancel().await.expect("close");
     replica.stop().await;

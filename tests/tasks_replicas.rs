@@ -12,27 +12,15 @@ use asyncmcp::QueueClientTransport;
 use asyncmcp::queue::sqs;
 use asyncmcp::tasks::{SqliteTaskStore, TaskStore};
 use asyncmcp_testkit::aws;
+use asyncmcp_testkit::tasks_client::TasksClient;
+use rmcp::RoleClient;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, ClientCapabilities, ClientConfig, GetTaskParams,
-    Implementation, ProtocolVersion, TaskPayload, TaskStatus,
+    CallToolRequestParams, CallToolResponse, GetTaskParams, ProtocolVersion, TaskPayload,
+    TaskStatus,
 };
 use rmcp::service::{ClientLifecycleMode, RunningService};
-use rmcp::{ClientHandler, RoleClient};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Child;
-
-/// A 2026-07-28 client declaring the tasks extension.
-#[derive(Clone)]
-struct TasksClient;
-
-impl ClientHandler for TasksClient {
-    fn get_info(&self) -> ClientConfig {
-        ClientConfig::new(
-            ClientCapabilities::builder().enable_tasks().build(),
-            Implementation::new("tasks-replicas-test", "1.0"),
-        )
-    }
-}
 
 /// The example binary `name`, built now.
 fn example(name: &str) -> PathBuf {
@@ -73,7 +61,7 @@ async fn client(
         .await
         .expect("client transport");
     rmcp::service::serve_client_with_lifecycle(
-        TasksClient,
+        TasksClient::declaring(),
         transport,
         ClientLifecycleMode::Discover {
             preferred_versions: vec![ProtocolVersion::V_2026_07_28],

@@ -26,14 +26,12 @@ use asyncmcp::{QueueClientTransport, QueueServer};
 use asyncmcp_testkit::aws::{self, LocalStack};
 use asyncmcp_testkit::py_peer::py_peer_python;
 use asyncmcp_testkit::task_tools::{TaskToolStats, TaskTools};
+use asyncmcp_testkit::tasks_client::TasksClient;
 use asyncmcp_testkit::{eventually, real_clients, unique_name};
 use common::serve::{Serve, run_to_end};
-use rmcp::model::{
-    CancelTaskParams, ClientCapabilities, ClientConfig, GetTaskParams, Implementation,
-    ProtocolVersion, TaskStatus,
-};
+use rmcp::RoleClient;
+use rmcp::model::{CancelTaskParams, GetTaskParams, ProtocolVersion, TaskStatus};
 use rmcp::service::{ClientLifecycleMode, RunningService, serve_client_with_lifecycle};
-use rmcp::{ClientHandler, RoleClient};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -291,20 +289,6 @@ async fn sigint_while_polling_cancels_the_task_and_exits_130() {
     serve.assert_running();
 }
 
-/// A client that declares the tasks extension (on the 2026-07-28
-/// lifecycle).
-#[derive(Clone)]
-struct TasksClient;
-
-impl ClientHandler for TasksClient {
-    fn get_info(&self) -> ClientConfig {
-        ClientConfig::new(
-            ClientCapabilities::builder().enable_tasks().build(),
-            Implementation::new("intruder", "1.0"),
-        )
-    }
-}
-
 /// Another caller of the server behind `queue`, with a connection (and
 /// `ClientId`) of its own.
 async fn intruder(ls: &LocalStack, queue: &str) -> RunningService<RoleClient, TasksClient> {
@@ -314,7 +298,7 @@ async fn intruder(ls: &LocalStack, queue: &str) -> RunningService<RoleClient, Ta
         .await
         .expect("connect another client");
     serve_client_with_lifecycle(
-        TasksClient,
+        TasksClient::declaring(),
         transport,
         ClientLifecycleMode::Discover {
             preferred_versions: vec![ProtocolVersion::V_2026_07_28],

@@ -94,6 +94,7 @@ pub mod server_cli;
 pub mod support;
 pub mod task_store_contract;
 pub mod task_tools;
+pub mod tasks_client;
 
 #[cfg(feature = "sqs")]
 pub mod aws;
