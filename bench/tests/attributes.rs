@@ -40,8 +40,8 @@ async fn bench_measures_each_attribute_set() {
         "| + MessageType, Timestamp | 2 / 2 |",
         "| + Method, RequestId | 4 / 3 |",
         "| + ClientId, ReplyTo | 6 / 4 |",
-        "| + Sequence (all asyncmcp SQS sends) | 6 / 5 |",
-        "| + SessionId (legacy sessions) | 7 / 6 |",
+        "| + SessionId | 7 / 5 |",
+        "| + Sequence (all asyncmcp SQS sends) | 7 / 6 |",
         "| + Signature (signing on) | 8 / 7 |",
     ] {
         assert!(stdout.contains(row), "{row}\n{stdout}");
@@ -61,8 +61,8 @@ async fn bench_measures_each_attribute_set() {
             "type-time",
             "ids",
             "routing",
-            "sequence",
             "session",
+            "sequence",
             "signed"
         ],
         "{rows:#?}"

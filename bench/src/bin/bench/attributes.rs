@@ -10,17 +10,18 @@
 //! The values are not made up: they are the attributes the library's codec
 //! ([`wire::encode`]) puts on a `tools/call echo` request and on its
 //! response, with the headers our client and server pass it (see
-//! `src/client/mod.rs` and `reply_headers` in `src/server/dispatch`), plus
-//! a sealed `SessionId` (sent on legacy, initialize-based protocol
-//! versions, e.g. by Python asyncmcp) and a `Signature` (sent when the
-//! peers sign), both made by the library's own keys. So each value has the
-//! size the real one has. Only `Timestamp` is the same on every message of
-//! a run, which costs the broker nothing more or less.
+//! `src/client/mod.rs` and `reply_headers` in `src/server/dispatch`): a
+//! client id of the form our client makes, and a session id sealed by the
+//! library's own keys, which our client presents after rmcp 3.9's
+//! `initialize` and our server echoes. The last set adds a `Signature`
+//! (sent when the peers sign) made by the library's signing keys. So each
+//! value has the size the real one has. Only `Timestamp` is the same on
+//! every message of a run, which costs the broker nothing more or less.
 //!
 //! Every set's receive asks for all message attributes, as our inbox does,
 //! so the only thing that changes between rows is what the messages carry.
 
-use asyncmcp::queue::{AttributeValue, Attributes, QueueMessage};
+use asyncmcp::queue::{Attributes, QueueMessage};
 use asyncmcp::wire::session::{SessionKeys, SessionState};
 use asyncmcp::wire::signing::SigningKeys;
 use asyncmcp::wire::{self, Headers, attr};
@@ -38,11 +39,11 @@ pub enum AttributeSet {
     Ids,
     /// Plus `ClientId` and `ReplyTo` on requests, `ClientId` on replies.
     Routing,
-    /// Plus `Sequence` on replies: everything our SQS stack sends in the
-    /// bench (rmcp 3.9's client, which opens no session, unsigned).
-    Sequence,
-    /// Plus a sealed `SessionId` both ways (legacy protocol versions).
+    /// Plus a sealed `SessionId` both ways.
     Session,
+    /// Plus `Sequence` on replies: everything our SQS stack sends in the
+    /// bench (rmcp 3.9's client, unsigned).
+    Sequence,
     /// Plus `Signature` both ways: the most a message of ours carries.
     Signed,
 }
@@ -54,8 +55,8 @@ impl AttributeSet {
         Self::TypeTime,
         Self::Ids,
         Self::Routing,
-        Self::Sequence,
         Self::Session,
+        Self::Sequence,
         Self::Signed,
     ];
 
@@ -66,8 +67,8 @@ impl AttributeSet {
             Self::TypeTime => "+ MessageType, Timestamp",
             Self::Ids => "+ Method, RequestId",
             Self::Routing => "+ ClientId, ReplyTo",
+            Self::Session => "+ SessionId",
             Self::Sequence => "+ Sequence (all asyncmcp SQS sends)",
-            Self::Session => "+ SessionId (legacy sessions)",
             Self::Signed => "+ Signature (signing on)",
         }
     }
@@ -82,9 +83,9 @@ impl AttributeSet {
             }
             Self::Ids => Self::TypeTime.names(),
             Self::Routing => Self::Ids.names(),
-            Self::Sequence => Self::Routing.names(),
-            Self::Session => Self::Sequence.names(),
-            Self::Signed => Self::Session.names(),
+            Self::Session => Self::Routing.names(),
+            Self::Sequence => Self::Session.names(),
+            Self::Signed => Self::Sequence.names(),
         };
         match self {
             Self::Ids => {
@@ -136,9 +137,17 @@ impl AttributeSet {
 const SAMPLE_ID: u64 = 1042;
 
 /// A `tools/call echo` request and its response as our client and server
-/// encode them (unsigned, no session): the [`AttributeSet::Sequence`] set.
+/// encode them in the bench (unsigned): the [`AttributeSet::Sequence`] set.
 fn ours(reply_address: &str) -> anyhow::Result<(QueueMessage, QueueMessage)> {
-    let client_id = uuid::Uuid::new_v4().to_string();
+    // Our client's id: the configured one (a UUID by default) and a nonce.
+    let nonce = uuid::Uuid::new_v4().simple().to_string();
+    let client_id = format!("{}.{}", uuid::Uuid::new_v4(), &nonce[..16]);
+    // The session our server seals in its `initialize` response.
+    let session_id = SessionKeys::random().seal(&SessionState {
+        reply_to: reply_address.to_owned(),
+        protocol_version: "2025-11-25".into(),
+        client_id: Some(client_id.clone()),
+    });
     let request = serde_json::json!({
         "jsonrpc": "2.0",
         "id": SAMPLE_ID,
@@ -150,6 +159,7 @@ fn ours(reply_address: &str) -> anyhow::Result<(QueueMessage, QueueMessage)> {
         &Headers {
             client_id: Some(client_id.clone()),
             reply_to: Some(reply_address.to_owned()),
+            session_id: Some(session_id.clone()),
             ..Headers::default()
         },
     )?;
@@ -162,6 +172,7 @@ fn ours(reply_address: &str) -> anyhow::Result<(QueueMessage, QueueMessage)> {
         &response,
         &Headers {
             client_id: Some(client_id),
+            session_id: Some(session_id),
             request_id: Some(SAMPLE_ID.to_string()),
             sequence: Some(1),
             ..Headers::default()
@@ -170,25 +181,16 @@ fn ours(reply_address: &str) -> anyhow::Result<(QueueMessage, QueueMessage)> {
     Ok((request, response))
 }
 
-/// [`ours`] with a sealed `SessionId` and then a `Signature` on both: the
-/// [`AttributeSet::Signed`] set, from which the others are picked.
+/// [`ours`] signed: the [`AttributeSet::Signed`] set, from which the
+/// others are picked.
 fn full(reply_address: &str) -> anyhow::Result<(QueueMessage, QueueMessage)> {
     let (mut request, mut reply) = ours(reply_address)?;
-    let session = SessionKeys::random().seal(&SessionState {
-        reply_to: reply_address.to_owned(),
-        protocol_version: "2025-06-18".into(),
-        client_id: request.attribute(attr::CLIENT_ID).map(str::to_owned),
-    });
     let key: Vec<u8> = [uuid::Uuid::new_v4(), uuid::Uuid::new_v4()]
         .iter()
         .flat_map(|id| *id.as_bytes())
         .collect();
     let signing = SigningKeys::new(key, None)?;
     for message in [&mut request, &mut reply] {
-        message.attributes.insert(
-            attr::SESSION_ID.into(),
-            AttributeValue::String(session.clone()),
-        );
         signing.sign(message);
     }
     Ok((request, reply))
