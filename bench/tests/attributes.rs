@@ -3,9 +3,10 @@
 
 use asyncmcp_testkit::aws;
 
-/// Every set answers every call. The raw roles fail a call whose request
-/// or reply arrived without all of its set's attributes, so no errors
-/// means the broker carried each set both ways.
+/// Every set answers every call in every repeat (the sets take turns). The
+/// raw roles fail a call whose request or reply arrived without all of its
+/// set's attributes, so no errors means the broker carried each set both
+/// ways.
 #[tokio::test]
 async fn bench_measures_each_attribute_set() {
     let ls = aws::localstack().await;
@@ -13,14 +14,8 @@ async fn bench_measures_each_attribute_set() {
     std::fs::create_dir_all(&dir).expect("temp dir");
     let json = dir.join("results.json");
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_bench"))
-        .args([
-            "--scenario",
-            "attributes",
-            "--calls",
-            "12",
-            "--in-flight",
-            "4",
-        ])
+        .args(["--scenario", "attributes", "--in-flight", "4"])
+        .args(["--calls", "12", "--repeats", "2"])
         .arg("--json")
         .arg(&json)
         .envs(ls.aws_env())
@@ -72,6 +67,8 @@ async fn bench_measures_each_attribute_set() {
         assert_eq!(row["errors"], 0, "{row}");
         assert_eq!(row["calls"], 12, "{row}");
         assert!(row["calls_per_s"].as_f64().unwrap_or(0.0) > 0.0, "{row}");
+        let runs = row["runs_calls_per_s"].as_array().expect("runs");
+        assert_eq!(runs.len(), 2, "{row}");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

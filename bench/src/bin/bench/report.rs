@@ -18,7 +18,7 @@ use crate::process::Usage;
 use crate::protocol::{RunResult, Stats};
 
 /// One stack at one in-flight level.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Row {
     pub stack: Stack,
     pub in_flight: usize,
