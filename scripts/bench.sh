@@ -2,12 +2,16 @@
 # The asyncmcp benchmark: ours against the raw SQS ceiling and Python asyncmcp 0.2.1, or
 # (--scenario serve) `asyncmcp serve` against the library's server and a process per request,
 # or (--scenario webhook) the webhook transport against a raw HTTP round trip, SQS and Python,
-# or (--scenario batch) `asyncmcp batch` and the library's Batch against the rmcp client.
+# or (--scenario batch) `asyncmcp batch` and the library's Batch against the rmcp client,
+# or (--scenario scaleout) 1, 2, 3 server processes on one queue, or (--scenario attributes)
+# the raw SQS round trip with our message attributes added one set at a time.
 #
 #   scripts/bench.sh [bench options...]     e.g. scripts/bench.sh --calls 500 --in-flight 1,50
 #   scripts/bench.sh --scenario serve       asyncmcp serve wrapping server-everything, alone
 #   scripts/bench.sh --scenario webhook     webhooks on loopback; SQS on LocalStack beside them
 #   scripts/bench.sh --scenario batch       2 server replicas; add --calls 10000 for the reported run
+#   scripts/bench.sh --scenario scaleout    1,2,3 server processes (--server-processes) at 200 in flight
+#   scripts/bench.sh --scenario attributes  the raw round trip per attribute set at 50 in flight
 #   scripts/bench.sh --help                 every option
 #
 # It installs Python asyncmcp 0.2.1 into its own virtualenv (.venv/py-peer) and Node with
@@ -17,7 +21,7 @@
 # bench; the LocalStack it
 # started is stopped when it exits.
 # Settings: see scripts/env.sh. Against real AWS, run the binary directly:
-#   cargo run --release -p asyncmcp-bench --bin bench -- --stacks raw,sqs,sns-sqs
+#   cargo run --release -p asyncmcp-bench --bin bench -- --stacks raw,sqs,raw-sns,sns-sqs
 set -euo pipefail
 
 LOG_PREFIX="scripts/bench.sh"

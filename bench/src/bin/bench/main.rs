@@ -16,6 +16,9 @@
 //!
 //! The stacks:
 //! * `raw`: the ideal SQS request/reply round trip, no MCP (see `raw.rs`);
+//! * `raw-sns`: the same round trip through SNS topics with subscribed
+//!   queues (raw delivery), publishing through the library's batched SNS
+//!   outbox: the ceiling of `sns-sqs` (`raw.rs`);
 //! * `sqs`, `sns-sqs`: asyncmcp over SQS, and over SNS topics with
 //!   subscribed queues (raw delivery);
 //! * `python`, `python-poll0`: Python asyncmcp 0.2.1 over SQS with its
@@ -38,6 +41,16 @@
 //!   collected as they come, through the library's `Batch` and through the
 //!   `asyncmcp batch` command (`batch.rs`).
 //!
+//! * `scaleout`: asyncmcp over SQS with 1, 2, 3 server processes on one
+//!   request queue (`scaleout.rs`);
+//! * `raw-attributes`: the raw SQS round trip once per set of message
+//!   attributes (`attributes.rs`).
+//!
+//! `--scenario scaleout` measures `scaleout` at 200 in flight and reports
+//! calls/s, API calls and CPU per process and the broker's against the
+//! number of server processes. `--scenario attributes` measures
+//! `raw-attributes` at 50 in flight and reports what each attribute set
+//! costs the broker.
 //! `--scenario serve` measures `sqs` (the library's server with the demo
 //! echo), `serve` and `per-request` and reports how `asyncmcp serve`
 //! compares with both. `--scenario webhook` measures `raw-http`, `webhook`,
@@ -49,6 +62,7 @@
 //! The measured processes talk to the bench over stdin/stdout
 //! (`protocol.rs`); this same binary plays our roles (`serve`, `drive`).
 
+mod attributes;
 mod batch;
 mod ours;
 mod per_request;
@@ -57,6 +71,7 @@ mod protocol;
 mod raw;
 mod raw_http;
 mod report;
+mod scaleout;
 mod setup;
 mod webhook;
 mod wrapped;
@@ -71,6 +86,7 @@ use anyhow::Context;
 use asyncmcp_testkit::{demo_tools, support};
 use clap::{Parser, Subcommand, ValueEnum};
 
+use attributes::AttributeSet;
 use process::Measured;
 use protocol::{Command, RunResult, Stats};
 use report::Row;
@@ -96,6 +112,14 @@ struct Args {
     /// [default: 1; with `--scenario batch` 2].
     #[arg(long)]
     replicas: Option<usize>,
+    /// Server processes of `--scenario scaleout`, one level each, comma
+    /// separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+    server_processes: Vec<usize>,
+    /// Attribute sets of `--scenario attributes`, comma separated, in this
+    /// order [default: every set, from none to signed].
+    #[arg(long, value_enum, value_delimiter = ',')]
+    attribute_sets: Vec<AttributeSet>,
     /// Tool calls per in-flight level for the Python stacks, which are
     /// several times slower.
     #[arg(long, default_value_t = 200)]
@@ -110,7 +134,8 @@ struct Args {
     #[arg(long, default_value_t = 30)]
     per_request_calls: usize,
     /// In-flight levels, comma separated [default: 1,10,20,50,200; with
-    /// `--scenario serve` or `webhook` 1,10,50; with `--scenario batch` 64].
+    /// `--scenario serve` or `webhook` 1,10,50; with `--scenario batch` 64;
+    /// with `--scenario scaleout` 200; with `--scenario attributes` 50].
     /// 20 is where the comparison
     /// of the transports with Python is made.
     #[arg(long, value_delimiter = ',')]
@@ -120,10 +145,11 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "1")]
     per_request_in_flight: Vec<usize>,
     /// The stacks to measure, comma separated, in this order [default:
-    /// raw,sqs,sns-sqs,python,python-poll0; with `--scenario serve`
+    /// raw,sqs,raw-sns,sns-sqs,python,python-poll0; with `--scenario serve`
     /// sqs,serve,per-request; with `--scenario webhook`
     /// raw-http,webhook,webhook-signed,sqs,python-webhook; with `--scenario
-    /// batch` sqs,batch-lib,batch-cli].
+    /// batch` sqs,batch-lib,batch-cli; with `--scenario scaleout` scaleout;
+    /// with `--scenario attributes` raw-attributes].
     #[arg(long, value_enum, value_delimiter = ',')]
     stacks: Vec<Stack>,
     /// The `asyncmcp` binary for the `serve` and `batch-cli` stacks [default: `asyncmcp`
@@ -173,6 +199,11 @@ enum Scenario {
     /// The library's `Batch` and the `asyncmcp batch` command against the
     /// ordinary client, two server replicas.
     Batch,
+    /// Our SQS server as 1, 2 and 3 processes on one request queue.
+    Scaleout,
+    /// The raw SQS round trip with message attribute sets added one at a
+    /// time.
+    Attributes,
 }
 
 impl Scenario {
@@ -181,6 +212,7 @@ impl Scenario {
             Scenario::Transports => vec![
                 Stack::Raw,
                 Stack::Sqs,
+                Stack::RawSns,
                 Stack::SnsSqs,
                 Stack::Python,
                 Stack::PythonPoll0,
@@ -194,6 +226,8 @@ impl Scenario {
                 Stack::PythonWebhook,
             ],
             Scenario::Batch => vec![Stack::Sqs, Stack::BatchLib, Stack::BatchCli],
+            Scenario::Scaleout => vec![Stack::Scaleout],
+            Scenario::Attributes => vec![Stack::RawAttributes],
         }
     }
 
@@ -202,6 +236,8 @@ impl Scenario {
             Scenario::Transports => vec![1, 10, 20, 50, 200],
             Scenario::Serve | Scenario::Webhook => vec![1, 10, 50],
             Scenario::Batch => vec![64],
+            Scenario::Scaleout => vec![200],
+            Scenario::Attributes => vec![50],
         }
     }
 
@@ -244,6 +280,9 @@ pub enum Stack {
     PythonWebhook,
     BatchLib,
     BatchCli,
+    RawSns,
+    Scaleout,
+    RawAttributes,
 }
 
 impl Stack {
@@ -263,6 +302,9 @@ impl Stack {
             Stack::PythonWebhook => "Python asyncmcp webhook",
             Stack::BatchLib => "asyncmcp Batch (library)",
             Stack::BatchCli => "asyncmcp batch (command)",
+            Stack::RawSns => "raw SNS+SQS (ceiling)",
+            Stack::Scaleout => "asyncmcp SQS, server processes",
+            Stack::RawAttributes => "raw SQS + attributes",
         }
     }
 
@@ -285,6 +327,17 @@ impl Stack {
     /// Whether the stack's client is a batch (`batch.rs`).
     pub fn is_batch(self) -> bool {
         matches!(self, Stack::BatchLib | Stack::BatchCli)
+    }
+
+    /// Whether the stack has a report of its own (`--scenario scaleout`,
+    /// `attributes`) rather than rows of the transports' table.
+    pub fn is_scenario_only(self) -> bool {
+        matches!(self, Stack::Scaleout | Stack::RawAttributes)
+    }
+
+    /// Whether the stack is a raw round trip in `raw.rs`.
+    fn is_raw(self) -> bool {
+        matches!(self, Stack::Raw | Stack::RawSns | Stack::RawAttributes)
     }
 
     /// Whether the stack's tools are server-everything's.
@@ -345,6 +398,13 @@ pub struct RoleArgs {
     /// Server replicas on the request queue, in the one process (servers).
     #[arg(long, default_value_t = 1)]
     replicas: usize,
+    /// The message attributes requests and replies carry (raw roles).
+    #[arg(long, value_enum)]
+    attributes: Option<AttributeSet>,
+    /// The key sealing session ids, as hex, shared by server processes on
+    /// one queue (ours; default: a random one).
+    #[arg(long)]
+    session_key: Option<String>,
 }
 
 #[tokio::main]
@@ -416,17 +476,27 @@ async fn bench(mut args: Args) -> anyhow::Result<()> {
 
 /// Measures every stack in turn.
 async fn measure_all(args: &Args) -> anyhow::Result<Vec<Row>> {
+    let repeats = args.repeats.unwrap_or(1);
     let admin = setup::Admin::from_env().await;
     let mut rows = Vec::new();
     for &stack in &args.stacks {
+        if stack == Stack::Scaleout {
+            eprintln!("bench: {}", stack.label());
+            rows.extend(scaleout::measure(args, &admin).await?);
+            continue;
+        }
+        if stack == Stack::RawAttributes {
+            rows.extend(measure_attributes(args, &admin).await?);
+            continue;
+        }
         if stack.is_http() {
             eprintln!("bench: {}", stack.label());
-            rows.extend(measure(args, stack, None).await?);
+            rows.extend(measure(args, stack, None, repeats).await?);
             continue;
         }
         let run = format!("{stack:?}").to_lowercase();
         let endpoints = match stack {
-            Stack::SnsSqs => admin.topics(&run).await,
+            Stack::SnsSqs | Stack::RawSns => admin.topics(&run).await,
             _ => admin.queues(&run).await,
         }
         .with_context(|| {
@@ -436,23 +506,76 @@ async fn measure_all(args: &Args) -> anyhow::Result<Vec<Row>> {
             )
         })?;
         eprintln!("bench: {}", stack.label());
-        let measured = measure(args, stack, Some(&endpoints)).await;
+        let measured = measure(args, stack, Some((&endpoints, None)), repeats).await;
         admin.remove(endpoints).await?;
         rows.extend(measured?);
     }
     Ok(rows)
 }
 
-/// Starts `stack`'s server and client and runs every level. The stacks
+/// Measures the raw SQS round trip once per attribute set. With
+/// `--repeats`, the sets take turns (every set once, then every set again)
+/// so that the machine drifting during the run does not pass for the cost
+/// of the sets measured last.
+async fn measure_attributes(args: &Args, admin: &setup::Admin) -> anyhow::Result<Vec<Row>> {
+    let stack = Stack::RawAttributes;
+    let sets = match args.attribute_sets.as_slice() {
+        [] => AttributeSet::ALL.as_slice(),
+        sets => sets,
+    };
+    let mut runs: Vec<Vec<Row>> = sets.iter().map(|_| Vec::new()).collect();
+    for _ in 0..args.repeats.unwrap_or(1) {
+        for (&set, runs) in sets.iter().zip(&mut runs) {
+            let endpoints = admin.queues("attributes").await.context(
+                "creating queues for the attributes; is LocalStack running (localstack/start.sh)?",
+            )?;
+            eprintln!("bench: {}: {}", stack.label(), set.label());
+            let measured = measure(args, stack, Some((&endpoints, Some(set))), 1).await;
+            admin.remove(endpoints).await?;
+            runs.extend(measured?.into_iter().map(|mut row| {
+                row.attributes = Some(set);
+                row
+            }));
+        }
+    }
+    let mut rows = Vec::new();
+    for runs in runs {
+        for &level in &args.in_flight {
+            let level_runs: Vec<Row> = runs
+                .iter()
+                .filter(|r| r.in_flight == level)
+                .cloned()
+                .collect();
+            if !level_runs.is_empty() {
+                rows.push(report::median(level_runs));
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// Starts `stack`'s server and client and runs every level `repeats`
+/// times, reporting the median run of each. The stacks
 /// over HTTP have no `endpoints`: their client is told the URL the server
-/// named.
+/// named. A raw stack's messages carry the attribute set given with the
+/// endpoints, if any.
 async fn measure(
     args: &Args,
     stack: Stack,
-    endpoints: Option<&setup::Endpoints>,
+    endpoints: Option<(&setup::Endpoints, Option<AttributeSet>)>,
+    repeats: usize,
 ) -> anyhow::Result<Vec<Row>> {
     let mut commands = match endpoints {
-        Some(endpoints) => commands(args, stack, endpoints)?,
+        Some((endpoints, set)) => {
+            let mut commands = commands(args, stack, endpoints)?;
+            if let Some(set) = set {
+                let set = set.to_possible_value().map(|v| v.get_name().to_owned());
+                for side in [&mut commands.server.1, &mut commands.client.1] {
+                    side.extend(["--attributes".to_owned()].into_iter().chain(set.clone()));
+                }
+            }
+            commands
+        }
         None => http_commands(args, stack)?,
     };
     let mut server = match stack {
@@ -479,7 +602,7 @@ async fn measure(
     let mut rows = Vec::new();
     for &in_flight in levels {
         let mut runs = Vec::new();
-        for _ in 0..args.repeats.unwrap_or(1) {
+        for _ in 0..repeats {
             runs.push(level(args, (&mut server, &mut client), stack, calls, in_flight).await?);
         }
         rows.push(report::median(runs));
@@ -586,7 +709,7 @@ fn commands(args: &Args, stack: Stack, e: &setup::Endpoints) -> anyhow::Result<C
         "--reply-address".into(),
         e.reply_address.clone(),
     ];
-    if stack == Stack::Raw {
+    if stack.is_raw() {
         common.push("--raw".into());
     }
     let role = |name: &str| [vec![name.to_owned()], common.clone()].concat();

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use anyhow::Context;
+
 use asyncmcp::queue::sns::{self, SnsOutbox};
 use asyncmcp::queue::sqs::{self, ApiCallCounter, SqsInbox, SqsOutbox};
 use asyncmcp::queue::{Outbox, RoutingOutbox, is_topic_arn};
@@ -34,8 +36,12 @@ pub async fn serve_with(args: RoleArgs, factory: impl ServiceFactory) -> anyhow:
     let counter = ApiCallCounter::new();
     let (sqs_client, outbox) = clients(&args, &counter).await;
     // Replicas share the keys sealing session ids, as a deployment's do, so
-    // a session begun on one is served by the other.
-    let session_keys = SessionKeys::random();
+    // a session begun on one is served by the other; server processes on
+    // one queue (`--scenario scaleout`) are given the same key.
+    let session_keys = match &args.session_key {
+        Some(hex) => SessionKeys::new(from_hex(hex)?, None)?,
+        None => SessionKeys::random(),
+    };
     let shutdown = CancellationToken::new();
     let mut servers = Vec::new();
     for _ in 0..args.replicas.max(1) {
@@ -132,4 +138,21 @@ async fn clients(args: &RoleArgs, counter: &ApiCallCounter) -> (sqs::Client, Arc
         .with(Arc::new(SnsOutbox::new(sns_client)))
         .with(sqs_outbox);
     (sqs_client, Arc::new(outbox))
+}
+
+/// Bytes from hex text.
+fn from_hex(hex: &str) -> anyhow::Result<Vec<u8>> {
+    anyhow::ensure!(
+        hex.len().is_multiple_of(2) && hex.is_ascii(),
+        "--session-key is not hex"
+    );
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).context("--session-key is not hex"))
+        .collect()
+}
+
+/// `bytes` as hex text.
+pub fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

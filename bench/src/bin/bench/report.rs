@@ -7,15 +7,18 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+mod attributes;
 mod batch;
+mod scaleout;
 mod webhook;
 
 use crate::Stack;
+use crate::attributes::AttributeSet;
 use crate::process::Usage;
 use crate::protocol::{RunResult, Stats};
 
 /// One stack at one in-flight level.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Row {
     pub stack: Stack,
     pub in_flight: usize,
@@ -45,6 +48,16 @@ pub struct Row {
     /// API calls per tool call by side and operation, e.g.
     /// `server ReceiveMessage` (our processes only).
     pub operations: BTreeMap<String, f64>,
+    /// Server processes on the request queue (`--scenario scaleout`).
+    #[serde(default)]
+    pub server_processes: Option<usize>,
+    /// CPU seconds per 1000 calls of each server process
+    /// (`--scenario scaleout`).
+    #[serde(default)]
+    pub server_cpu_s_per_1k_each: Vec<f64>,
+    /// The message attributes the calls carried (`--scenario attributes`).
+    #[serde(default)]
+    pub attributes: Option<AttributeSet>,
 }
 
 impl Row {
@@ -98,6 +111,9 @@ impl Row {
             client_peak_rss_mib: client.1.peak_rss_mib,
             broker_cpu_s_per_1k: None,
             operations,
+            server_processes: None,
+            server_cpu_s_per_1k_each: Vec::new(),
+            attributes: None,
         }
     }
 }
@@ -145,7 +161,9 @@ pub fn markdown(endpoint: &str, rows: &[Row]) -> String {
     let wrapping = |r: &Row| r.stack.wraps_server_everything();
     let http = |r: &Row| r.stack.is_http();
     let batch = |r: &Row| r.stack.is_batch();
-    let special = |r: &Row| wrapping(r) || http(r) || batch(r);
+    let scaleout = |r: &Row| r.stack == Stack::Scaleout;
+    let attributes = |r: &Row| r.stack == Stack::RawAttributes;
+    let special = |r: &Row| wrapping(r) || http(r) || batch(r) || r.stack.is_scenario_only();
     let transports =
         rows.iter().any(|r| !special(r) && r.stack != Stack::Sqs) || !rows.iter().any(special);
     let mut sections = Vec::new();
@@ -161,6 +179,12 @@ pub fn markdown(endpoint: &str, rows: &[Row]) -> String {
     }
     if rows.iter().any(batch) {
         sections.push(batch::markdown(rows));
+    }
+    if rows.iter().any(scaleout) {
+        sections.push(scaleout::markdown(rows));
+    }
+    if rows.iter().any(attributes) {
+        sections.push(attributes::markdown(rows));
     }
     out += &sections.join("\n");
     out
@@ -206,13 +230,14 @@ fn transports_markdown(rows: &[&Row]) -> String {
     let of = |stack, level, f: fn(&Row) -> f64| find(rows, stack, level).map(f);
     out.push_str(
         "\n| in flight | SQS / raw calls/s | SQS / raw p50 | SNS+SQS / raw calls/s \
+         | asyncmcp SNS+SQS / raw SNS+SQS calls/s | raw SNS+SQS / raw SQS calls/s \
          | SQS / best Python calls/s | SNS+SQS / best Python calls/s |\n\
-         |---:|---:|---:|---:|---:|---:|\n",
+         |---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for &level in &levels {
         let _ = writeln!(
             out,
-            "| {level} | {} | {} | {} | {} | {} |",
+            "| {level} | {} | {} | {} | {} | {} | {} | {} |",
             ratio(
                 of(Stack::Sqs, level, |r| r.calls_per_s),
                 of(Stack::Raw, level, |r| r.calls_per_s)
@@ -223,6 +248,14 @@ fn transports_markdown(rows: &[&Row]) -> String {
             ),
             ratio(
                 of(Stack::SnsSqs, level, |r| r.calls_per_s),
+                of(Stack::Raw, level, |r| r.calls_per_s)
+            ),
+            ratio(
+                of(Stack::SnsSqs, level, |r| r.calls_per_s),
+                of(Stack::RawSns, level, |r| r.calls_per_s)
+            ),
+            ratio(
+                of(Stack::RawSns, level, |r| r.calls_per_s),
                 of(Stack::Raw, level, |r| r.calls_per_s)
             ),
             ratio(
@@ -422,6 +455,9 @@ pub fn plot(path: &Path, rows: &[Row]) -> anyhow::Result<()> {
                 Stack::PythonWebhook => RGBColor(0xff, 0x7f, 0x00),
                 Stack::BatchLib => RGBColor(0x6a, 0x3d, 0x9a),
                 Stack::BatchCli => RGBColor(0xb1, 0x59, 0x28),
+                Stack::RawSns => RGBColor(0x88, 0x88, 0x88),
+                Stack::Scaleout => RGBColor(0x0b, 0x5e, 0x47),
+                Stack::RawAttributes => RGBColor(0x55, 0x55, 0x55),
             };
             let points: Vec<(f64, f64)> = rows
                 .iter()
