@@ -127,37 +127,6 @@ async fn answers_come_back_by_key_with_at_most_the_bound_pending() {
     assert_eq!(broker.depth(&replies), (0, 0), "every answer deleted");
 }
 
-/// Closing a batch whose calls are all answered does not wait out a long
-/// poll under way (20 s, the longest a receive waits): nothing it could
-/// take is an answer of this run.
-#[tokio::test]
-async fn closing_with_every_call_answered_does_not_wait_out_the_long_poll() {
-    let broker = MemoryBroker::new();
-    let server = server(&broker, None);
-    let replies = reply_queue(&broker);
-    let mut batch = Batch::builder(&server.requests)
-        .wait(Duration::from_secs(20))
-        .build(
-            broker.inbox(&replies).expect("queue exists"),
-            broker.outbox(),
-        );
-    batch
-        .submitter()
-        .submit("only", &add(1, 2))
-        .await
-        .expect("sent");
-    let answer = tokio::time::timeout(Duration::from_secs(10), batch.next())
-        .await
-        .expect("an answer in time")
-        .expect("open");
-    assert_eq!(text(&answer), "3");
-    batch.ack(&answer).await.expect("deleted");
-    // The receivers are in their next long poll by now, with nothing pending.
-    tokio::time::timeout(Duration::from_secs(10), batch.close())
-        .await
-        .expect("closed without waiting out the 20 s poll");
-}
-
 #[tokio::test]
 async fn a_restarted_batch_collects_what_came_while_it_was_down_without_sending_again() {
     let broker = MemoryBroker::new();

@@ -67,15 +67,9 @@ pub(super) async fn run(shared: Arc<Shared>, sender: mpsc::Sender<Answer>, setti
     let mut step_aside = STEP_ASIDE;
     let orphan_after = settings.orphan_after.max(1);
     while !shared.stop.is_cancelled() {
-        // Not cancelled half-way while calls are pending: what an abandoned
-        // receive took would stay hidden for the visibility timeout. With
-        // nothing pending, whatever it could take is no answer of this run,
-        // so closing does not wait out a long poll.
-        let received = tokio::select! {
-            received = inbox.receive(MAX_RECEIVE_BATCH, settings.wait) => received,
-            () = stopped_with_nothing_pending(&shared) => return,
-        };
-        let deliveries = match received {
+        // Not cancelled half-way: what an abandoned receive took would stay
+        // hidden for the visibility timeout.
+        let deliveries = match inbox.receive(MAX_RECEIVE_BATCH, settings.wait).await {
             Ok(deliveries) => {
                 backoff.reset();
                 deliveries
@@ -121,15 +115,6 @@ pub(super) async fn run(shared: Arc<Shared>, sender: mpsc::Sender<Answer>, setti
         } else {
             step_aside.reset();
         }
-    }
-}
-
-/// Returns once the batch is closed with no call pending; never while one is.
-async fn stopped_with_nothing_pending(shared: &Shared) {
-    shared.stop.cancelled().await;
-    let pending = !shared.pending().calls.is_empty();
-    if pending {
-        std::future::pending::<()>().await;
     }
 }
 
