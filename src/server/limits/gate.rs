@@ -27,6 +27,8 @@ const FIRST_RUN_TIME: Duration = Duration::from_secs(1);
 const RUN_TIME_WEIGHT: f64 = 0.3;
 /// The most requests the ledger remembers; the oldest are forgotten first.
 pub(crate) const LEDGER_CAPACITY: usize = 10_000;
+/// Tools with state above which idle ones not named are pruned.
+const PRUNE_AT: usize = 1024;
 /// A put-back request not seen again this long after it was due is not
 /// counted as waiting any more (another replica took it, or it was deleted).
 const STALE_AFTER: Duration = Duration::from_secs(60);
@@ -208,6 +210,8 @@ impl Ledger {
 
 struct State {
     tools: HashMap<String, ToolState>,
+    /// Idle tools not named are pruned when this many tools have state.
+    prune_at: usize,
     callers: HashMap<String, usize>,
     ledger: Ledger,
 }
@@ -232,6 +236,7 @@ impl Gate {
             limits,
             state: Mutex::new(State {
                 tools: HashMap::new(),
+                prune_at: PRUNE_AT,
                 callers: HashMap::new(),
                 ledger: Ledger::new(LEDGER_CAPACITY),
             }),
@@ -259,6 +264,13 @@ impl Gate {
         let limit = self.limits.of(call.tool);
         let mut guard = self.state();
         let state = &mut *guard;
+        if state.tools.len() >= state.prune_at {
+            let (limits, default_rate) = (&self.limits, self.limits.default.rate);
+            state
+                .tools
+                .retain(|name, tool| limits.names(name) || !is_idle(tool, default_rate, now));
+            state.prune_at = (state.tools.len() * 2).max(PRUNE_AT);
+        }
         if limit.is_set() {
             let tool = state
                 .tools
@@ -355,18 +367,11 @@ impl Gate {
                 }
                 None => ran,
             });
-            // A tool not named has its state only while it is busy, so
-            // names a sender makes up cannot grow it without bound. Its
-            // bucket is full again by the time it would matter.
-            if tool.running == 0 && !self.limits.names(name) {
-                let idle = self
-                    .limits
-                    .default
-                    .rate
-                    .is_none_or(|rate| tool.tokens + 1.0 >= f64::from(rate.burst));
-                if idle {
-                    state.tools.remove(name);
-                }
+            // A tool not named has its state only while it is busy or its
+            // bucket is refilling, so names a sender makes up cannot grow it
+            // without bound (the rest are pruned in `admit`).
+            if !self.limits.names(name) && is_idle(tool, self.limits.default.rate, Instant::now()) {
+                state.tools.remove(name);
             }
         }
         if let Some(caller) = caller
@@ -378,6 +383,13 @@ impl Gate {
             }
         }
     }
+}
+
+/// Whether `tool` has no call running and a full bucket (if any) at `now`:
+/// its state is then the same as a fresh one.
+fn is_idle(tool: &mut ToolState, rate: Option<Rate>, now: Instant) -> bool {
+    tool.refill(rate, now);
+    tool.running == 0 && rate.is_none_or(|rate| tool.tokens >= f64::from(rate.burst))
 }
 
 /// `expected` rounded up to whole seconds, within [`MIN_DELAY`] and

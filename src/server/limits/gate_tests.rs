@@ -223,6 +223,40 @@ async fn made_up_tool_names_leave_no_state_once_idle() {
     assert!(gate.state().callers.is_empty());
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_default_rate_holds_for_a_tool_not_named_and_its_state_goes_once_refilled() {
+    let mut settings = limits();
+    settings.default.rate = Rate::new(1.0, 1);
+    let gate = Arc::new(Gate::new(settings));
+    let wall = SystemTime::now();
+    drop(run(gate.admit(
+        call("other", "x", "1"),
+        Instant::now(),
+        wall,
+    )));
+    let (_, limit) = deferred(gate.admit(call("other", "x", "2"), Instant::now(), wall));
+    assert!(matches!(limit, Limited::Rate { .. }), "{limit}");
+    // Made-up names up to the pruning bound keep state while their
+    // buckets refill, and are pruned once they have.
+    for i in 1..PRUNE_AT {
+        let name = format!("made-up-{i}");
+        drop(run(gate.admit(
+            call(&name, "x", &name),
+            Instant::now(),
+            wall,
+        )));
+    }
+    assert_eq!(gate.state().tools.len(), PRUNE_AT);
+    tokio::time::advance(Duration::from_secs(2)).await;
+    drop(run(gate.admit(
+        call("again", "x", "a"),
+        Instant::now(),
+        wall,
+    )));
+    let left = gate.state().tools.len();
+    assert!(left < 10, "{left} tools kept state after refilling");
+}
+
 #[test]
 fn delays_are_whole_seconds_within_bounds() {
     assert_eq!(sized_delay(Duration::ZERO, MAX_DELAY), MIN_DELAY);
