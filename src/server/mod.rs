@@ -163,7 +163,7 @@ pub struct ServerConfig {
     pub tasks: Option<TaskSettings>,
     /// Per-tool concurrency and rate limits and a cap per caller, per
     /// replica; a call over one waits in the queue (see
-    /// [`limits`](crate::server::limits)). Default: none.
+    /// [`limits`]). Default: none.
     pub limits: ToolLimits,
 }
 
