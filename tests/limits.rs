@@ -358,3 +358,44 @@ async fn the_caller_cap_holds_one_caller_and_lets_another_through() {
     );
     setup.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deferrals_by_this_replica_never_dead_letter_a_call() {
+    let localstack = aws::localstack().await;
+    let dead_letters = localstack.create_queue("limits-dlq").await;
+    let dlq = dead_letters.clone();
+    // One delivery allowed: any redelivery that counted would dead-letter.
+    let setup = start("limits-dl", move |builder| {
+        builder.tool_limit("slow", 1).dead_letter(dlq, 1)
+    })
+    .await;
+    setup
+        .call("patient", 1, "slow", json!({"label": "first", "ms": 4000}))
+        .await;
+    let started = asyncmcp_testkit::eventually(Duration::from_secs(20), || {
+        !setup.seen.ticks("start", "first").is_empty()
+    })
+    .await;
+    assert!(started, "the first call started");
+    setup
+        .call("patient", 2, "slow", json!({"label": "second", "ms": 10}))
+        .await;
+    let responses = setup.responses(2, Duration::from_secs(30)).await;
+    assert_eq!(text(&responses[&1]), "first");
+    assert_eq!(
+        text(&responses[&2]),
+        "second",
+        "the call put back ran in the end: {}",
+        responses[&2]
+    );
+    let deferrals = setup.counter.get("ChangeMessageVisibility");
+    assert!(deferrals >= 1, "the second call was put back");
+    let client = localstack.sqs_client().await;
+    assert_eq!(
+        aws::queue_depth(&client, &dead_letters).await,
+        0,
+        "nothing dead-lettered after {deferrals} deferrals"
+    );
+    let _ = sqs::delete_queue(&client, &dead_letters).await;
+    setup.stop().await;
+}
