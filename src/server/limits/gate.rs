@@ -8,7 +8,7 @@
 //! until its run ends), is put back with a delay sized to its expected
 //! wait, or has waited past the maximum and is answered with an error.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
@@ -91,6 +91,8 @@ pub(crate) struct Call<'a> {
 
 struct ToolState {
     running: usize,
+    /// When each running call started, by run number (oldest first).
+    starts: BTreeMap<u64, Instant>,
     tokens: f64,
     refilled: Instant,
     run_time: Option<Duration>,
@@ -105,8 +107,19 @@ impl ToolState {
         self.refilled = now;
     }
 
-    fn run_time(&self) -> Duration {
-        self.run_time.unwrap_or(FIRST_RUN_TIME)
+    /// The expected run time: the average of ended runs; before one has
+    /// ended, as long as the oldest running call has run so far (at least
+    /// [`FIRST_RUN_TIME`]), so that calls waiting behind a long first run
+    /// are put back for ever longer, not every second.
+    fn run_time(&self, now: Instant) -> Duration {
+        self.run_time.unwrap_or_else(|| {
+            self.starts
+                .first_key_value()
+                .map_or(Duration::ZERO, |(_, &start)| {
+                    now.saturating_duration_since(start)
+                })
+                .max(FIRST_RUN_TIME)
+        })
     }
 }
 
@@ -212,6 +225,8 @@ struct State {
     tools: HashMap<String, ToolState>,
     /// Idle tools not named are pruned when this many tools have state.
     prune_at: usize,
+    /// The number of the last run started.
+    next_run: u64,
     callers: HashMap<String, usize>,
     ledger: Ledger,
 }
@@ -237,6 +252,7 @@ impl Gate {
             state: Mutex::new(State {
                 tools: HashMap::new(),
                 prune_at: PRUNE_AT,
+                next_run: 0,
                 callers: HashMap::new(),
                 ledger: Ledger::new(LEDGER_CAPACITY),
             }),
@@ -277,6 +293,7 @@ impl Gate {
                 .entry(call.tool.to_owned())
                 .or_insert_with(|| ToolState {
                     running: 0,
+                    starts: BTreeMap::new(),
                     tokens: limit.rate.map_or(0.0, |rate| f64::from(rate.burst)),
                     refilled: now,
                     run_time: None,
@@ -298,8 +315,11 @@ impl Gate {
             _ => None,
         };
         let Some(held) = held else {
+            state.next_run += 1;
+            let run = state.next_run;
             if let Some(tool) = state.tools.get_mut(call.tool) {
                 tool.running += 1;
+                tool.starts.insert(run, now);
                 if limit.rate.is_some() {
                     tool.tokens -= 1.0;
                 }
@@ -313,6 +333,7 @@ impl Gate {
                 gate: self.clone(),
                 tool: limit.is_set().then(|| call.tool.to_owned()),
                 caller,
+                run,
                 started: now,
             });
         };
@@ -335,7 +356,7 @@ impl Gate {
         }
         let ahead = state.ledger.ahead(call.tool, call.message_id, now);
         let tool = state.tools.get(call.tool);
-        let run_time = tool.map_or(FIRST_RUN_TIME, ToolState::run_time);
+        let run_time = tool.map_or(FIRST_RUN_TIME, |tool| tool.run_time(now));
         let expected = match &held {
             Limited::Concurrency { limit, .. } => {
                 let rounds = (ahead + 1).div_ceil((*limit).max(1));
@@ -355,12 +376,13 @@ impl Gate {
         Decision::Defer { delay, limit: held }
     }
 
-    fn release(&self, tool: Option<&str>, caller: Option<&str>, ran: Duration) {
+    fn release(&self, tool: Option<&str>, caller: Option<&str>, run: u64, ran: Duration) {
         let mut state = self.state();
         if let Some(name) = tool
             && let Some(tool) = state.tools.get_mut(name)
         {
             tool.running = tool.running.saturating_sub(1);
+            tool.starts.remove(&run);
             tool.run_time = Some(match tool.run_time {
                 Some(average) => {
                     average.mul_f64(1.0 - RUN_TIME_WEIGHT) + ran.mul_f64(RUN_TIME_WEIGHT)
@@ -406,6 +428,8 @@ pub(crate) struct Permit {
     gate: Arc<Gate>,
     tool: Option<String>,
     caller: Option<String>,
+    /// Its run number, to find its start among the tool's.
+    run: u64,
     started: Instant,
 }
 
@@ -422,7 +446,7 @@ impl Drop for Permit {
     fn drop(&mut self) {
         let ran = Instant::now().saturating_duration_since(self.started);
         self.gate
-            .release(self.tool.as_deref(), self.caller.as_deref(), ran);
+            .release(self.tool.as_deref(), self.caller.as_deref(), self.run, ran);
     }
 }
 

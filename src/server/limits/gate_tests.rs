@@ -56,11 +56,16 @@ async fn a_concurrency_limit_holds_and_frees_on_release() {
         "tool `slow` is at its limit of 2 calls at once on this replica"
     );
     assert_eq!(delay, MIN_DELAY, "no run ended yet: one assumed second");
+    // Still no run ended, the oldest running for 5 s: about as long again.
+    tokio::time::advance(Duration::from_secs(5)).await;
+    let (delay, _) = deferred(gate.admit(call("slow", "c", "m3"), Instant::now(), wall));
+    assert_eq!(delay, Duration::from_secs(5));
+    let now = Instant::now();
     // Other tools are not held up.
     drop(run(gate.admit(call("echo", "c", "m4"), now, wall)));
     drop(first);
     let _third = run(gate.admit(call("slow", "c", "m3"), now, wall));
-    assert_eq!(gate.deferrals("m3"), 1);
+    assert_eq!(gate.deferrals("m3"), 2);
     assert_eq!(gate.deferrals("m4"), 0);
 }
 

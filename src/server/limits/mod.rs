@@ -25,7 +25,8 @@
 //!   or replayed (a replay costs the downstream nothing), before the
 //!   dead-letter check. The permit is held for the run and released when
 //!   it ends; the run time feeds a moving average per tool.
-//! * **Delay.** For a concurrency limit, about the average run time times
+//! * **Delay.** For a concurrency limit, about the average run time (before
+//!   a run has ended, as long as the oldest running call has run) times
 //!   the rounds until the call's turn (`ceil((ahead + 1) / limit)`, where
 //!   `ahead` counts the calls this replica put back for the tool before
 //!   it); for a rate limit, the time until a token is free for its place;
