@@ -70,6 +70,9 @@ impl<F: ServiceFactory> Shared<F> {
             }
             Decision::Defer { delay, limit } => {
                 tracing::info!(tool = %clip(tool), %limit, delay_secs = delay.as_secs(), "tool call over a limit; put back in the queue");
+                // Never past the ceiling on a delivery's visibility (12 h on
+                // SQS; lower only in tests).
+                let delay = delay.min(self.config.visibility_ceiling);
                 if let Err(error) = self.inbox.extend(&delivery.receipt, delay).await {
                     tracing::warn!(%error, "could not put the call back; it reappears after its visibility timeout");
                 }
