@@ -154,6 +154,8 @@ struct Stored {
     id: String,
     message: QueueMessage,
     receive_count: u32,
+    /// When the broker took the message.
+    sent_at: std::time::SystemTime,
     /// The receipt of the last delivery, still good until the next one.
     last_receipt: Option<String>,
 }
@@ -347,6 +349,7 @@ impl MemoryInbox {
                 receive_count: stored.receive_count,
                 message: stored.message.clone(),
                 refused: None,
+                sent_at: Some(stored.sent_at),
             });
             let visible_at = now + self.queue.info.visibility_timeout;
             state
@@ -494,6 +497,7 @@ impl Outbox for MemoryOutbox {
             id: uuid::Uuid::new_v4().to_string(),
             message,
             receive_count: 0,
+            sent_at: std::time::SystemTime::now(),
             last_receipt: None,
         };
         self.broker.push(&queue, stored)

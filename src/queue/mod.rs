@@ -182,6 +182,10 @@ pub struct Delivery {
     /// for the consumer to settle (see [`layer`]'s "Refusing without
     /// settling"): nothing the message claims can be trusted.
     pub refused: Option<Refused>,
+    /// When the broker took the message (SQS `SentTimestamp`), if the
+    /// inbox knows: set by the broker, so a sender cannot forge it, unlike
+    /// a `Timestamp` attribute.
+    pub sent_at: Option<std::time::SystemTime>,
 }
 
 /// Why an inbox [`layer`] refused a delivery: the layer's own error,
@@ -252,7 +256,14 @@ impl Delivery {
             receive_count,
             message,
             refused: None,
+            sent_at: None,
         }
+    }
+
+    /// The same delivery, sent (taken by the broker) at `sent_at`.
+    pub fn with_sent_at(mut self, sent_at: std::time::SystemTime) -> Self {
+        self.sent_at = Some(sent_at);
+        self
     }
 }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tower_layer::Layer;
 
+use super::limits::Rate;
 use super::{DeadLetter, QueueServer, ReplyPolicy, ServerConfig, ServiceFactory, dispatch};
 use crate::queue::layer::stack::Stacked;
 use crate::queue::layer::{Layers, SignLayer, VerifyLayer};
@@ -149,6 +150,60 @@ impl QueueServerBuilder {
     /// the tools, the TTL and the intervals. See [`tasks`](crate::tasks).
     pub fn tasks(mut self, settings: impl Into<TaskSettings>) -> Self {
         self.config.tasks = Some(settings.into());
+        self
+    }
+    /// Runs at most `calls` calls of tool `name` at once on this replica
+    /// (at least 1); more wait in the queue. See [`limits`](super::limits).
+    pub fn tool_limit(mut self, name: impl Into<String>, calls: usize) -> Self {
+        self.config
+            .limits
+            .tools
+            .entry(name.into())
+            .or_default()
+            .concurrency = Some(calls.max(1));
+        self
+    }
+    /// Starts at most `per_second` calls of tool `name` a second on this
+    /// replica, in bursts of up to `burst` (a token bucket); more wait in
+    /// the queue. A rate that is not a positive number sets no rate.
+    pub fn tool_rate(mut self, name: impl Into<String>, per_second: f64, burst: u32) -> Self {
+        self.config
+            .limits
+            .tools
+            .entry(name.into())
+            .or_default()
+            .rate = Rate::new(per_second, burst);
+        self
+    }
+    /// Runs at most `calls` calls at once of each tool not named by
+    /// [`tool_limit`](Self::tool_limit) or [`tool_rate`](Self::tool_rate)
+    /// (each such tool on its own).
+    pub fn default_tool_limit(mut self, calls: usize) -> Self {
+        self.config.limits.default.concurrency = Some(calls.max(1));
+        self
+    }
+    /// Starts at most `per_second` calls a second (bursts of `burst`) of
+    /// each tool not named by [`tool_limit`](Self::tool_limit) or
+    /// [`tool_rate`](Self::tool_rate) (each such tool on its own).
+    pub fn default_tool_rate(mut self, per_second: f64, burst: u32) -> Self {
+        self.config.limits.default.rate = Rate::new(per_second, burst);
+        self
+    }
+    /// Runs at most `calls` tool calls of one caller (session, else
+    /// `ClientId`, else reply address) at once on this replica.
+    pub fn caller_limit(mut self, calls: usize) -> Self {
+        self.config.limits.per_caller = Some(calls.max(1));
+        self
+    }
+    /// How long a call may wait for its limits before it is answered with
+    /// [`LIMIT_WAIT_EXCEEDED`](super::LIMIT_WAIT_EXCEEDED) (default 15 min).
+    pub fn max_limit_wait(mut self, wait: Duration) -> Self {
+        self.config.limits.max_wait = wait;
+        self
+    }
+    /// Replaces all the tool limits; see [`ToolLimits`](super::ToolLimits).
+    pub fn tool_limits(mut self, limits: super::ToolLimits) -> Self {
+        self.config.limits = limits;
         self
     }
     /// The configuration so far.

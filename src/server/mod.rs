@@ -34,6 +34,7 @@ mod dead_letter;
 mod dispatch;
 mod heartbeat;
 mod inflight;
+pub mod limits;
 pub mod policy;
 mod poller;
 mod redeliver;
@@ -51,6 +52,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use builder::QueueServerBuilder;
+pub use limits::{LIMIT_WAIT_EXCEEDED, ToolLimits};
 pub use policy::{Refusal, ReplyPolicy};
 pub use redeliver::Redeliver;
 pub use request::REQUEST_TIMEOUT;
@@ -159,6 +161,10 @@ pub struct ServerConfig {
     /// every call gets an ordinary result, and the task methods reach the
     /// service.
     pub tasks: Option<TaskSettings>,
+    /// Per-tool concurrency and rate limits and a cap per caller, per
+    /// replica; a call over one waits in the queue (see
+    /// [`limits`]). Default: none.
+    pub limits: ToolLimits,
 }
 
 /// SQS's cap on a message's total visibility, from its receipt.
@@ -204,6 +210,7 @@ impl ServerConfig {
             signature_max_age: Some(Duration::from_secs(15 * 60)),
             visibility_ceiling: DEFAULT_VISIBILITY_CEILING,
             tasks: None,
+            limits: ToolLimits::default(),
         }
     }
 }

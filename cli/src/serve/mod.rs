@@ -17,6 +17,7 @@
 //! With `--webhook-listen` the requests come over HTTP instead and the
 //! replies go to webhooks ([`webhook`]).
 
+mod limits;
 mod pool;
 mod tasks;
 mod webhook;
@@ -34,6 +35,7 @@ use crate::connect::{self, decode_key, parse_queue_url, parse_topic_arn};
 use crate::signals::Signals;
 use crate::webhook_replies::WebhookReplies;
 use crate::webhook_secret::{SECRET_VAR, WebhookSecret};
+use limits::LimitArgs;
 use pool::{ChildCommand, ChildPool};
 use tasks::TaskArgs;
 
@@ -85,7 +87,14 @@ as any other, its progress becomes the task's status message, and its result is 
 --task-ttl. The server's tools become task-capable without any change to it; other clients get
 ordinary results. A task belongs to the connection that started it. --task-store memory keeps
 tasks in this process only: they are lost when it exits, and with several replicas on one queue
-a poll that reaches another replica finds no task, so replicas need a shared store.";
+a poll that reaches another replica finds no task, so replicas need a shared store.
+
+Limits: --tool-limit NAME=N, --tool-rate NAME=PER_SECOND[/BURST], --default-tool-limit and
+--caller-limit count the calls of this process only (divide them between replicas). A call over
+a limit is put back in the queue, hidden for about its expected wait (one
+ChangeMessageVisibility each time), so it holds no --max-in-flight slot and other tools' calls
+go on; past --max-limit-wait it is answered with error -32003 naming the limit. Each deferral
+raises the message's receive count: give the queue's redrive policy a high maxReceiveCount.";
 
 /// The session key variables.
 const SESSION_KEY_VAR: &str = "ASYNCMCP_SESSION_KEY";
@@ -163,6 +172,8 @@ pub(crate) struct ServeArgs {
     require_signatures: bool,
     #[command(flatten)]
     tasks: TaskArgs,
+    #[command(flatten)]
+    limits: LimitArgs,
     /// The stdio MCP server to run, and its arguments.
     #[arg(required = true, last = true, value_name = "COMMAND")]
     command: Vec<String>,
@@ -280,6 +291,13 @@ async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     if let Some(keys) = session_keys {
         builder = builder.session_keys(keys);
     }
+    let limits_note = match args.limits.limits() {
+        Some(limits) => {
+            builder = builder.tool_limits(limits);
+            "; tool limits on".to_owned()
+        }
+        None => String::new(),
+    };
     let tasks_note = match tasks {
         Some(tasks) => {
             let store = tasks.store.to_string();
@@ -326,12 +344,13 @@ async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         None => (args.queue_url.clone().unwrap_or_default(), None),
     };
     eprintln!(
-        "asyncmcp serve: ready: {} -> {} ({} process{}){}",
+        "asyncmcp serve: ready: {} -> {} ({} process{}){}{}",
         source,
         command.program,
         args.children,
         if args.children == 1 { "" } else { "es" },
-        tasks_note
+        tasks_note,
+        limits_note
     );
     let signal = signals.recv().await;
     tracing::info!(%signal, "draining");

@@ -23,7 +23,7 @@ pub const READY_WITHIN: Duration = Duration::from_secs(60);
 /// The settings `serve` (and the subcommands) read from the environment:
 /// removed from a run's environment unless the test sets them, so that the
 /// caller's shell does not change what a test checks.
-const SERVE_VARS: [&str; 26] = [
+const SERVE_VARS: [&str; 29] = [
     "ASYNCMCP_QUEUE_URL",
     "ASYNCMCP_TOPIC_ARN",
     "ASYNCMCP_REPLY_QUEUE_URL",
@@ -50,6 +50,9 @@ const SERVE_VARS: [&str; 26] = [
     "ASYNCMCP_TASK_TOOLS",
     "ASYNCMCP_TASK_STORE",
     "ASYNCMCP_TASK_TTL",
+    "ASYNCMCP_DEFAULT_TOOL_LIMIT",
+    "ASYNCMCP_CALLER_LIMIT",
+    "ASYNCMCP_MAX_LIMIT_WAIT",
 ];
 
 /// `node server-everything`: the stock MCP reference server, as the

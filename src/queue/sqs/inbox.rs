@@ -158,6 +158,10 @@ fn delivery(message: Message) -> Option<Delivery> {
                 .cloned(),
         },
         refused: None,
+        sent_at: system
+            .get(&MessageSystemAttributeName::SentTimestamp)
+            .and_then(|millis| millis.parse::<u64>().ok())
+            .and_then(|millis| std::time::UNIX_EPOCH.checked_add(Duration::from_millis(millis))),
     })
 }
 
@@ -196,6 +200,7 @@ impl Inbox for SqsInbox {
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
             .message_system_attribute_names(MessageSystemAttributeName::MessageDeduplicationId)
+            .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
             .send()
             .await
             .map_err(|e| map_sdk_error(e, &self.info.address))?;
@@ -247,11 +252,17 @@ mod tests {
             .message_id("m")
             .body("b")
             .attributes(MessageSystemAttributeName::ApproximateReceiveCount, "3")
+            .attributes(MessageSystemAttributeName::SentTimestamp, "1700000000123")
             .message_attributes("blob", binary)
             .message_attributes("n", number)
             .build();
         let full = delivery(full).unwrap();
         assert_eq!(full.receive_count, 3);
+        assert_eq!(
+            full.sent_at,
+            std::time::UNIX_EPOCH.checked_add(Duration::from_millis(1_700_000_000_123))
+        );
+        assert_eq!(bare.sent_at, None, "no send time: none made up");
         assert_eq!(full.message.attributes.len(), 1);
         assert_eq!(
             full.message.attributes.get("n"),

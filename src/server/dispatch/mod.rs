@@ -26,6 +26,7 @@
 //!   left for a quick redelivery when the send failed for a passing reason,
 //!   released at shutdown.
 
+mod limit;
 mod refusal;
 mod route;
 mod serve;
@@ -39,6 +40,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::clip::clip;
 use super::inflight::{self, InFlight};
+use super::limits::Gate;
 use super::replay::{self, ReplayCache};
 use super::{ServerConfig, ServiceFactory};
 use crate::queue::{Delivery, Inbox, Outbox};
@@ -60,6 +62,8 @@ pub(super) struct Shared<F> {
     pub(super) replay: ReplayCache,
     /// Cancelled when the shutdown grace period is over.
     pub(super) abandon: CancellationToken,
+    /// The tool limits, when any is set.
+    pub(super) gate: Option<Arc<Gate>>,
 }
 
 impl<F: ServiceFactory> Shared<F> {
@@ -78,6 +82,10 @@ impl<F: ServiceFactory> Shared<F> {
             outbox,
             unsigned_outbox,
             replay: ReplayCache::new(lifetime, config.replay_budget),
+            gate: config
+                .limits
+                .is_set()
+                .then(|| Arc::new(Gate::new(config.limits.clone()))),
             config,
             inflight: Arc::default(),
             abandon: CancellationToken::new(),

@@ -2,7 +2,8 @@
 //!
 //! A request is registered as running under its [`RequestKey`]; a duplicate
 //! of a running one is held hidden until that run ends, and one of an
-//! answered one is answered from the replay cache. Only then is a request
+//! answered one is answered from the replay cache. Then a `tools/call` over
+//! a tool limit is put back in the queue (`limit.rs`). Only then is a request
 //! over its delivery count dead-lettered (a request that is running or
 //! answered is not poison, however often it came); the rest run through a
 //! fresh service (`server/request.rs`), or, with a task store, as a task
@@ -16,6 +17,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::Shared;
+use super::limit::{Answer, Gated};
 use super::route::{Route, reply_headers};
 use super::version::peer_info;
 use crate::queue::Delivery;
@@ -33,7 +35,7 @@ impl<F: ServiceFactory> Shared<F> {
     /// Serves one request delivery to the end and settles it.
     pub(super) async fn handle_request(
         self: Arc<Self>,
-        delivery: Delivery,
+        mut delivery: Delivery,
         received: Instant,
         headers: Headers,
         route: Route,
@@ -79,13 +81,6 @@ impl<F: ServiceFactory> Shared<F> {
             // Looked up once registered: a run keeps its response before it
             // unregisters, so a duplicate finds it running or answered.
             let id = request.id.clone();
-            let letter = dead_letter::Request {
-                delivery: &delivery,
-                key: &key,
-                id: &id,
-                reply_to: &reply_to,
-                headers: &headers,
-            };
             if let Some((response, dead_lettered)) =
                 self.replay.get(&key, Instant::now()).and_then(|replay| {
                     let response = serde_json::from_str::<serde_json::Value>(&replay.body).ok()?;
@@ -93,6 +88,13 @@ impl<F: ServiceFactory> Shared<F> {
                 })
             {
                 tracing::info!("duplicate of an answered request; replaying its response");
+                let letter = dead_letter::Request {
+                    delivery: &delivery,
+                    key: &key,
+                    id: &id,
+                    reply_to: &reply_to,
+                    headers: &headers,
+                };
                 let mut reply = self
                     .reply(reply_to.clone(), reply_headers(&headers))
                     .numbered(request_id.clone());
@@ -101,6 +103,28 @@ impl<F: ServiceFactory> Shared<F> {
                 drop(registration);
                 return;
             }
+            // The tool limits: a call over one goes back to the queue (its
+            // registration dropped at once, freeing its slot); replays above
+            // cost the downstream nothing, so are never limited.
+            let answer = Answer {
+                reply_to: &reply_to,
+                headers: &headers,
+                request_id: &request_id,
+            };
+            let permit = match self.gate(&mut delivery, &route, &request, answer).await {
+                Gated::Run(permit) => permit,
+                Gated::Settled => {
+                    drop(registration);
+                    return;
+                }
+            };
+            let letter = dead_letter::Request {
+                delivery: &delivery,
+                key: &key,
+                id: &id,
+                reply_to: &reply_to,
+                headers: &headers,
+            };
             // Checked only now: a delivery of a request that is running or
             // answered is not poison, however often it came.
             if let Some(limit) = &self.config.dead_letter
@@ -163,6 +187,7 @@ impl<F: ServiceFactory> Shared<F> {
                         };
                         Box::pin(self.run_task(request, call)).await
                     };
+                    drop(permit);
                     if matches!(finished.outcome, Outcome::Answered | Outcome::ReplyFailed)
                         && let Some(response) = finished.response.take()
                     {
@@ -211,6 +236,7 @@ impl<F: ServiceFactory> Shared<F> {
                 },
             )
             .await;
+            drop(permit);
             // Kept before the registration goes, so that a duplicate finds
             // the request either running or answered, never neither. A
             // response that could not be sent is kept too: the redelivery
