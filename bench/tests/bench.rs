@@ -1,7 +1,10 @@
 //! The bench runs end to end on LocalStack: `cargo test -p asyncmcp-bench`
 //! (cargo builds the `bench` binary first, so the run tests the current code).
 
+mod common;
+
 use asyncmcp_testkit::aws;
+use common::run_bench;
 
 /// The bench measures every kind of stack end to end (a few calls each) and
 /// writes its results and plot: process roles, the line protocol, API call
@@ -10,36 +13,26 @@ use asyncmcp_testkit::aws;
 #[tokio::test]
 async fn bench_measures_every_stack() {
     let ls = aws::localstack().await;
-    let dir = std::env::temp_dir().join(asyncmcp_testkit::unique_name("bench"));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let (json, svg) = (dir.join("results.json"), dir.join("plot.svg"));
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_bench"))
-        .args(["--stacks", "raw,sqs,sns-sqs,python-poll0"])
-        .args(["--calls", "12", "--python-calls", "6", "--in-flight", "1,3"])
-        .arg("--json")
-        .arg(&json)
-        .arg("--plot")
-        .arg(&svg)
-        .envs(ls.aws_env())
-        .env("BENCH_PYTHON", asyncmcp_testkit::py_peer::py_peer_python())
-        .env("RUST_LOG", "warn")
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("run bench");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "bench failed: {}\n{stdout}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let run = run_bench(
+        ls,
+        "bench",
+        &["--stacks", "raw,sqs,sns-sqs,python-poll0"],
+        |command, dir| {
+            command
+                .args(["--calls", "12", "--python-calls", "6", "--in-flight", "1,3"])
+                .arg("--plot")
+                .arg(dir.join("plot.svg"))
+                .env("BENCH_PYTHON", asyncmcp_testkit::py_peer::py_peer_python());
+        },
+    )
+    .await;
+    let stdout = &run.stdout;
     assert!(stdout.contains("| asyncmcp SQS | 3 | 12 | 0 |"), "{stdout}");
     assert!(stdout.contains("calls/s at 20 in flight"), "{stdout}");
 
-    let rows: Vec<serde_json::Value> =
-        serde_json::from_slice(&std::fs::read(&json).expect("results written")).expect("JSON");
+    let rows = &run.rows;
     assert_eq!(rows.len(), 8, "4 stacks x 2 levels: {rows:#?}");
-    for row in &rows {
+    for row in rows {
         let stack = row["stack"].as_str().unwrap_or_default();
         let figure = |name: &str| row[name].as_f64().unwrap_or(-1.0);
         assert_eq!(row["errors"], 0, "{row}");
@@ -66,10 +59,9 @@ async fn bench_measures_every_stack() {
             assert!(operations >= 6, "{row}");
         }
     }
-    let plot = std::fs::read_to_string(&svg).expect("plot written");
+    let plot = std::fs::read_to_string(run.dir().join("plot.svg")).expect("plot written");
     assert!(
         plot.starts_with("<svg") && plot.contains("asyncmcp SNS+SQS"),
         "{plot:.200}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

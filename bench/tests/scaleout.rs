@@ -1,7 +1,10 @@
 //! The bench's `--scenario scaleout` runs end to end on LocalStack: our
 //! SQS server as 1, 2 and 3 processes on one request queue, one client.
 
+mod common;
+
 use asyncmcp_testkit::aws;
+use common::run_bench;
 
 /// Every level answers every call; each row has the CPU of each of its
 /// server processes and the API calls of all of them; the report has a row
@@ -9,35 +12,26 @@ use asyncmcp_testkit::aws;
 #[tokio::test]
 async fn bench_scales_our_server_out_over_processes() {
     let ls = aws::localstack().await;
-    let dir = std::env::temp_dir().join(asyncmcp_testkit::unique_name("bench-scaleout"));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let json = dir.join("results.json");
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_bench"))
-        .args([
+    let run = run_bench(
+        ls,
+        "bench-scaleout",
+        &[
             "--scenario",
             "scaleout",
             "--calls",
             "12",
             "--in-flight",
             "6",
-        ])
+        ],
         // Any process will do to check the broker's column: this test's.
-        .arg("--broker-pid")
-        .arg(std::process::id().to_string())
-        .arg("--json")
-        .arg(&json)
-        .envs(ls.aws_env())
-        .env("RUST_LOG", "warn")
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("run bench");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "bench failed: {}\n{stdout}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+        |command, _| {
+            command
+                .arg("--broker-pid")
+                .arg(std::process::id().to_string());
+        },
+    )
+    .await;
+    let stdout = &run.stdout;
     for processes in 1..=3 {
         let row = format!("| {processes} | 6 | 12 | 0 |");
         assert!(stdout.contains(&row), "{row}\n{stdout}");
@@ -46,14 +40,13 @@ async fn bench_scales_our_server_out_over_processes() {
     // The transports' tables are not printed for this scenario.
     assert!(!stdout.contains("Targets (asyncmcp SQS)"), "{stdout}");
 
-    let rows: Vec<serde_json::Value> =
-        serde_json::from_slice(&std::fs::read(&json).expect("results written")).expect("JSON");
+    let rows = &run.rows;
     let processes: Vec<u64> = rows
         .iter()
         .filter_map(|r| r["server_processes"].as_u64())
         .collect();
     assert_eq!(processes, [1, 2, 3], "{rows:#?}");
-    for row in &rows {
+    for row in rows {
         assert_eq!(row["stack"], "scaleout", "{row}");
         assert_eq!(row["errors"], 0, "{row}");
         assert_eq!(row["calls"], 12, "{row}");
@@ -77,5 +70,4 @@ async fn bench_scales_our_server_out_over_processes() {
         );
         assert!(row["broker_cpu_s_per_1k"].as_f64().is_some(), "{row}");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

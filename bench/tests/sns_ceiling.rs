@@ -2,39 +2,31 @@
 //! SNS+SQS, runs end to end on LocalStack beside `sns-sqs`, and the report
 //! gives the ratio of the two.
 
+mod common;
+
 use asyncmcp_testkit::aws;
+use common::run_bench;
 
 /// Both stacks answer every call; the raw one publishes through SNS on both
 /// sides (counted), and the ratio line has a figure at each level.
 #[tokio::test]
 async fn bench_measures_the_raw_sns_sqs_ceiling() {
     let ls = aws::localstack().await;
-    let dir = std::env::temp_dir().join(asyncmcp_testkit::unique_name("bench-sns"));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let json = dir.join("results.json");
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_bench"))
-        .args([
+    let run = run_bench(
+        ls,
+        "bench-sns",
+        &[
             "--stacks",
             "raw-sns,sns-sqs",
             "--calls",
             "12",
             "--in-flight",
             "1,3",
-        ])
-        .arg("--json")
-        .arg(&json)
-        .envs(ls.aws_env())
-        .env("RUST_LOG", "warn")
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("run bench");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "bench failed: {}\n{stdout}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+        ],
+        |_, _| {},
+    )
+    .await;
+    let stdout = &run.stdout;
     for row in [
         "| raw SNS+SQS (ceiling) | 1 | 12 | 0 |",
         "| raw SNS+SQS (ceiling) | 3 | 12 | 0 |",
@@ -57,8 +49,7 @@ async fn bench_measures_the_raw_sns_sqs_ceiling() {
         assert!(ratio.parse::<f64>().is_ok_and(|r| r > 0.0), "{line}");
     }
 
-    let rows: Vec<serde_json::Value> =
-        serde_json::from_slice(&std::fs::read(&json).expect("results written")).expect("JSON");
+    let rows = &run.rows;
     assert_eq!(rows.len(), 4, "2 stacks x 2 levels: {rows:#?}");
     for row in rows.iter().filter(|r| r["stack"] == "raw-sns") {
         assert_eq!(row["errors"], 0, "{row}");
@@ -73,5 +64,4 @@ async fn bench_measures_the_raw_sns_sqs_ceiling() {
             "{row}"
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

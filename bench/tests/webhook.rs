@@ -2,7 +2,10 @@
 //! webhook transport unsigned and signed, our SQS transport on LocalStack
 //! and Python asyncmcp 0.2.1's webhook transport, a few calls each.
 
+mod common;
+
 use asyncmcp_testkit::{aws, py_peer};
+use common::run_bench;
 
 /// Every stack of the scenario answers every call it was asked to make,
 /// each echo checked, and the report compares the webhook transport with
@@ -10,28 +13,19 @@ use asyncmcp_testkit::{aws, py_peer};
 #[tokio::test]
 async fn bench_measures_webhooks_against_floor_sqs_and_python() {
     let ls = aws::localstack().await;
-    let dir = std::env::temp_dir().join(asyncmcp_testkit::unique_name("bench-webhook"));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let json = dir.join("results.json");
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_bench"))
-        .args(["--scenario", "webhook", "--in-flight", "1,4"])
-        .args(["--calls", "12", "--python-calls", "6", "--http-calls", "20"])
-        .arg("--json")
-        .arg(&json)
-        .arg("--python")
-        .arg(py_peer::py_peer_python())
-        .envs(ls.aws_env())
-        .env("RUST_LOG", "warn")
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("run bench");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "bench failed: {}\n{stdout}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let run = run_bench(
+        ls,
+        "bench-webhook",
+        &["--scenario", "webhook", "--in-flight", "1,4"],
+        |command, _| {
+            command
+                .args(["--calls", "12", "--python-calls", "6", "--http-calls", "20"])
+                .arg("--python")
+                .arg(py_peer::py_peer_python());
+        },
+    )
+    .await;
+    let stdout = &run.stdout;
     for line in [
         "| raw HTTP round trip (floor) | 4 | 20 | 0 |",
         "| asyncmcp webhook | 4 | 20 | 0 |",
@@ -45,8 +39,7 @@ async fn bench_measures_webhooks_against_floor_sqs_and_python() {
     // The transports' tables are not printed for this scenario.
     assert!(!stdout.contains("Targets (asyncmcp SQS)"), "{stdout}");
 
-    let rows: Vec<serde_json::Value> =
-        serde_json::from_slice(&std::fs::read(&json).expect("results written")).expect("JSON");
+    let rows = &run.rows;
     let stacks: Vec<(&str, u64)> = rows
         .iter()
         .map(|r| {
@@ -67,7 +60,7 @@ async fn bench_measures_webhooks_against_floor_sqs_and_python() {
     .flat_map(|stack| [(stack, 1), (stack, 4)])
     .collect();
     assert_eq!(stacks, expected, "{rows:#?}");
-    for row in &rows {
+    for row in rows {
         let figure = |name: &str| row[name].as_f64().unwrap_or(-1.0);
         let asked = match row["stack"].as_str() {
             Some("python-webhook") => 6,
@@ -95,5 +88,4 @@ async fn bench_measures_webhooks_against_floor_sqs_and_python() {
             assert_eq!(api, 0.0, "{row}");
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
