@@ -143,8 +143,15 @@ impl<F: ServiceFactory> Shared<F> {
         refused: &crate::queue::Refused,
     ) {
         tracing::warn!(message_id = %delivery.message_id, request_id = %clip(headers.request_id.as_deref().unwrap_or_default()), origin = %clip(route.short_origin()), reason = %refused, "request payload refused");
-        let id = headers.request_id.as_deref().map(wire::request_id_from_text);
-        let error = wire::error_reply(id.as_ref(), ErrorCode::INVALID_REQUEST, &refused.to_string());
+        let id = headers
+            .request_id
+            .as_deref()
+            .map(wire::request_id_from_text);
+        let error = wire::error_reply(
+            id.as_ref(),
+            ErrorCode::INVALID_REQUEST,
+            &refused.to_string(),
+        );
         let sent = match &route.reply_to {
             Ok(reply_to) => {
                 let mut reply = self.reply(reply_to.clone(), reply_headers(headers));

@@ -165,7 +165,9 @@ impl<I: Inbox> Inbox for OffloadInbox<I> {
     }
 
     async fn extend(&self, receipt: &Receipt, visibility: Duration) -> Result<(), QueueError> {
-        self.inner.extend(&untag_receipt(receipt).0, visibility).await
+        self.inner
+            .extend(&untag_receipt(receipt).0, visibility)
+            .await
     }
 
     async fn release(&self, receipt: &Receipt) -> Result<(), QueueError> {

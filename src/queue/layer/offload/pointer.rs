@@ -65,7 +65,9 @@ impl PayloadPointer {
     /// is not a well-formed pointer.
     pub fn parse(body: &str) -> Option<Result<Self, MalformedPointer>> {
         let trimmed = body.trim_start();
-        if !trimmed.starts_with('[') || body.len() > MAX_POINTER_LEN || !body.contains(POINTER_CLASS)
+        if !trimmed.starts_with('[')
+            || body.len() > MAX_POINTER_LEN
+            || !body.contains(POINTER_CLASS)
         {
             return None;
         }
@@ -86,9 +88,7 @@ impl PayloadPointer {
         }
         let pointer = parsed.1;
         if pointer.bucket.is_empty() || pointer.key.is_empty() {
-            return Some(Err(MalformedPointer(
-                "empty bucket name or key".to_owned(),
-            )));
+            return Some(Err(MalformedPointer("empty bucket name or key".to_owned())));
         }
         Some(Ok(pointer))
     }
@@ -147,14 +147,20 @@ mod tests {
         );
         assert_eq!(
             PayloadPointer::parse(&body),
-            Some(Ok(pointer("my-bucket", "e2f1c0de-5a4b-4c3d-9e8f-0123456789ab")))
+            Some(Ok(pointer(
+                "my-bucket",
+                "e2f1c0de-5a4b-4c3d-9e8f-0123456789ab"
+            )))
         );
     }
 
     #[test]
     fn python_spacing_and_escapes_are_read() {
         let body = r#"["software.amazon.payloadoffloading.PayloadS3Pointer", {"s3BucketName": "b", "s3Key": "dir/k\"1"}]"#;
-        assert_eq!(PayloadPointer::parse(body), Some(Ok(pointer("b", "dir/k\"1"))));
+        assert_eq!(
+            PayloadPointer::parse(body),
+            Some(Ok(pointer("b", "dir/k\"1")))
+        );
         // The fields in the other order.
         let body = r#"["software.amazon.payloadoffloading.PayloadS3Pointer",{"s3Key":"k","s3BucketName":"b"}]"#;
         assert_eq!(PayloadPointer::parse(body), Some(Ok(pointer("b", "k"))));
@@ -186,7 +192,10 @@ mod tests {
             r#"["software.amazon.payloadoffloading.PayloadS3Pointer",{"s3BucketName":"","s3Key":"k"}]"#,
             r#"["software.amazon.payloadoffloading.PayloadS3Pointer",{"s3BucketName":1,"s3Key":"k"}]"#,
         ] {
-            assert!(matches!(PayloadPointer::parse(body), Some(Err(_))), "{body}");
+            assert!(
+                matches!(PayloadPointer::parse(body), Some(Err(_))),
+                "{body}"
+            );
         }
     }
 
