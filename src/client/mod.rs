@@ -103,6 +103,7 @@ struct Shared {
     /// Whether unsigned replies are accepted (no signatures required): then
     /// a reply whose offloaded payload is gone fails its call by its
     /// `RequestId` (see `poller.rs`).
+    #[cfg_attr(not(feature = "offload"), allow(dead_code))]
     unsigned_trusted: bool,
 }
 

@@ -8,7 +8,7 @@
 //!   destination's limit ([`Outbox::max_message_size`], body and attributes
 //!   counted as SQS counts them; or [`S3Offload::threshold`]) has its body
 //!   put in S3 under `prefix + uuid v4` and is sent with a pointer instead,
-//!   in the format of AWS's extended client libraries (see [`pointer`]), its
+//!   in the format of AWS's extended client libraries (see [`mod@pointer`]), its
 //!   other attributes (a signature included) unchanged. Its
 //!   `max_message_size` is [`S3Offload::max_payload`], so a builder's
 //!   size checks let large messages through to it.

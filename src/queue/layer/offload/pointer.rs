@@ -17,7 +17,7 @@
 //!
 //! A settled delivery's object is found again from its [`Receipt`]: the
 //! layer appends the object's bucket and key to the broker's receipt (see
-//! [`tag_receipt`]), so nothing is kept in memory between receive and ack.
+//! `tag_receipt`), so nothing is kept in memory between receive and ack.
 
 use serde::{Deserialize, Serialize};
 
