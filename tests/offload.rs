@@ -662,3 +662,51 @@ async fn interop_with_the_python_extended_client() {
     let _ = sqs::delete_queue(&setup.sqs, &queue).await;
     bucket.delete().await;
 }
+
+/// On a server that requires signatures, a request whose payload is gone
+/// cannot be verified: it is answered uncorrelated (`id` null), still
+/// naming the object, so that a forger cannot fail another client's call.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_signatures_required_a_gone_payload_is_answered_uncorrelated() {
+    let setup = Setup::new().await;
+    let bucket = TestBucket::create("offload-gone-signed").await;
+    let route = setup.sqs_route(None).await;
+    let keys_ = SigningKeys::new(vec![7; 32], None).expect("32-byte key");
+    let (shutdown, server) = setup
+        .server(&route, |b| {
+            b.offload(settings(&bucket)).signing(keys_.clone(), true)
+        })
+        .await;
+    let request = json!({"jsonrpc": "2.0", "id": 42, "method": "tools/list"});
+    let headers = asyncmcp::wire::Headers {
+        reply_to: Some(route.reply_queue.clone()),
+        ..Default::default()
+    };
+    let mut message = asyncmcp::wire::encode(&request, &headers).expect("encodes");
+    message.body = PayloadPointer {
+        bucket: bucket.name.clone(),
+        key: "mcp/never-written".to_owned(),
+    }
+    .to_body();
+    setup
+        .outbox
+        .send(&route.request_queue, message)
+        .await
+        .expect("sent");
+    let replies = setup.inbox(&route.reply_queue).await;
+    let (reply, attributes) = next_reply(replies.as_ref(), Duration::from_secs(20))
+        .await
+        .expect("an error reply");
+    assert_eq!(reply["id"], serde_json::Value::Null, "{reply}");
+    assert_eq!(attributes.attribute("RequestId"), None);
+    let text = reply["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        text.contains(&format!("s3://{}/mcp/never-written", bucket.name))
+            && text.contains("is gone"),
+        "{reply}"
+    );
+    shutdown.cancel();
+    server.await.expect("server task");
+    setup.delete(&route).await;
+    bucket.delete().await;
+}
