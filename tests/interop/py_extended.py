@@ -1,5 +1,5 @@
 """AWS's Python SQS extended client (amazon-sqs-extended-client) on one side
-of the S3 offload interop test (tests/offload.rs).
+of the S3 offload interop test (tests/offload/).
 
     py_extended.py send QUEUE_URL BUCKET SIZE     sends a SIZE-byte body through S3
     py_extended.py receive QUEUE_URL BUCKET       receives one message, deleting it and its
