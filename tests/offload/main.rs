@@ -8,6 +8,7 @@
 //! `asyncmcp_testkit::aws`).
 #![cfg(feature = "offload")]
 
+mod batch;
 mod interop;
 mod layer;
 mod refused;

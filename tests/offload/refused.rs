@@ -5,12 +5,12 @@ use super::*;
 
 /// An outbox (below the offload layer) that deletes the object a pointer
 /// names before sending: the payload is gone when the message arrives.
-struct Vanish {
+pub(crate) struct Vanish {
     inner: Arc<dyn Outbox>,
     s3: aws_sdk_s3::Client,
 }
 
-struct VanishLayer(aws_sdk_s3::Client);
+pub(crate) struct VanishLayer(pub(crate) aws_sdk_s3::Client);
 
 impl Layer<Arc<dyn Outbox>> for VanishLayer {
     type Service = Vanish;
