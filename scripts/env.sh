@@ -21,7 +21,8 @@ LOG_PREFIX="${LOG_PREFIX:-scripts}"
 source "$(dirname "${BASH_SOURCE[0]}")/../localstack/lib.sh"
 PEER_VENV="${ASYNCMCP_PEER_VENV:-${REPO_ROOT}/.venv/py-peer}"
 PEER_PYTHON="${PEER_PYTHON:-python3}"
-PEER_REQUIREMENTS=('asyncmcp==0.2.1' 'mcp==1.30.0' 'boto3' 'starlette<1')
+# amazon-sqs-extended-client: AWS's Python extended client, for the S3 offload interop test.
+PEER_REQUIREMENTS=('asyncmcp==0.2.1' 'mcp==1.30.0' 'boto3' 'starlette<1' 'amazon-sqs-extended-client==1.0.1')
 
 # require_rust [clippy]: cargo (and rustfmt and clippy when asked) and curl are there.
 require_rust() {
@@ -42,9 +43,10 @@ peer_ok() {
         "${PEER_VENV}/bin/python" - <<'EOF' 2>/dev/null
 import sys
 from importlib.metadata import version
-import asyncmcp, boto3, mcp  # noqa: F401
+import asyncmcp, boto3, mcp, sqs_extended_client  # noqa: F401
 ok = (version("asyncmcp") == "0.2.1" and version("mcp") == "1.30.0"
-      and int(version("starlette").split(".")[0]) < 1)
+      and int(version("starlette").split(".")[0]) < 1
+      and version("amazon-sqs-extended-client") == "1.0.1")
 sys.exit(0 if ok else 1)
 EOF
 }

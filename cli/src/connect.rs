@@ -107,6 +107,17 @@ pub(crate) struct ConnectArgs {
         value_parser = humantime::parse_duration
     )]
     pub(crate) timeout: Duration,
+
+    /// Send bodies over the queue's limit through this S3 bucket (under
+    /// PREFIX), and read those the server sends so; see docs/offload.md.
+    /// The server needs it too.
+    #[arg(
+        long,
+        env = "ASYNCMCP_OFFLOAD_BUCKET",
+        value_name = "BUCKET[/PREFIX]",
+        value_parser = crate::offload::parse_offload_bucket
+    )]
+    pub(crate) offload_bucket: Option<crate::offload::OffloadBucket>,
 }
 
 /// A setting that cannot be used; found before anything is sent.
@@ -162,6 +173,7 @@ pub(crate) struct Target {
     over_sns: bool,
     reply_queue: Option<String>,
     timeout: Duration,
+    offload: Option<crate::offload::OffloadBucket>,
 }
 
 impl ConnectArgs {
@@ -196,6 +208,7 @@ impl ConnectArgs {
             over_sns,
             reply_queue: self.reply_queue_url.clone(),
             timeout: self.timeout,
+            offload: self.offload_bucket.clone(),
         })
     }
 }
@@ -227,11 +240,15 @@ impl Target {
     pub(crate) async fn connect(self) -> Result<QueueClientTransport, ClientError> {
         let sdk = sqs::sdk_config_from_env().await;
         let sqs_client = sqs::client(&sdk);
+        let builder = match &self.offload {
+            Some(offload) => self.builder.offload(offload.settings().await),
+            None => self.builder,
+        };
         match (self.over_sns, self.reply_queue) {
-            (false, None) => self.builder.connect_sqs(&sqs_client).await,
-            (false, Some(url)) => self.builder.reply_queue(url).connect_sqs(&sqs_client).await,
+            (false, None) => builder.connect_sqs(&sqs_client).await,
+            (false, Some(url)) => builder.reply_queue(url).connect_sqs(&sqs_client).await,
             (true, None) => {
-                self.builder
+                builder
                     .connect_sns_sqs(&sqs_client, &sns::client(&sdk), SnsReplies::OwnTopic)
                     .await
             }
@@ -240,7 +257,7 @@ impl Target {
                 let outbox = RoutingOutbox::new()
                     .with(Arc::new(SnsOutbox::new(sns::client(&sdk))))
                     .with(Arc::new(SqsOutbox::new(sqs_client)));
-                Ok(self.builder.build(inbox, outbox))
+                Ok(builder.build(inbox, outbox))
             }
         }
     }

@@ -27,6 +27,7 @@ mod connect;
 mod dlq;
 mod exit;
 mod logging;
+mod offload;
 mod output;
 mod progress;
 mod proxy;

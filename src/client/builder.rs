@@ -199,6 +199,15 @@ impl QueueClientBuilder {
         self.layers.push_outbox(layer);
         self
     }
+    /// Moves bodies over the queue's limit to S3 and back: pushes an
+    /// [`OffloadLayer`](crate::queue::layer::OffloadLayer) on both the inbox
+    /// and the outbox (below signing, so signatures cover the real body).
+    /// See [`offload`](crate::queue::layer::offload).
+    #[cfg(feature = "offload")]
+    pub fn offload(self, settings: crate::queue::layer::S3Offload) -> Self {
+        let layer = crate::queue::layer::OffloadLayer::new(settings);
+        self.inbox_layer(layer.clone()).outbox_layer(layer)
+    }
     /// The settings so far.
     pub fn config(&self) -> &QueueClientConfig {
         &self.config

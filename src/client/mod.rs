@@ -100,6 +100,11 @@ struct Shared {
     client_id: String,
     /// The session id the server issued on `initialize` (legacy versions).
     session_id: Mutex<Option<String>>,
+    /// Whether unsigned replies are accepted (no signatures required): then
+    /// a reply whose offloaded payload is gone fails its call by its
+    /// `RequestId` (see `poller.rs`).
+    #[cfg_attr(not(feature = "offload"), allow(dead_code))]
+    unsigned_trusted: bool,
 }
 
 impl Shared {
@@ -205,6 +210,10 @@ impl QueueClientTransport {
             reply_queue: inbox.info().address.clone(),
             client_id,
             session_id: Mutex::new(None),
+            unsigned_trusted: !config
+                .signing
+                .as_ref()
+                .is_some_and(|signing| signing.required),
         });
         let (sender, incoming) = mpsc::channel(256);
         let acks = TaskTracker::new();
@@ -541,6 +550,7 @@ mod tests {
             reply_queue: "memory://replies".into(),
             client_id: "c-1".into(),
             session_id: Mutex::new(None),
+            unsigned_trusted: true,
         };
         let ping: ClientJsonRpcMessage =
             serde_json::from_str(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#).unwrap();

@@ -187,6 +187,37 @@ enum Accept {
     Garbage,
 }
 
+/// A reply whose offloaded payload was refused (gone, too large, not ours
+/// to fetch) fails the call its `RequestId` names with an error saying why,
+/// when unsigned replies are trusted anyway: anyone able to send such a
+/// reply could send that error outright. With signatures required it
+/// cannot be verified without its body, and is dropped like any refused
+/// reply (the call then ends by its timeout).
+#[cfg(feature = "offload")]
+fn payload_refused(
+    shared: &Shared,
+    refused: &crate::queue::Refused,
+    headers: &wire::Headers,
+) -> Option<Received> {
+    refused.downcast_ref::<crate::queue::layer::PayloadRefused>()?;
+    if !shared.unsigned_trusted {
+        return None;
+    }
+    let request_id = headers.request_id.clone()?;
+    let id = wire::request_id_from_text(&request_id);
+    tracing::warn!(request_id = %request_id, reason = %refused, "failing a call: its reply's payload was refused");
+    let error = rmcp::model::ErrorData::new(
+        rmcp::model::ErrorCode::INTERNAL_ERROR,
+        refused.to_string(),
+        None,
+    );
+    Some(Received {
+        message: ServerJsonRpcMessage::error(error, Some(id)),
+        request_id: Some(request_id),
+        sequence: headers.sequence,
+    })
+}
+
 fn accept(shared: &Shared, delivery: &Delivery) -> Accept {
     // Out of any SNS envelope already (the inbox's layer).
     let message = &delivery.message;
@@ -217,6 +248,10 @@ fn accept(shared: &Shared, delivery: &Delivery) -> Accept {
     // Checked once the reply is known to be ours: another client's (signed
     // with another key, say) is released for its owner, not dropped.
     if let Some(refused) = &delivery.refused {
+        #[cfg(feature = "offload")]
+        if let Some(failed) = payload_refused(shared, refused, &decoded.headers) {
+            return Accept::Ours(Box::new(failed));
+        }
         tracing::warn!(message_id = %delivery.message_id, reason = %refused, "dropping a refused reply");
         return Accept::Garbage;
     }

@@ -232,6 +232,15 @@ impl QueueServerBuilder {
         self.layers.push_outbox(layer);
         self
     }
+    /// Moves bodies over the queue's limit to S3 and back: pushes an
+    /// [`OffloadLayer`](crate::queue::layer::OffloadLayer) on both the inbox
+    /// and the outbox (below signing, so signatures cover the real body).
+    /// See [`offload`](crate::queue::layer::offload).
+    #[cfg(feature = "offload")]
+    pub fn offload(self, settings: crate::queue::layer::S3Offload) -> Self {
+        let layer = crate::queue::layer::OffloadLayer::new(settings);
+        self.inbox_layer(layer.clone()).outbox_layer(layer)
+    }
     /// Builds the server; `factory` makes a fresh rmcp service per request.
     pub fn build<F: ServiceFactory>(self, factory: F) -> QueueServer<F> {
         let signing = self.config.signing.as_ref();

@@ -99,6 +99,16 @@ pub fn request_id_text(id: &RequestId) -> String {
     }
 }
 
+/// The request id a `RequestId` attribute names: a number when the text
+/// is one (rmcp's ids), else a string. The attribute does not say which
+/// the id was, so `"7"` sent as a string id reads back as the number 7.
+pub fn request_id_from_text(text: &str) -> RequestId {
+    match text.parse::<i64>() {
+        Ok(n) => RequestId::Number(n),
+        Err(_) => RequestId::String(text.into()),
+    }
+}
+
 /// Encodes one JSON-RPC message for a queue.
 ///
 /// `RequestId` and `Method` are derived from the message itself; the rest of

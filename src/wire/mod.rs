@@ -27,7 +27,8 @@ pub mod session;
 pub mod signing;
 
 pub use codec::{
-    Decoded, Headers, Inbound, WireError, decode, encode, error_reply, request_id_text,
+    Decoded, Headers, Inbound, WireError, decode, encode, error_reply, request_id_from_text,
+    request_id_text,
 };
 pub(crate) use codec::{add_initialize_reply_to, decode_with, encode_message, encode_value};
 pub(crate) use parse::{decode_client_message, names_initialize};

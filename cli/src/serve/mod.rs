@@ -170,6 +170,16 @@ pub(crate) struct ServeArgs {
     /// Refuse requests that are not signed (needs ASYNCMCP_SIGNING_KEY).
     #[arg(long, env = "ASYNCMCP_REQUIRE_SIGNATURES")]
     require_signatures: bool,
+    /// Send replies over the reply queue's limit through this S3 bucket
+    /// (under PREFIX), and read requests sent so; see docs/offload.md.
+    /// Clients need it too.
+    #[arg(
+        long,
+        env = "ASYNCMCP_OFFLOAD_BUCKET",
+        value_name = "BUCKET[/PREFIX]",
+        value_parser = crate::offload::parse_offload_bucket
+    )]
+    offload_bucket: Option<crate::offload::OffloadBucket>,
     #[command(flatten)]
     tasks: TaskArgs,
     #[command(flatten)]
@@ -284,6 +294,9 @@ async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     }
     if let Some(queue) = &args.dead_letter_queue {
         builder = builder.dead_letter(queue.clone(), args.max_receive_count);
+    }
+    if let Some(offload) = &args.offload_bucket {
+        builder = builder.offload(offload.settings().await);
     }
     if let Some(keys) = signing {
         builder = builder.signing(keys, args.require_signatures);

@@ -23,8 +23,9 @@ pub const READY_WITHIN: Duration = Duration::from_secs(60);
 /// The settings `serve` (and the subcommands) read from the environment:
 /// removed from a run's environment unless the test sets them, so that the
 /// caller's shell does not change what a test checks.
-const SERVE_VARS: [&str; 29] = [
+const SERVE_VARS: [&str; 30] = [
     "ASYNCMCP_QUEUE_URL",
+    "ASYNCMCP_OFFLOAD_BUCKET",
     "ASYNCMCP_TOPIC_ARN",
     "ASYNCMCP_REPLY_QUEUE_URL",
     "ASYNCMCP_CLIENT_ID",
@@ -66,7 +67,7 @@ pub fn server_everything() -> Vec<String> {
 
 /// The command `asyncmcp ARGS` with LocalStack's AWS settings, none of the
 /// developer's `ASYNCMCP_*` settings and `env` set; pipes on every stream.
-fn command(ls: &LocalStack, args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
+pub fn command(ls: &LocalStack, args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_asyncmcp"));
     command.env_remove("AWS_PROFILE").env_remove("ASYNCMCP_LOG");
     for name in SERVE_VARS {

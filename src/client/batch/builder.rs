@@ -55,6 +55,8 @@ pub struct BatchBuilder {
     signing: Option<Signing>,
     send_retry: Duration,
     orphan_after: u32,
+    #[cfg(feature = "offload")]
+    offload: Option<crate::queue::layer::S3Offload>,
 }
 
 impl std::fmt::Debug for BatchBuilder {
@@ -81,6 +83,8 @@ impl BatchBuilder {
             signing: None,
             send_retry: Duration::from_secs(60),
             orphan_after: 1000,
+            #[cfg(feature = "offload")]
+            offload: None,
         }
     }
 
@@ -134,6 +138,14 @@ impl BatchBuilder {
         self.orphan_after = receives.max(1);
         self
     }
+    /// Moves bodies over the queue's limit to S3 and back (below signing);
+    /// see [`offload`](crate::queue::layer::offload). An answer's object is
+    /// deleted when the answer is [acked](super::Batch::ack).
+    #[cfg(feature = "offload")]
+    pub fn offload(mut self, settings: crate::queue::layer::S3Offload) -> Self {
+        self.offload = Some(settings);
+        self
+    }
 
     /// A batch receiving answers on `reply_inbox` and sending through
     /// `outbox`. Nothing is received before the first
@@ -144,8 +156,17 @@ impl BatchBuilder {
             .signing
             .as_ref()
             .map(|s| SignLayer::new(s.keys.clone()));
+        #[allow(unused_mut, reason = "layers are added with feature `offload` only")]
+        let mut layers = Layers::default();
+        #[cfg(feature = "offload")]
+        if let Some(settings) = self.offload {
+            let layer = crate::queue::layer::OffloadLayer::new(settings);
+            layers.push_inbox(layer.clone());
+            layers.push_outbox(layer);
+        }
+        let unsigned_trusted = !self.signing.as_ref().is_some_and(|s| s.required);
         let Stacked { inbox, outbox, .. } =
-            Layers::default().stack(Arc::new(reply_inbox), Arc::new(outbox), verify, sign);
+            layers.stack(Arc::new(reply_inbox), Arc::new(outbox), verify, sign);
         let stop = CancellationToken::new();
         let outbox: Arc<dyn Outbox> = Arc::new(
             RetryLayer::new(self.send_retry)
@@ -168,6 +189,7 @@ impl BatchBuilder {
             }),
             freed: Notify::new(),
             stop,
+            unsigned_trusted,
         });
         Batch {
             shared,

@@ -196,6 +196,11 @@ struct Shared {
     /// Woken when a call stops being pending.
     freed: Notify,
     stop: CancellationToken,
+    /// Whether unsigned answers are accepted (no signatures required): then
+    /// an answer whose offloaded payload is gone fails its call by its
+    /// `RequestId` (see `receive.rs`).
+    #[cfg_attr(not(feature = "offload"), allow(dead_code))]
+    unsigned_trusted: bool,
 }
 
 impl Shared {

@@ -124,6 +124,31 @@ fn clip(text: &str) -> &str {
         .map_or(text, |(end, _)| &text[..end])
 }
 
+/// An answer whose offloaded payload was refused (gone, too large, not
+/// ours to fetch) stands for an error answer to the call its `RequestId`
+/// names, when unsigned answers are trusted anyway (anyone able to send it
+/// could send that error outright). With signatures required it cannot be
+/// verified without its body and is deleted like any refused answer.
+#[cfg(feature = "offload")]
+fn payload_refused(
+    shared: &Shared,
+    refused: &crate::queue::Refused,
+    message: &crate::queue::QueueMessage,
+) -> Option<Reply> {
+    refused.downcast_ref::<crate::queue::layer::PayloadRefused>()?;
+    if !shared.unsigned_trusted {
+        return None;
+    }
+    let id = wire::request_id_from_text(message.attribute(attr::REQUEST_ID)?);
+    let error = ErrorData::internal_error(refused.to_string(), None);
+    Some(Reply {
+        id: Some(id),
+        method: None,
+        result: None,
+        error: serde_json::to_value(error).ok(),
+    })
+}
+
 fn judge(shared: &Shared, delivery: &Delivery, orphan_after: u32) -> Verdict {
     let message = &delivery.message;
     if let Some(theirs) = message.attribute(attr::CLIENT_ID)
@@ -135,15 +160,26 @@ fn judge(shared: &Shared, delivery: &Delivery, orphan_after: u32) -> Verdict {
         }
         return Verdict::Release;
     }
-    if let Some(refused) = &delivery.refused {
-        tracing::warn!(message_id = %clip(&delivery.message_id), reason = %refused, "deleting a reply that failed the signature check");
-        return Verdict::Delete;
-    }
-    let reply: Reply = match serde_json::from_str(&message.body) {
-        Ok(reply) => reply,
-        Err(error) => {
-            tracing::warn!(message_id = %clip(&delivery.message_id), %error, "deleting an unreadable reply");
+    let reply: Reply = if let Some(refused) = &delivery.refused {
+        #[cfg(feature = "offload")]
+        if let Some(reply) = payload_refused(shared, refused, message) {
+            reply
+        } else {
+            tracing::warn!(message_id = %clip(&delivery.message_id), reason = %refused, "deleting a refused reply");
             return Verdict::Delete;
+        }
+        #[cfg(not(feature = "offload"))]
+        {
+            tracing::warn!(message_id = %clip(&delivery.message_id), reason = %refused, "deleting a reply that failed the signature check");
+            return Verdict::Delete;
+        }
+    } else {
+        match serde_json::from_str(&message.body) {
+            Ok(reply) => reply,
+            Err(error) => {
+                tracing::warn!(message_id = %clip(&delivery.message_id), %error, "deleting an unreadable reply");
+                return Verdict::Delete;
+            }
         }
     };
     let Some(id) = reply.id.as_ref().filter(|_| reply.method.is_none()) else {

@@ -12,6 +12,7 @@
 //! | [`VerifyLayer`] | inbox | checks signatures (and their age), marking refused deliveries |
 //! | [`SignLayer`] | outbox | signs every message sent |
 //! | [`RetryLayer`] | outbox | retries sends that fail for a passing reason, until a deadline or a stop |
+//! | `OffloadLayer` (feature `offload`) | both | moves bodies over the queue's limit to S3 and back (module `offload`) |
 //!
 //! The [server](crate::server) and [client](crate::client) builders apply
 //! them from their settings (`signing`, `send_retry`) in a fixed order,
@@ -45,11 +46,15 @@
 //! [memory broker](super::memory), as the layers here are.
 
 mod envelope;
+#[cfg(feature = "offload")]
+pub mod offload;
 mod retry;
 mod signing;
 pub(crate) mod stack;
 
 pub use envelope::{UnwrapEnvelope, UnwrapEnvelopeLayer};
+#[cfg(feature = "offload")]
+pub use offload::{OffloadInbox, OffloadLayer, OffloadOutbox, PayloadRefused, S3Offload};
 pub use retry::{Retry, RetryLayer};
 pub use signing::{Sign, SignLayer, SignatureRefused, Verify, VerifyLayer};
 pub(crate) use stack::Layers;

@@ -111,6 +111,18 @@ impl<F: ServiceFactory> Shared<F> {
             .and_then(|inbound| inbound.init_reply_to.take());
         // Refused by an inbox layer (a signature that does not verify):
         // nothing the message claims can be trusted, its route included.
+        #[cfg(feature = "offload")]
+        if let Some(refused) = &delivery.refused
+            && self.payload_refusal_is_trusted(refused)
+        {
+            return match self.route(&headers, None) {
+                Ok(route) => {
+                    self.refuse_payload(&delivery, &headers, &route, refused)
+                        .await
+                }
+                Err(refused) => self.refuse(&delivery, &headers, &decoded, refused).await,
+            };
+        }
         let route = match &delivery.refused {
             Some(refused) => Err(refused.clone().into()),
             None => self.route(&headers, init_reply_to),

@@ -113,6 +113,58 @@ impl<F: ServiceFactory> Shared<F> {
         self.settle_error_reply(delivery, sent).await;
     }
 
+    /// Whether `refused` is only the offload layer's (its payload is gone,
+    /// too large, or not ours to fetch) on a server that does not require
+    /// signatures: then the message is as trusted as any unsigned one, and
+    /// its caller is answered with its own id. With signatures required the
+    /// message cannot be verified without its body, so it is distrusted.
+    #[cfg(feature = "offload")]
+    pub(super) fn payload_refusal_is_trusted(&self, refused: &crate::queue::Refused) -> bool {
+        refused
+            .downcast_ref::<crate::queue::layer::PayloadRefused>()
+            .is_some()
+            && !self
+                .config
+                .signing
+                .as_ref()
+                .is_some_and(|signing| signing.required)
+    }
+
+    /// Answers a message whose offloaded payload was refused (see
+    /// [`payload_refusal_is_trusted`](Self::payload_refusal_is_trusted))
+    /// with an error naming the object, correlated by its `RequestId`
+    /// attribute, at its reply address, and settles it.
+    #[cfg(feature = "offload")]
+    pub(super) async fn refuse_payload(
+        &self,
+        delivery: &Delivery,
+        headers: &Headers,
+        route: &Route,
+        refused: &crate::queue::Refused,
+    ) {
+        tracing::warn!(message_id = %delivery.message_id, request_id = %clip(headers.request_id.as_deref().unwrap_or_default()), origin = %clip(route.short_origin()), reason = %refused, "request payload refused");
+        let id = headers
+            .request_id
+            .as_deref()
+            .map(wire::request_id_from_text);
+        let error = wire::error_reply(
+            id.as_ref(),
+            ErrorCode::INVALID_REQUEST,
+            &refused.to_string(),
+        );
+        let sent = match &route.reply_to {
+            Ok(reply_to) => {
+                let mut reply = self.reply(reply_to.clone(), reply_headers(headers));
+                reply.send_value(&error).await
+            }
+            Err(reason) => {
+                tracing::warn!(message_id = %delivery.message_id, %reason, "cannot answer: no usable reply address");
+                Ok(())
+            }
+        };
+        self.settle_error_reply(delivery, sent).await;
+    }
+
     /// Answers a trusted message whose body cannot be served (not JSON, not
     /// JSON-RPC) with an error carrying its id when one could be read, at
     /// its reply address, and settles it.

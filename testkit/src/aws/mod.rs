@@ -16,7 +16,7 @@
 
 pub mod deny;
 pub mod proxy;
-#[cfg(feature = "tasks-s3")]
+#[cfg(feature = "s3")]
 pub mod s3;
 
 use std::process::Stdio;

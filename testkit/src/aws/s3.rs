@@ -1,4 +1,4 @@
-//! S3 on LocalStack for the S3 task store's tests (feature `tasks-s3`): a
+//! S3 on LocalStack for the S3 task store's and the offload layer's tests (feature `s3`): a
 //! client with path-style addressing (LocalStack serves buckets on paths)
 //! and a bucket per test, emptied and removed after.
 
