@@ -33,10 +33,7 @@ pub fn text_of(result: &CallToolResult) -> String {
 /// The library's example binary `name`, built now: `cargo test --test X`
 /// alone does not build examples, and a stale one would test old code. For
 /// the library's integration tests (it finds the target directory from the
-/// running test binary). Built with the workspace's features unified, as
-/// `cargo test --workspace --all-features` builds it: then it is fresh after
-/// that build, where a build of the root package alone would resolve other
-/// features and recompile the library and its dependencies, twice a run.
+/// running test binary).
 pub fn example_binary(name: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     // target/<profile>/deps/<test>-<hash> -> target/<profile>/examples/<name>
@@ -45,7 +42,7 @@ pub fn example_binary(name: &str) -> std::path::PathBuf {
         .and_then(|deps| deps.parent())
         .expect("target profile directory");
     let status = std::process::Command::new(env!("CARGO"))
-        .args(["build", "--workspace", "--all-features", "--example", name])
+        .args(["build", "--all-features", "--example", name])
         .status()
         .expect("run cargo build");
     assert!(status.success(), "cargo build --example {name} failed");
