@@ -52,6 +52,26 @@ fn error_text(error: ServiceError) -> String {
     }
 }
 
+/// A 2 MiB echo through `client` fails, in time, with an error naming the
+/// gone payload's object in `bucket`.
+async fn assert_call_fails_with_payload_gone(
+    client: &rmcp::service::RunningService<rmcp::RoleClient, ()>,
+    bucket: &TestBucket,
+) {
+    let error = tokio::time::timeout(
+        Duration::from_secs(30),
+        client.call_tool(call("echo", json!({ "text": text(2 * MIB) }))),
+    )
+    .await
+    .expect("answered in time")
+    .expect_err("the call fails");
+    let message = error_text(error);
+    assert!(
+        message.contains(&format!("s3://{}/mcp/", bucket.name)) && message.contains("is gone"),
+        "{message}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_request_whose_payload_is_gone_fails_the_call_clearly() {
     let setup = Setup::new().await;
@@ -66,18 +86,7 @@ async fn a_request_whose_payload_is_gone_fails_the_call_clearly() {
         .await;
     // Initialize is small: it is not offloaded, and passes.
     let client = ().serve(transport).await.expect("client connects");
-    let error = tokio::time::timeout(
-        Duration::from_secs(30),
-        client.call_tool(call("echo", json!({ "text": text(2 * MIB) }))),
-    )
-    .await
-    .expect("answered in time")
-    .expect_err("the call fails");
-    let message = error_text(error);
-    assert!(
-        message.contains(&format!("s3://{}/mcp/", bucket.name)) && message.contains("is gone"),
-        "{message}"
-    );
+    assert_call_fails_with_payload_gone(&client, &bucket).await;
     // The client still works.
     let small = client
         .call_tool(call("echo", json!({ "text": "still here" })))
@@ -106,18 +115,7 @@ async fn a_reply_whose_payload_is_gone_fails_the_call_clearly() {
         .transport(&route, |b| b.offload(settings(&bucket)))
         .await;
     let client = ().serve(transport).await.expect("client connects");
-    let error = tokio::time::timeout(
-        Duration::from_secs(30),
-        client.call_tool(call("echo", json!({ "text": text(2 * MIB) }))),
-    )
-    .await
-    .expect("answered in time")
-    .expect_err("the call fails");
-    let message = error_text(error);
-    assert!(
-        message.contains(&format!("s3://{}/mcp/", bucket.name)) && message.contains("is gone"),
-        "{message}"
-    );
+    assert_call_fails_with_payload_gone(&client, &bucket).await;
     client.cancel().await.expect("client closes");
     shutdown.cancel();
     server.await.expect("server task");
