@@ -170,6 +170,21 @@ impl Setup {
             .expect("request sent");
     }
 
+    /// As `caller`: `slow` call 1 ("first", running `first_ms`), then, once
+    /// it runs, `slow` call 2 ("second", 10 ms), so that the second is the
+    /// one over a limit of 1.
+    async fn second_slow_call_behind_a_first(&self, caller: &str, first_ms: u64) {
+        self.call(caller, 1, "slow", json!({"label": "first", "ms": first_ms}))
+            .await;
+        let started = asyncmcp_testkit::eventually(Duration::from_secs(20), || {
+            !self.seen.ticks("start", "first").is_empty()
+        })
+        .await;
+        assert!(started, "the first call started");
+        self.call(caller, 2, "slow", json!({"label": "second", "ms": 10}))
+            .await;
+    }
+
     /// Final responses by id until `count` have come, or `within` passes.
     async fn responses(&self, count: usize, within: Duration) -> HashMap<u64, Value> {
         let mut found = HashMap::new();
@@ -286,18 +301,7 @@ async fn a_call_that_waits_past_the_maximum_is_answered_with_an_error_naming_the
             .max_limit_wait(Duration::from_secs(2))
     })
     .await;
-    setup
-        .call("waiter", 1, "slow", json!({"label": "first", "ms": 6000}))
-        .await;
-    // Sent once the first runs, so it is the one over the limit.
-    let started = asyncmcp_testkit::eventually(Duration::from_secs(20), || {
-        !setup.seen.ticks("start", "first").is_empty()
-    })
-    .await;
-    assert!(started, "the first call started");
-    setup
-        .call("waiter", 2, "slow", json!({"label": "second", "ms": 10}))
-        .await;
+    setup.second_slow_call_behind_a_first("waiter", 6000).await;
     let responses = setup.responses(2, Duration::from_secs(30)).await;
     let error = &responses[&2]["error"];
     assert_eq!(error["code"], json!(LIMIT_WAIT_EXCEEDED.0), "{error}");
@@ -369,17 +373,7 @@ async fn deferrals_by_this_replica_never_dead_letter_a_call() {
         builder.tool_limit("slow", 1).dead_letter(dlq, 1)
     })
     .await;
-    setup
-        .call("patient", 1, "slow", json!({"label": "first", "ms": 4000}))
-        .await;
-    let started = asyncmcp_testkit::eventually(Duration::from_secs(20), || {
-        !setup.seen.ticks("start", "first").is_empty()
-    })
-    .await;
-    assert!(started, "the first call started");
-    setup
-        .call("patient", 2, "slow", json!({"label": "second", "ms": 10}))
-        .await;
+    setup.second_slow_call_behind_a_first("patient", 4000).await;
     let responses = setup.responses(2, Duration::from_secs(30)).await;
     assert_eq!(text(&responses[&1]), "first");
     assert_eq!(
