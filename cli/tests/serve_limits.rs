@@ -8,47 +8,17 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use asyncmcp_testkit::{aws, real_clients, unique_name};
+use asyncmcp_testkit::{aws, real_clients};
+use common::marks::MarkDir;
 use common::serve::{Serve, run_to_end};
-
-/// A directory of its own for the marks the server leaves, removed when
-/// dropped.
-struct MarkDir(PathBuf);
-
-impl MarkDir {
-    fn new() -> Self {
-        let dir = std::env::temp_dir().join(unique_name("asyncmcp-limit-marks"));
-        std::fs::create_dir_all(&dir).expect("create the mark directory");
-        Self(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-
-    /// The time in the mark `name`.
-    fn read(&self, name: &str) -> u128 {
-        let text = std::fs::read_to_string(self.0.join(name))
-            .unwrap_or_else(|e| panic!("mark {name}: {e}"));
-        text.trim()
-            .parse()
-            .unwrap_or_else(|e| panic!("mark {name}: {text:?}: {e}"))
-    }
-}
-
-impl Drop for MarkDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 #[tokio::test]
 async fn a_tool_limit_of_one_runs_one_call_at_a_time() {
     let ls = aws::localstack().await;
     let queue = ls.create_queue("serve-limits").await;
-    let marks = MarkDir::new();
+    let marks = MarkDir::new("asyncmcp-limit-marks");
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/servers/limit_server.py");
     let python = real_clients::mcp2_python().display().to_string();
     let script = script.display().to_string();

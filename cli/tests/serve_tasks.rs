@@ -15,7 +15,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,7 +27,8 @@ use asyncmcp_testkit::aws::{self, LocalStack};
 use asyncmcp_testkit::py_peer::py_peer_python;
 use asyncmcp_testkit::task_tools::{TaskToolStats, TaskTools};
 use asyncmcp_testkit::tasks_client::TasksClient;
-use asyncmcp_testkit::{eventually, real_clients, unique_name};
+use asyncmcp_testkit::{eventually, real_clients};
+use common::marks::MarkDir;
 use common::serve::{Serve, run_to_end};
 use rmcp::RoleClient;
 use rmcp::model::{CancelTaskParams, GetTaskParams, ProtocolVersion, TaskStatus};
@@ -38,28 +39,6 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 /// What `call --task` says on stderr first: `asyncmcp: task <id>`.
 const TASK_LINE: &str = "asyncmcp: task ";
-
-/// A directory of its own for the marks the task server leaves, removed
-/// when dropped.
-struct MarkDir(PathBuf);
-
-impl MarkDir {
-    fn new() -> Self {
-        let dir = std::env::temp_dir().join(unique_name("asyncmcp-task-marks"));
-        std::fs::create_dir_all(&dir).expect("create the mark directory");
-        Self(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for MarkDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// `python task_server.py MARK_DIR`: the command words after `--`.
 fn task_server(marks: &MarkDir) -> Vec<String> {
@@ -101,7 +80,7 @@ fn task_id(stderr: &str) -> String {
 async fn a_task_is_polled_to_its_result_and_plain_calls_stay_plain() {
     let ls = aws::localstack().await;
     let queue = ls.create_queue("serve-tasks").await;
-    let marks = MarkDir::new();
+    let marks = MarkDir::new("asyncmcp-task-marks");
     let serve = serve_tasks(ls, &queue, &["--task-tools", "slow,fail"], &marks, &[]).await;
     assert!(
         serve
@@ -174,7 +153,7 @@ async fn a_task_is_polled_to_its_result_and_plain_calls_stay_plain() {
 async fn sigint_while_polling_cancels_the_task_and_exits_130() {
     let ls = aws::localstack().await;
     let queue = ls.create_queue("serve-tasks-sigint").await;
-    let marks = MarkDir::new();
+    let marks = MarkDir::new("asyncmcp-task-marks");
     let mut serve = serve_tasks(
         ls,
         &queue,
@@ -488,7 +467,7 @@ async fn tasks_kept_in_an_sqlite_file_outlive_the_serve_process() {
     use asyncmcp::tasks::{SqliteTaskStore, TaskStore};
     let ls = aws::localstack().await;
     let queue = ls.create_queue("serve-tasks-sqlite").await;
-    let marks = MarkDir::new();
+    let marks = MarkDir::new("asyncmcp-task-marks");
     let db = marks.path().join("tasks.db");
     let store = format!("sqlite:{}", db.display());
     let serve = serve_tasks(

@@ -3,6 +3,7 @@
 #![allow(dead_code, reason = "each test file uses its own part")]
 
 pub mod fault;
+pub mod marks;
 pub mod serve;
 
 use std::process::ExitStatus;
