@@ -128,6 +128,15 @@ pub fn median(mut runs: Vec<Row>) -> Row {
     row
 }
 
+/// A row's API calls per tool call by operation, as `Operation 0.12, …`.
+fn operations(row: &Row) -> String {
+    row.operations
+        .iter()
+        .map(|(operation, per_call)| format!("{operation} {per_call:.2}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Nearest-rank percentile of sorted values (0 when empty).
 fn percentile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
@@ -271,17 +280,12 @@ fn transports_markdown(rows: &[&Row]) -> String {
 
     out.push_str("\nAPI calls per tool call by operation (our processes):\n\n");
     for r in rows.iter().filter(|r| !r.operations.is_empty()) {
-        let parts: Vec<String> = r
-            .operations
-            .iter()
-            .map(|(operation, per_call)| format!("{operation} {per_call:.2}"))
-            .collect();
         let _ = writeln!(
             out,
             "- {} at {}: {}",
             r.stack.label(),
             r.in_flight,
-            parts.join(", ")
+            operations(r)
         );
     }
 

@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use super::{Metric, Row, find};
+use super::{Metric, Row, find, operations};
 use crate::Stack;
 
 /// The stacks of the comparison, in the order of the table.
@@ -94,17 +94,12 @@ pub fn markdown(rows: &[Row]) -> String {
 
     out.push_str("\nAPI calls per tool call by operation (the command counts only its total):\n\n");
     for r in rows.iter().filter(|r| !r.operations.is_empty()) {
-        let parts: Vec<String> = r
-            .operations
-            .iter()
-            .map(|(operation, per_call)| format!("{operation} {per_call:.2}"))
-            .collect();
         let _ = writeln!(
             out,
             "- {} at {}: {}",
             r.stack.label(),
             r.in_flight,
-            parts.join(", ")
+            operations(r)
         );
     }
     out

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::Row;
+use super::{Row, operations};
 use crate::Stack;
 
 /// The table, with the cores each process kept busy, as Markdown.
@@ -70,17 +70,12 @@ pub fn markdown(rows: &[Row]) -> String {
     }
     out.push_str("\nAPI calls per tool call by operation (all server processes, client):\n\n");
     for r in &rows {
-        let parts: Vec<String> = r
-            .operations
-            .iter()
-            .map(|(operation, per_call)| format!("{operation} {per_call:.2}"))
-            .collect();
         let _ = writeln!(
             out,
             "- {} server processes at {}: {}",
             r.server_processes.unwrap_or(1),
             r.in_flight,
-            parts.join(", ")
+            operations(r)
         );
     }
     out
