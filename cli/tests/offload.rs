@@ -16,29 +16,6 @@ use tokio::io::AsyncWriteExt;
 
 const MIB: usize = 1024 * 1024;
 
-/// The keys left in `bucket`, once none is (or after 20 s).
-async fn left_in(bucket: &TestBucket) -> Vec<String> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let listed = bucket
-            .client
-            .list_objects_v2()
-            .bucket(&bucket.name)
-            .send()
-            .await
-            .expect("ListObjectsV2");
-        let keys: Vec<String> = listed
-            .contents()
-            .iter()
-            .filter_map(|o| o.key().map(str::to_owned))
-            .collect();
-        if keys.is_empty() || tokio::time::Instant::now() > deadline {
-            return keys;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// `asyncmcp call ARGS echo -` with `{"message": message}` on stdin.
 async fn call_echo(ls: &aws::LocalStack, args: &[&str], message: &str) -> std::process::Output {
     let mut full = vec!["call"];
@@ -91,7 +68,7 @@ async fn a_3_mib_call_goes_through_s3_and_leaves_nothing() {
         stdout.len()
     );
     assert_eq!(
-        left_in(&bucket).await,
+        bucket.drained().await,
         Vec::<String>::new(),
         "objects left behind"
     );

@@ -45,7 +45,7 @@ async fn a_batch_sends_and_receives_large_calls_through_s3() {
         [("a".to_owned(), 3 * MIB), ("b".to_owned(), 2 * MIB)]
     );
     assert_eq!(
-        drained(&bucket).await,
+        bucket.drained().await,
         Vec::<String>::new(),
         "objects left behind"
     );

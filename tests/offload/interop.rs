@@ -53,7 +53,7 @@ async fn interop_with_the_python_extended_client() {
     assert_eq!(delivery.message.attribute("From"), Some("python"));
     assert_eq!(delivery.message.attribute(PAYLOAD_SIZE_ATTRIBUTE), None);
     inbox.ack(&delivery.receipt).await.expect("acked");
-    assert_eq!(drained(&bucket).await, Vec::<String>::new());
+    assert_eq!(bucket.drained().await, Vec::<String>::new());
 
     let outbox = layer.layer(setup.outbox.clone());
     outbox
@@ -63,14 +63,14 @@ async fn interop_with_the_python_extended_client() {
         )
         .await
         .expect("sent");
-    assert_eq!(keys(&bucket).await.len(), 1, "offloaded");
+    assert_eq!(bucket.keys().await.len(), 1, "offloaded");
     let got: serde_json::Value =
         serde_json::from_str(py_extended(&["receive", &queue, &bucket.name]).await.trim())
             .expect("JSON from the script");
     assert_eq!(got["length"], size);
     assert_eq!(got["matches"], true);
     assert_eq!(got["attributes"]["From"], "rust");
-    assert_eq!(drained(&bucket).await, Vec::<String>::new());
+    assert_eq!(bucket.drained().await, Vec::<String>::new());
 
     let _ = sqs::delete_queue(&setup.sqs, &queue).await;
     bucket.delete().await;

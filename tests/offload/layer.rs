@@ -26,7 +26,7 @@ async fn the_object_lives_until_the_delivery_is_acked() {
         .await
         .expect("sent");
     assert_eq!(
-        keys(&bucket).await.len(),
+        bucket.keys().await.len(),
         1,
         "only the large body is offloaded"
     );
@@ -40,11 +40,11 @@ async fn the_object_lives_until_the_delivery_is_acked() {
     assert_eq!(large.message.attribute("Kept"), Some("yes"));
     assert_eq!(large.message.attribute(PAYLOAD_SIZE_ATTRIBUTE), None);
     inbox.release(&large.receipt).await.expect("released");
-    assert_eq!(keys(&bucket).await.len(), 1, "release keeps the object");
+    assert_eq!(bucket.keys().await.len(), 1, "release keeps the object");
     let again = inbox.receive(10, Duration::ZERO).await.expect("received");
     assert_eq!(again.len(), 1);
     inbox.ack(&again[0].receipt).await.expect("acked");
-    assert_eq!(keys(&bucket).await, Vec::<String>::new(), "ack deletes it");
+    assert_eq!(bucket.keys().await, Vec::<String>::new(), "ack deletes it");
     inbox.ack(&received[0].receipt).await.expect("acked");
     bucket.delete().await;
 }
@@ -119,7 +119,7 @@ async fn bad_objects_are_refused_naming_them() {
             .iter()
             .any(|r| matches!(r, PayloadRefused::Malformed(_)))
     );
-    let mut left = keys(&bucket).await;
+    let mut left = bucket.keys().await;
     left.sort();
     assert_eq!(
         left,

@@ -40,34 +40,6 @@ fn text(len: usize) -> String {
     "0123456789abcdef".repeat(len / 16 + 1)[..len].to_owned()
 }
 
-/// The keys in `bucket`.
-async fn keys(bucket: &TestBucket) -> Vec<String> {
-    let listed = bucket
-        .client
-        .list_objects_v2()
-        .bucket(&bucket.name)
-        .send()
-        .await
-        .expect("ListObjectsV2");
-    listed
-        .contents()
-        .iter()
-        .filter_map(|o| o.key().map(str::to_owned))
-        .collect()
-}
-
-/// Waits (up to 20 s) until `bucket` holds no object; returns what is left.
-async fn drained(bucket: &TestBucket) -> Vec<String> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let left = keys(bucket).await;
-        if left.is_empty() || tokio::time::Instant::now() > deadline {
-            return left;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 fn settings(bucket: &TestBucket) -> S3Offload {
     S3Offload::new(bucket.client.clone(), &bucket.name).prefix("mcp/")
 }
@@ -224,7 +196,7 @@ async fn echo_large(
     shutdown.cancel();
     server.await.expect("server task");
     assert_eq!(
-        drained(bucket).await,
+        bucket.drained().await,
         Vec::<String>::new(),
         "objects left behind"
     );

@@ -120,7 +120,7 @@ async fn a_reply_whose_payload_is_gone_fails_the_call_clearly() {
     shutdown.cancel();
     server.await.expect("server task");
     assert_eq!(
-        drained(&bucket).await,
+        bucket.drained().await,
         Vec::<String>::new(),
         "objects left behind"
     );
@@ -180,7 +180,7 @@ async fn a_pointer_to_another_bucket_is_refused_and_its_object_untouched() {
     );
     assert!(!reply.to_string().contains("read me"), "{reply}");
     // Still there: never deleted.
-    assert_eq!(keys(&theirs).await, ["mcp/secret"]);
+    assert_eq!(theirs.keys().await, ["mcp/secret"]);
     shutdown.cancel();
     server.await.expect("server task");
     setup.delete(&route).await;

@@ -55,6 +55,35 @@ impl TestBucket {
         Self { client, name }
     }
 
+    /// The keys in the bucket (the first 1000).
+    pub async fn keys(&self) -> Vec<String> {
+        let listed = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.name)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("ListObjectsV2 {}: {e:?}", self.name));
+        listed
+            .contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_owned))
+            .collect()
+    }
+
+    /// Waits (up to 20 s) until the bucket holds no object; returns what is
+    /// left (deletions after a message is settled are not instant).
+    pub async fn drained(&self) -> Vec<String> {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let left = self.keys().await;
+            if left.is_empty() || tokio::time::Instant::now() > deadline {
+                return left;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
     /// Deletes every object, then the bucket.
     pub async fn delete(&self) {
         let mut pages = self
