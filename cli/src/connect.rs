@@ -25,6 +25,7 @@ use asyncmcp::client::{ClientError, QueueClientBuilder, SnsReplies};
 use asyncmcp::queue::sns::{self, SnsOutbox};
 use asyncmcp::queue::sqs::{self, SqsInbox, SqsOutbox};
 use asyncmcp::queue::{RoutingOutbox, is_topic_arn};
+use asyncmcp::wire::Detail;
 use asyncmcp::wire::signing::{SigningError, SigningKeys};
 use base64::Engine;
 
@@ -118,6 +119,13 @@ pub(crate) struct ConnectArgs {
         value_parser = crate::offload::parse_offload_bucket
     )]
     pub(crate) offload_bucket: Option<crate::offload::OffloadBucket>,
+
+    /// Send every attribute docs/wire.md defines on each request
+    /// (`MessageType`, `Timestamp`, `Method`, `RequestId` too), for an SNS
+    /// filter policy or other tooling that reads them. Default: only what a
+    /// server reads.
+    #[arg(long, env = "ASYNCMCP_FULL_ATTRIBUTES")]
+    pub(crate) full_attributes: bool,
 }
 
 /// A setting that cannot be used; found before anything is sent.
@@ -202,6 +210,9 @@ impl ConnectArgs {
         }
         if self.reply_queue_url.is_some() {
             builder = builder.wait(SHARED_REPLY_QUEUE_WAIT);
+        }
+        if self.full_attributes {
+            builder = builder.attribute_detail(Detail::Full);
         }
         Ok(Target {
             builder,

@@ -12,6 +12,7 @@ use crate::queue::layer::stack::Stacked;
 use crate::queue::layer::{Layers, RetryLayer, SignLayer, VerifyLayer};
 use crate::queue::memory::{MemoryBroker, MemoryQueueOptions};
 use crate::queue::{Inbox, Outbox};
+use crate::wire::Detail;
 use crate::wire::signing::{Signing, SigningKeys};
 
 /// Settings of a [`QueueClientTransport`]; set them through its
@@ -71,6 +72,17 @@ pub struct QueueClientConfig {
     /// queue a redrive policy with a lower `maxReceiveCount` (see
     /// docs/wire.md). Values below 1 count as 1.
     pub orphan_after: u32,
+    /// Which attributes requests carry. Default [`Detail::Lean`]: only
+    /// `ClientId`, `ReplyTo` and the session, which is all an asyncmcp or a
+    /// Python asyncmcp server reads (fewer attributes, less broker work per
+    /// message). [`Detail::Full`] adds `MessageType`, `Timestamp`, `Method`
+    /// and `RequestId`, for an SNS filter policy or other tooling that reads
+    /// them.
+    pub attribute_detail: Detail,
+    /// Whether lean requests keep their `RequestId`: when an outbox layer
+    /// may replace the body (offload puts a pointer there), the attribute is
+    /// how a server answers a request whose payload it cannot fetch.
+    pub(crate) request_ids: bool,
 }
 
 impl QueueClientConfig {
@@ -86,6 +98,8 @@ impl QueueClientConfig {
             signing: None,
             send_retry: Duration::from_secs(60),
             orphan_after: 1000,
+            attribute_detail: Detail::Lean,
+            request_ids: false,
         }
     }
 }
@@ -165,6 +179,12 @@ impl QueueClientBuilder {
         self.config.signing = Some(Signing { keys, required });
         self
     }
+    /// Sets which attributes requests carry; see
+    /// [`QueueClientConfig::attribute_detail`].
+    pub fn attribute_detail(mut self, detail: Detail) -> Self {
+        self.config.attribute_detail = detail;
+        self
+    }
     /// Sets how long a send failing for a passing reason is retried; see
     /// [`QueueClientConfig::send_retry`].
     pub fn send_retry(mut self, retry: Duration) -> Self {
@@ -197,6 +217,8 @@ impl QueueClientBuilder {
         L::Service: Outbox,
     {
         self.layers.push_outbox(layer);
+        // It may replace the body (offload does): see `request_ids`.
+        self.config.request_ids = true;
         self
     }
     /// Moves bodies over the queue's limit to S3 and back: pushes an

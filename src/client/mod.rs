@@ -72,7 +72,7 @@ use tokio_util::task::TaskTracker;
 use self::order::{Received, Reorder};
 use crate::queue::memory::MemoryBroker;
 use crate::queue::{Inbox, Outbox, QueueError, QueueMessage};
-use crate::wire::{self, Headers};
+use crate::wire::{self, Detail, Headers};
 
 /// Errors of the client transport.
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +105,11 @@ struct Shared {
     /// `RequestId` (see `poller.rs`).
     #[cfg_attr(not(feature = "offload"), allow(dead_code))]
     unsigned_trusted: bool,
+    /// Which attributes requests carry.
+    attribute_detail: Detail,
+    /// Whether requests carry their `RequestId` in lean detail too
+    /// ([`QueueClientConfig::request_ids`]).
+    request_ids: bool,
 }
 
 impl Shared {
@@ -127,10 +132,18 @@ impl Shared {
     /// The queue message for `message`; for a legacy `initialize`, with the
     /// reply address in its parameters. (Signing is the outbox's.)
     fn encode(&self, message: &ClientJsonRpcMessage) -> Result<QueueMessage, ClientError> {
+        let request_id = match message {
+            ClientJsonRpcMessage::Request(request) if self.request_ids => {
+                Some(wire::request_id_text(&request.id))
+            }
+            _ => None,
+        };
         let headers = Headers {
+            detail: self.attribute_detail,
             session_id: self.session_id(),
             client_id: Some(self.client_id.clone()),
             reply_to: Some(self.reply_address.clone()),
+            request_id,
             ..Headers::default()
         };
         let encoded = if wire::names_initialize(message) {
@@ -214,6 +227,8 @@ impl QueueClientTransport {
                 .signing
                 .as_ref()
                 .is_some_and(|signing| signing.required),
+            attribute_detail: config.attribute_detail,
+            request_ids: config.request_ids,
         });
         let (sender, incoming) = mpsc::channel(256);
         let acks = TaskTracker::new();
@@ -537,6 +552,52 @@ mod tests {
         );
     }
 
+    #[test]
+    fn requests_carry_what_the_detail_and_layers_call_for() {
+        let shared = |detail: Detail, request_ids: bool| Shared {
+            outbox: Arc::new(FlakyOutbox::default()),
+            server_address: "memory://requests".into(),
+            reply_address: "memory://replies".into(),
+            reply_queue: "memory://replies".into(),
+            client_id: "c-1".into(),
+            session_id: Mutex::new(Some("s-1".into())),
+            unsigned_trusted: true,
+            attribute_detail: detail,
+            request_ids,
+        };
+        let call: ClientJsonRpcMessage = serde_json::from_str(
+            r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo"}}"#,
+        )
+        .unwrap();
+        let names = |shared: Shared| {
+            let encoded = shared.encode(&call).unwrap();
+            let mut names: Vec<String> = encoded.attributes.keys().cloned().collect();
+            names.sort();
+            names
+        };
+        assert_eq!(
+            names(shared(Detail::Lean, false)),
+            ["ClientId", "ReplyTo", "SessionId"]
+        );
+        // An outbox layer may put a pointer in the body: the id rides beside it.
+        assert_eq!(
+            names(shared(Detail::Lean, true)),
+            ["ClientId", "ReplyTo", "RequestId", "SessionId"]
+        );
+        assert_eq!(
+            names(shared(Detail::Full, false)),
+            [
+                "ClientId",
+                "MessageType",
+                "Method",
+                "ReplyTo",
+                "RequestId",
+                "SessionId",
+                "Timestamp"
+            ]
+        );
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_retried_request_is_the_same_message_to_a_fifo_queue() {
         let outbox = Arc::new(FlakyOutbox::default());
@@ -551,6 +612,8 @@ mod tests {
             client_id: "c-1".into(),
             session_id: Mutex::new(None),
             unsigned_trusted: true,
+            attribute_detail: Detail::Lean,
+            request_ids: false,
         };
         let ping: ClientJsonRpcMessage =
             serde_json::from_str(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#).unwrap();
@@ -562,7 +625,7 @@ mod tests {
         assert_eq!(retry.deduplication_id, first.deduplication_id);
         assert_eq!(retry.group_id.as_deref(), Some("c-1.1"));
         assert_eq!(retry.body, first.body);
-        assert_eq!(retry.attribute(wire::attr::METHOD), Some("ping"));
-        assert_eq!(retry.attribute(wire::attr::REQUEST_ID), Some("1"));
+        assert_eq!(retry.attributes, first.attributes);
+        assert_eq!(retry.attribute(wire::attr::CLIENT_ID), Some("c-1"));
     }
 }

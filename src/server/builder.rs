@@ -14,6 +14,7 @@ use crate::queue::layer::stack::Stacked;
 use crate::queue::layer::{Layers, SignLayer, VerifyLayer};
 use crate::queue::{Inbox, Outbox};
 use crate::tasks::TaskSettings;
+use crate::wire::Detail;
 use crate::wire::session::SessionKeys;
 use crate::wire::signing::{Signing, SigningKeys};
 
@@ -101,6 +102,12 @@ impl QueueServerBuilder {
     /// whatever the request names; see [`ServerConfig::shared_reply_address`].
     pub fn shared_reply_address(mut self, address: impl Into<String>) -> Self {
         self.config.shared_reply_address = Some(address.into());
+        self
+    }
+    /// Sets which attributes replies carry; see
+    /// [`ServerConfig::attribute_detail`].
+    pub fn attribute_detail(mut self, detail: Detail) -> Self {
+        self.config.attribute_detail = detail;
         self
     }
     /// Sets how long answered requests are kept for replay to duplicates

@@ -117,7 +117,8 @@ impl<F: ServiceFactory> Shared<F> {
 /// The copy of `original` (out of any SNS envelope, as the inbox delivers
 /// it) sent to `dead_letter`: with the reason and receive count, within
 /// [`MAX_ATTRIBUTES`] and room for the signature the outbox adds when the
-/// server `signs` (it vouches for the reason attributes), with FIFO ids only
+/// server `signs` (it vouches for the reason attributes; a signed copy keeps
+/// the request's `Timestamp`, or is stamped now), with FIFO ids only
 /// for a FIFO destination.
 pub(super) fn prepare(
     original: &QueueMessage,
@@ -136,7 +137,15 @@ pub(super) fn prepare(
     ] {
         message.attributes.remove(name);
     }
-    let ours = 2 + usize::from(signs);
+    // A signed message carries a `Timestamp` (the signer stamps one that
+    // has none): set aside, never dropped, and counted with ours.
+    let timestamp = signs.then(|| {
+        message
+            .attributes
+            .remove(wire::attr::TIMESTAMP)
+            .unwrap_or_else(|| AttributeValue::Number(wire::now_text()))
+    });
+    let ours = 2 + 2 * usize::from(signs);
     let room = MAX_ATTRIBUTES - ours;
     let mut reason = reason.to_owned();
     if message.attributes.len() > room {
@@ -152,6 +161,11 @@ pub(super) fn prepare(
             dropped.len(),
             shown.join(", ")
         ));
+    }
+    if let Some(timestamp) = timestamp {
+        message
+            .attributes
+            .insert(wire::attr::TIMESTAMP.to_owned(), timestamp);
     }
     message.attributes.insert(
         wire::attr::DEAD_LETTER_REASON.to_owned(),
@@ -258,6 +272,7 @@ mod tests {
             .with_string(wire::attr::DEAD_LETTER_REASON, "forged");
         let mut moved = prepare(&forged, "why", 2, &dead_letter("memory://dl"), true);
         assert_eq!(moved.attributes.len(), MAX_ATTRIBUTES - 1);
+        assert!(moved.attribute(wire::attr::TIMESTAMP).is_some(), "stamped");
         keys.sign(&mut moved);
         assert_eq!(moved.attributes.len(), MAX_ATTRIBUTES);
         assert!(moved.attribute(wire::attr::SIGNATURE).is_some());

@@ -59,6 +59,7 @@ pub use request::REQUEST_TIMEOUT;
 
 use crate::queue::{Inbox, QueueInfo};
 use crate::tasks::TaskSettings;
+use crate::wire::Detail;
 use crate::wire::session::SessionKeys;
 use crate::wire::signing::Signing;
 
@@ -119,7 +120,8 @@ pub struct ServerConfig {
     /// Where every reply goes, whatever address a request names: typically
     /// one SNS topic shared by all clients, each of which subscribes its
     /// queue with a filter policy on its own `ClientId` (replies carry the
-    /// request's `ClientId` and `SessionId`). Default none: replies go to the
+    /// request's `ClientId`; see [`attribute_detail`](Self::attribute_detail)
+    /// for `SessionId`). Default none: replies go to the
     /// address each request names, checked against
     /// [`reply_policy`](Self::reply_policy).
     pub shared_reply_address: Option<String>,
@@ -165,6 +167,17 @@ pub struct ServerConfig {
     /// replica; a call over one waits in the queue (see
     /// [`limits`]). Default: none.
     pub limits: ToolLimits,
+    /// Which attributes replies carry. Default [`Detail::Lean`]: a request
+    /// from an asyncmcp client (one that names its reply address in
+    /// `ReplyTo`) gets replies with only what that client reads: `ClientId`,
+    /// the `RequestId` and `Sequence` numbering (no `Sequence` on a response
+    /// with nothing before it), and `SessionId` only on the `initialize`
+    /// response (or when the request had no `ClientId`). Replies to other
+    /// clients (Python asyncmcp's name no `ReplyTo`) and to webhooks, whose
+    /// attributes become headers, get every attribute docs/wire.md
+    /// defines, as does every reply with [`Detail::Full`] (for an SNS
+    /// filter policy or other tooling that reads them).
+    pub attribute_detail: Detail,
 }
 
 /// SQS's cap on a message's total visibility, from its receipt.
@@ -211,6 +224,7 @@ impl ServerConfig {
             visibility_ceiling: DEFAULT_VISIBILITY_CEILING,
             tasks: None,
             limits: ToolLimits::default(),
+            attribute_detail: Detail::Lean,
         }
     }
 }

@@ -30,7 +30,7 @@ use super::transport::RequestTransport;
 
 use crate::queue::{Inbox, Outbox, QueueError, QueueMessage, Receipt};
 use crate::wire::session::{SessionKeys, SessionState};
-use crate::wire::{self, Headers, WireError};
+use crate::wire::{self, Detail, Headers, WireError};
 
 /// JSON-RPC error code for a request that exceeded the server's deadline
 /// (the code MCP SDKs use for request timeouts).
@@ -112,6 +112,9 @@ pub(super) struct Reply {
     outbox: Arc<dyn Outbox>,
     address: String,
     headers: Headers,
+    /// The message group on a FIFO reply queue: one per client (or
+    /// session) keeps a request's notifications before its response.
+    group: String,
     /// On `initialize`: seal the negotiated session into the response.
     seal: Option<(SessionKeys, SessionState)>,
     /// For the messages of a request: the `Sequence` of the next one.
@@ -131,11 +134,25 @@ pub(super) struct Reply {
 impl Reply {
     /// Replies to `address` through `outbox` (which signs them when the
     /// server signs: its [`SignLayer`](crate::queue::layer::SignLayer)).
-    pub(super) fn new(outbox: Arc<dyn Outbox>, address: String, headers: Headers) -> Self {
+    ///
+    /// In [lean detail](Detail::Lean) the replies carry the session id only
+    /// when there is no client id to tell them apart by (and on the
+    /// `initialize` response, which issues it).
+    pub(super) fn new(outbox: Arc<dyn Outbox>, address: String, mut headers: Headers) -> Self {
+        let group = headers
+            .client_id
+            .as_deref()
+            .or(headers.session_id.as_deref())
+            .unwrap_or("asyncmcp")
+            .to_owned();
+        if headers.detail == Detail::Lean && headers.client_id.is_some() {
+            headers.session_id = None;
+        }
         Self {
             outbox,
             address,
             headers,
+            group,
             seal: None,
             next_sequence: None,
             keep_final: false,
@@ -199,15 +216,7 @@ impl Reply {
     /// its sequence number: the client waits only for notifications that are
     /// on their way.
     async fn deliver(&mut self, encoded: QueueMessage, is_final: bool) -> Result<(), QueueError> {
-        // On a FIFO reply queue, one group per client (or session) keeps a
-        // request's notifications before its response.
-        let group = self
-            .headers
-            .client_id
-            .as_deref()
-            .or(self.headers.session_id.as_deref())
-            .unwrap_or("asyncmcp");
-        let encoded = encoded.for_destination(&self.address, group);
+        let encoded = encoded.for_destination(&self.address, &self.group);
         let body = (self.keep_final && is_final).then(|| encoded.body.clone());
         let result = self.outbox.send(&self.address, encoded).await;
         match &result {

@@ -14,6 +14,8 @@ use crate::queue::{AttributeValue, Attributes, QueueMessage, is_topic_arn};
 /// Routing data that travels beside a message, in its attributes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Headers {
+    /// Which attributes the message carries beyond what its receiver reads.
+    pub detail: Detail,
     /// `SessionId`: the session (legacy protocol versions).
     pub session_id: Option<String>,
     /// `ClientId`: the client that sent the request.
@@ -27,6 +29,28 @@ pub struct Headers {
     /// `Sequence`: the message's position among those sent for
     /// [`request_id`](Self::request_id), from 1.
     pub sequence: Option<u64>,
+}
+
+/// How many attributes a message carries. Each one costs the broker work on
+/// every send and receive (BENCHMARKS.md, "What each attribute costs"), so
+/// a sender that knows its peer is an asyncmcp one sends only what that peer
+/// reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Detail {
+    /// Every attribute docs/wire.md defines for the message, as Python
+    /// asyncmcp sends them: `MessageType`, `Timestamp`, `Method`,
+    /// `RequestId`, and the headers given. What a peer that is not known to
+    /// be an asyncmcp one gets, and what tooling that filters or indexes on
+    /// those attributes (an SNS filter policy on `Method`, say) needs.
+    #[default]
+    Full,
+    /// Only what an asyncmcp receiver reads: the headers given, without
+    /// `MessageType`, `Timestamp` (a [signed](super::signing) message gets
+    /// one from the signer), `Method`, or a request's own `RequestId`
+    /// (its body has both); and on a final response numbered 1 (no
+    /// notifications before it) neither `RequestId` nor `Sequence`.
+    Lean,
 }
 
 /// Why a queue message is not a JSON-RPC message we can serve.
@@ -211,20 +235,28 @@ fn queued(body: String, attributes: Attributes) -> QueueMessage {
 fn attributes(method: Option<&str>, id: Option<RequestId>, headers: &Headers) -> Attributes {
     let string = |value: &str| AttributeValue::String(value.to_owned());
     let mut attributes = Attributes::new();
-    attributes.insert(attr::MESSAGE_TYPE.to_owned(), string(attr::JSONRPC));
-    attributes.insert(
-        attr::TIMESTAMP.to_owned(),
-        AttributeValue::Number(now_text()),
-    );
+    let full = headers.detail == Detail::Full;
+    if full {
+        attributes.insert(attr::MESSAGE_TYPE.to_owned(), string(attr::JSONRPC));
+        attributes.insert(
+            attr::TIMESTAMP.to_owned(),
+            AttributeValue::Number(now_text()),
+        );
+    }
     let mut request_id = None;
-    if let Some(method) = method {
+    if let Some(method) = method.filter(|_| full) {
         attributes.insert(attr::METHOD.to_owned(), string(method));
         request_id = id.map(|id| request_id_text(&id));
     }
     if let Some(id) = request_id.or_else(|| headers.request_id.clone()) {
         attributes.insert(attr::REQUEST_ID.to_owned(), AttributeValue::String(id));
     }
-    if let Some(sequence) = headers.sequence {
+    // A final response (no method) numbered 1 has nothing to wait for: the
+    // client hands it over at once, as it does one without a number. (Its
+    // `RequestId` stays: a client fails the call by it when the response's
+    // offloaded payload is gone, and the body is then no help.)
+    let lone_final = method.is_none() && headers.sequence == Some(1);
+    if let Some(sequence) = headers.sequence.filter(|_| full || !lone_final) {
         attributes.insert(
             attr::SEQUENCE.to_owned(),
             AttributeValue::Number(sequence.to_string()),
@@ -245,7 +277,7 @@ fn attributes(method: Option<&str>, id: Option<RequestId>, headers: &Headers) ->
 /// The send time as `Timestamp` carries it: epoch seconds with three
 /// decimals (milliseconds truncated), written from integers, which is
 /// cheaper than formatting an `f64` to a precision.
-fn now_text() -> String {
+pub(crate) fn now_text() -> String {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
@@ -287,6 +319,13 @@ pub(crate) fn decode_with<M: DeserializeOwned>(
     may_be_initialize: impl FnOnce(&M, &str) -> bool,
 ) -> Decoded<Inbound<M>> {
     let headers = Headers {
+        // What the sender chose, as far as it shows: `MessageType` is on
+        // every message a full sender sends.
+        detail: if message.attribute(attr::MESSAGE_TYPE).is_some() {
+            Detail::Full
+        } else {
+            Detail::Lean
+        },
         session_id: non_empty(message.attribute(attr::SESSION_ID)),
         client_id: non_empty(message.attribute(attr::CLIENT_ID)),
         reply_to: non_empty(message.attribute(attr::REPLY_TO)),
@@ -419,6 +458,7 @@ mod tests {
 
     fn headers() -> Headers {
         Headers {
+            detail: Detail::Full,
             session_id: Some("s-1".into()),
             client_id: Some("c-1".into()),
             reply_to: Some("memory://replies".into()),
@@ -450,6 +490,68 @@ mod tests {
         let inbound = decoded.message.unwrap();
         assert!(matches!(inbound.message, ClientJsonRpcMessage::Request(_)));
         assert_eq!(inbound.init_reply_to, None);
+    }
+
+    #[test]
+    fn a_lean_request_carries_only_its_routing() {
+        let body = json!({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{}});
+        let lean = Headers {
+            detail: Detail::Lean,
+            ..headers()
+        };
+        let queued = encode(&body, &lean).unwrap();
+        let mut names: Vec<&str> = queued.attributes.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(names, [attr::CLIENT_ID, attr::REPLY_TO, attr::SESSION_ID]);
+        // The receiver still reads everything it routes by, and the id and
+        // method from the body.
+        let decoded = decode::<ClientJsonRpcMessage>(&queued);
+        assert_eq!(decoded.headers, lean);
+        let Ok(Inbound {
+            message: ClientJsonRpcMessage::Request(request),
+            ..
+        }) = decoded.message
+        else {
+            panic!("a request");
+        };
+        assert_eq!(request.id, RequestId::Number(7));
+    }
+
+    #[test]
+    fn a_lean_reply_is_numbered_only_when_something_came_before_it() {
+        let numbered = |sequence: u64| Headers {
+            detail: Detail::Lean,
+            client_id: Some("c-1".into()),
+            request_id: Some("7".into()),
+            sequence: Some(sequence),
+            ..Headers::default()
+        };
+        let response = json!({"jsonrpc":"2.0","id":7,"result":{}});
+        let progress = json!({"jsonrpc":"2.0","method":"notifications/progress","params":{}});
+        // A response with nothing before it: whose it is, and for which call.
+        let alone = encode(&response, &numbered(1)).unwrap();
+        let mut names: Vec<&str> = alone.attributes.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(names, [attr::CLIENT_ID, attr::REQUEST_ID]);
+        // A notification, and a response after one: both numbered.
+        for (message, sequence) in [(&progress, 1), (&response, 2)] {
+            let queued = encode(message, &numbered(sequence)).unwrap();
+            assert_eq!(queued.attribute(attr::REQUEST_ID), Some("7"));
+            assert_eq!(
+                queued.attribute(attr::SEQUENCE),
+                Some(&*sequence.to_string())
+            );
+            assert_eq!(queued.attribute(attr::METHOD), None);
+            assert_eq!(queued.attributes.len(), 3);
+        }
+        // Full detail numbers the lone response too, as before.
+        let full = Headers {
+            detail: Detail::Full,
+            ..numbered(1)
+        };
+        let queued = encode(&response, &full).unwrap();
+        assert_eq!(queued.attribute(attr::SEQUENCE), Some("1"));
+        assert_eq!(queued.attribute(attr::MESSAGE_TYPE), Some("jsonrpc"));
     }
 
     #[test]

@@ -27,8 +27,10 @@ pub mod session;
 pub mod signing;
 
 pub use codec::{
-    Decoded, Headers, Inbound, WireError, decode, encode, error_reply, request_id_from_text,
-    request_id_text,
+    Decoded, Detail, Headers, Inbound, WireError, decode, encode, error_reply,
+    request_id_from_text, request_id_text,
 };
-pub(crate) use codec::{add_initialize_reply_to, decode_with, encode_message, encode_value};
+pub(crate) use codec::{
+    add_initialize_reply_to, decode_with, encode_message, encode_value, now_text,
+};
 pub(crate) use parse::{decode_client_message, names_initialize};

@@ -119,8 +119,15 @@ impl SigningKeys {
     }
 
     /// Signs `message` with the current key, setting its `Signature`
-    /// attribute (replacing any it had). Does not check the attribute count.
+    /// attribute (replacing any it had). A message without a `Timestamp`
+    /// (one sent with [lean detail](crate::wire::Detail::Lean)) gets one
+    /// first, so that its receiver can check its age
+    /// ([`check_fresh`]). Does not check the attribute count.
     pub fn sign(&self, message: &mut QueueMessage) {
+        message
+            .attributes
+            .entry(attr::TIMESTAMP.to_owned())
+            .or_insert_with(|| AttributeValue::Number(super::codec::now_text()));
         let tag = mac(&self.current, message).finalize().into_bytes();
         message.attributes.insert(
             attr::SIGNATURE.to_owned(),
@@ -367,6 +374,30 @@ mod tests {
         let mut again = message.clone();
         keys().sign(&mut again);
         assert_eq!(again, message, "re-signing ignores the old signature");
+    }
+
+    #[test]
+    fn signing_stamps_a_message_without_a_timestamp_and_covers_it() {
+        let mut lean = QueueMessage::new("{}").with_string(attr::CLIENT_ID, "c");
+        keys().sign(&mut lean);
+        let stamped = lean
+            .attribute(attr::TIMESTAMP)
+            .unwrap_or_default()
+            .to_owned();
+        let now = std::time::SystemTime::now();
+        assert_eq!(
+            check_fresh(&lean, now, std::time::Duration::from_secs(60)),
+            Ok(()),
+            "{stamped}"
+        );
+        assert_eq!(keys().verify(&lean), Ok(()));
+        // The stamp is signed: moving it breaks the signature.
+        let mut moved = lean.clone();
+        moved.attributes.insert(
+            attr::TIMESTAMP.to_owned(),
+            AttributeValue::Number("1".to_owned()),
+        );
+        assert!(keys().verify(&moved).is_err());
     }
 
     #[test]

@@ -180,6 +180,12 @@ pub(crate) struct ServeArgs {
         value_parser = crate::offload::parse_offload_bucket
     )]
     offload_bucket: Option<crate::offload::OffloadBucket>,
+    /// Send every attribute docs/wire.md defines on each reply
+    /// (`MessageType`, `Timestamp`, `SessionId`, `Method` too), for an SNS
+    /// filter policy or other tooling that reads them. Default: to asyncmcp
+    /// clients, only what they read.
+    #[arg(long, env = "ASYNCMCP_FULL_ATTRIBUTES")]
+    full_attributes: bool,
     #[command(flatten)]
     tasks: TaskArgs,
     #[command(flatten)]
@@ -297,6 +303,9 @@ async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     }
     if let Some(offload) = &args.offload_bucket {
         builder = builder.offload(offload.settings().await);
+    }
+    if args.full_attributes {
+        builder = builder.attribute_detail(asyncmcp::wire::Detail::Full);
     }
     if let Some(keys) = signing {
         builder = builder.signing(keys, args.require_signatures);

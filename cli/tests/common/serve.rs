@@ -23,9 +23,10 @@ pub const READY_WITHIN: Duration = Duration::from_secs(60);
 /// The settings `serve` (and the subcommands) read from the environment:
 /// removed from a run's environment unless the test sets them, so that the
 /// caller's shell does not change what a test checks.
-const SERVE_VARS: [&str; 30] = [
+const SERVE_VARS: [&str; 31] = [
     "ASYNCMCP_QUEUE_URL",
     "ASYNCMCP_OFFLOAD_BUCKET",
+    "ASYNCMCP_FULL_ATTRIBUTES",
     "ASYNCMCP_TOPIC_ARN",
     "ASYNCMCP_REPLY_QUEUE_URL",
     "ASYNCMCP_CLIENT_ID",

@@ -15,6 +15,7 @@ use super::{Batch, Pending, Shared};
 use crate::queue::layer::stack::Stacked;
 use crate::queue::layer::{Layers, RetryLayer, SignLayer, VerifyLayer};
 use crate::queue::{Inbox, Outbox};
+use crate::wire::Detail;
 use crate::wire::signing::{Signing, SigningKeys};
 
 /// Builds a [`Batch`]: settings, then the broker ([`build`](Self::build),
@@ -55,6 +56,7 @@ pub struct BatchBuilder {
     signing: Option<Signing>,
     send_retry: Duration,
     orphan_after: u32,
+    attribute_detail: Detail,
     #[cfg(feature = "offload")]
     offload: Option<crate::queue::layer::S3Offload>,
 }
@@ -83,6 +85,7 @@ impl BatchBuilder {
             signing: None,
             send_retry: Duration::from_secs(60),
             orphan_after: 1000,
+            attribute_detail: Detail::Lean,
             #[cfg(feature = "offload")]
             offload: None,
         }
@@ -138,6 +141,13 @@ impl BatchBuilder {
         self.orphan_after = receives.max(1);
         self
     }
+    /// Which attributes calls carry. Default [`Detail::Lean`]: `ClientId`
+    /// and `ReplyTo` only; see
+    /// [`QueueClientConfig::attribute_detail`](crate::client::QueueClientConfig::attribute_detail).
+    pub fn attribute_detail(mut self, detail: Detail) -> Self {
+        self.attribute_detail = detail;
+        self
+    }
     /// Moves bodies over the queue's limit to S3 and back (below signing);
     /// see [`offload`](crate::queue::layer::offload). An answer's object is
     /// deleted when the answer is [acked](super::Batch::ack).
@@ -158,6 +168,8 @@ impl BatchBuilder {
             .map(|s| SignLayer::new(s.keys.clone()));
         #[allow(unused_mut, reason = "layers are added with feature `offload` only")]
         let mut layers = Layers::default();
+        #[cfg(feature = "offload")]
+        let offloads = self.offload.is_some();
         #[cfg(feature = "offload")]
         if let Some(settings) = self.offload {
             let layer = crate::queue::layer::OffloadLayer::new(settings);
@@ -182,6 +194,11 @@ impl BatchBuilder {
             server_address: self.server_address,
             reply_address,
             client_id: self.client_id,
+            attribute_detail: self.attribute_detail,
+            #[cfg(feature = "offload")]
+            request_ids: offloads,
+            #[cfg(not(feature = "offload"))]
+            request_ids: false,
             pending: Mutex::new(Pending {
                 calls: HashMap::new(),
                 keys: Default::default(),

@@ -84,7 +84,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::queue::{Inbox, Outbox, QueueError, Receipt};
-use crate::wire::{self, Headers};
+use crate::wire::{self, Detail, Headers};
 
 /// The prefix of the request ids of batch calls; the scheme's version.
 const ID_PREFIX: &str = "b1.";
@@ -192,6 +192,12 @@ struct Shared {
     server_address: String,
     reply_address: String,
     client_id: String,
+    /// Which attributes calls carry.
+    attribute_detail: Detail,
+    /// Whether calls carry their `RequestId` in lean detail too: with
+    /// offload, the body may be a pointer, and the attribute is how a
+    /// server answers a call whose payload it cannot fetch.
+    request_ids: bool,
     pending: Mutex<Pending>,
     /// Woken when a call stops being pending.
     freed: Notify,
@@ -244,8 +250,10 @@ impl Shared {
         let body =
             json!({"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params});
         let headers = Headers {
+            detail: self.attribute_detail,
             client_id: Some(self.client_id.clone()),
             reply_to: Some(self.reply_address.clone()),
+            request_id: self.request_ids.then(|| request_id.to_owned()),
             ..Headers::default()
         };
         let message = wire::encode_value(&body, &headers)?;

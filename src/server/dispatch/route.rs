@@ -13,7 +13,7 @@ use crate::server::ServiceFactory;
 use crate::server::inflight::Caller;
 use crate::server::request::Reply;
 use crate::wire::session::SessionState;
-use crate::wire::{self, Headers};
+use crate::wire::{self, Detail, Headers};
 
 /// Where a message came from and where its replies go.
 pub(super) struct Route {
@@ -108,15 +108,33 @@ impl<F: ServiceFactory> Shared<F> {
         }
     }
 
-    /// A reply to `address`, signed when the server signs.
-    pub(in crate::server) fn reply(&self, address: String, headers: Headers) -> Reply {
+    /// A reply to `address`, signed when the server signs, with the
+    /// attributes [`ServerConfig::attribute_detail`] says.
+    ///
+    /// [`ServerConfig::attribute_detail`]: crate::server::ServerConfig::attribute_detail
+    pub(in crate::server) fn reply(&self, address: String, mut headers: Headers) -> Reply {
+        // A webhook's attributes become headers, which cost nothing to
+        // speak of, and Python asyncmcp's webhook client reads them.
+        let webhook = !crate::queue::is_queue_url(&address)
+            && (address.starts_with("https://") || address.starts_with("http://"));
+        if self.config.attribute_detail == Detail::Full || webhook {
+            headers.detail = Detail::Full;
+        }
         Reply::new(self.outbox.clone(), address, headers)
     }
 }
 
-/// The attributes replies carry: the request's session and client ids.
+/// The attributes replies to `request` carry: its session and client ids,
+/// in [lean detail](Detail::Lean) when it came from an asyncmcp client
+/// (which names its reply address in `ReplyTo`; a forged one only changes
+/// the attributes of replies to that address).
 pub(in crate::server) fn reply_headers(request: &Headers) -> Headers {
     Headers {
+        detail: if request.reply_to.is_some() {
+            Detail::Lean
+        } else {
+            Detail::Full
+        },
         session_id: request.session_id.clone(),
         client_id: request.client_id.clone(),
         ..Headers::default()

@@ -13,12 +13,14 @@
 //! * delivery guarantees: order of a call's messages, duplicates, poison
 //!   requests and signed messages;
 //! * identity: every caller gets its own answer;
+//! * detail: which attributes replies carry, by peer;
 //! * the client: what it accepts and in which order it hands it over;
 //! * settling: final replies that fail, dead letters, orphan replies, and a
 //!   request's life while a send stalls.
 
 mod basics;
 mod client;
+mod detail;
 mod final_reply;
 mod guarantees;
 mod identity;
@@ -29,6 +31,7 @@ mod settling;
 
 pub use basics::*;
 pub use client::*;
+pub use detail::*;
 pub use final_reply::*;
 pub use guarantees::*;
 pub use identity::*;
@@ -132,6 +135,7 @@ macro_rules! scenario_tests {
                 visibility_ceiling_ends_the_call_in_time,
                 server_to_client_requests_fail_at_once,
                 a_stalled_reply_keeps_deadline_and_shutdown,
+                reply_attributes_follow_the_peer,
         );
     };
 }

@@ -46,11 +46,16 @@ pub enum AttributeSet {
     Sequence,
     /// Plus `Signature` both ways: the most a message of ours carries.
     Signed,
+    /// Not cumulative: what our client and server send each other now, in
+    /// lean detail ([`wire::Detail::Lean`]), on a legacy call (`ClientId`,
+    /// `ReplyTo` and `SessionId` on requests; `ClientId` and `RequestId` on
+    /// the response).
+    Lean,
 }
 
 impl AttributeSet {
     /// Every set, in the order they are measured.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::None,
         Self::TypeTime,
         Self::Ids,
@@ -58,6 +63,7 @@ impl AttributeSet {
         Self::Session,
         Self::Sequence,
         Self::Signed,
+        Self::Lean,
     ];
 
     /// The row label in the report.
@@ -68,15 +74,16 @@ impl AttributeSet {
             Self::Ids => "+ Method, RequestId",
             Self::Routing => "+ ClientId, ReplyTo",
             Self::Session => "+ SessionId",
-            Self::Sequence => "+ Sequence (all asyncmcp SQS sends)",
+            Self::Sequence => "+ Sequence (full detail: all asyncmcp sent before)",
             Self::Signed => "+ Signature (signing on)",
+            Self::Lean => "lean detail (what asyncmcp sends its own peers)",
         }
     }
 
     /// The attribute names on requests and on replies.
     fn names(self) -> (Vec<&'static str>, Vec<&'static str>) {
         let (mut request, mut reply) = match self {
-            Self::None => return (Vec::new(), Vec::new()),
+            Self::None | Self::Lean => return (Vec::new(), Vec::new()),
             Self::TypeTime => {
                 let both = vec![attr::MESSAGE_TYPE, attr::TIMESTAMP];
                 return (both.clone(), both);
@@ -105,7 +112,7 @@ impl AttributeSet {
                 request.push(attr::SIGNATURE);
                 reply.push(attr::SIGNATURE);
             }
-            Self::None | Self::TypeTime => {}
+            Self::None | Self::TypeTime | Self::Lean => {}
         }
         (request, reply)
     }
@@ -113,6 +120,10 @@ impl AttributeSet {
     /// The attributes a request and a reply of this set carry, for a
     /// client whose replies go to `reply_address`.
     pub fn attributes(self, reply_address: &str) -> anyhow::Result<(Attributes, Attributes)> {
+        if self == Self::Lean {
+            let (request, reply) = ours(reply_address, wire::Detail::Lean)?;
+            return Ok((request.attributes, reply.attributes));
+        }
         let (request, reply) = full(reply_address)?;
         let (request_names, reply_names) = self.names();
         let pick = |all: &Attributes, names: &[&str]| -> anyhow::Result<Attributes> {
@@ -137,8 +148,9 @@ impl AttributeSet {
 const SAMPLE_ID: u64 = 1042;
 
 /// A `tools/call echo` request and its response as our client and server
-/// encode them in the bench (unsigned): the [`AttributeSet::Sequence`] set.
-fn ours(reply_address: &str) -> anyhow::Result<(QueueMessage, QueueMessage)> {
+/// encode them in the bench (unsigned), in `detail`: in full detail the
+/// [`AttributeSet::Sequence`] set, in lean detail [`AttributeSet::Lean`].
+fn ours(reply_address: &str, detail: wire::Detail) -> anyhow::Result<(QueueMessage, QueueMessage)> {
     // Our client's id: the configured one (a UUID by default) and a nonce.
     let nonce = uuid::Uuid::new_v4().simple().to_string();
     let client_id = format!("{}.{}", uuid::Uuid::new_v4(), &nonce[..16]);
@@ -157,6 +169,7 @@ fn ours(reply_address: &str) -> anyhow::Result<(QueueMessage, QueueMessage)> {
     let request = wire::encode(
         &request,
         &Headers {
+            detail,
             client_id: Some(client_id.clone()),
             reply_to: Some(reply_address.to_owned()),
             session_id: Some(session_id.clone()),
@@ -171,8 +184,11 @@ fn ours(reply_address: &str) -> anyhow::Result<(QueueMessage, QueueMessage)> {
     let response = wire::encode(
         &response,
         &Headers {
+            detail,
             client_id: Some(client_id),
-            session_id: Some(session_id),
+            // A lean reply carries no session id (the server leaves it out
+            // when the request had a client id; `Reply::new`).
+            session_id: (detail == wire::Detail::Full).then_some(session_id),
             request_id: Some(SAMPLE_ID.to_string()),
             sequence: Some(1),
             ..Headers::default()
@@ -184,7 +200,7 @@ fn ours(reply_address: &str) -> anyhow::Result<(QueueMessage, QueueMessage)> {
 /// [`ours`] signed: the [`AttributeSet::Signed`] set, from which the
 /// others are picked.
 fn full(reply_address: &str) -> anyhow::Result<(QueueMessage, QueueMessage)> {
-    let (mut request, mut reply) = ours(reply_address)?;
+    let (mut request, mut reply) = ours(reply_address, wire::Detail::Full)?;
     let key: Vec<u8> = [uuid::Uuid::new_v4(), uuid::Uuid::new_v4()]
         .iter()
         .flat_map(|id| *id.as_bytes())
@@ -204,7 +220,7 @@ mod tests {
 
     #[test]
     fn the_sequence_set_is_what_our_codec_sends() {
-        let (request, reply) = ours(REPLY).unwrap();
+        let (request, reply) = ours(REPLY, wire::Detail::Full).unwrap();
         let (set_request, set_reply) = AttributeSet::Sequence.attributes(REPLY).unwrap();
         let names = |a: &Attributes| a.keys().cloned().collect::<Vec<_>>();
         assert_eq!(names(&set_request), names(&request.attributes));
@@ -218,7 +234,10 @@ mod tests {
             Default::default()
         );
         let mut before = (0, 0);
-        for set in &AttributeSet::ALL[1..] {
+        let cumulative = AttributeSet::ALL[1..]
+            .iter()
+            .filter(|set| **set != AttributeSet::Lean);
+        for set in cumulative {
             let (request, reply) = set.attributes(REPLY).unwrap();
             let now = (request.len(), reply.len());
             assert!(now.0 + now.1 > before.0 + before.1, "{set:?}");
@@ -227,6 +246,21 @@ mod tests {
         }
         // SNS drops an 11th attribute on its way to a raw-delivery queue.
         assert!(before.0 <= 10 && before.1 <= 10, "{before:?}");
+    }
+
+    #[test]
+    fn the_lean_set_is_what_our_codec_sends_an_asyncmcp_peer() {
+        let (request, reply) = AttributeSet::Lean.attributes(REPLY).unwrap();
+        let names = |a: &Attributes| {
+            let mut names: Vec<String> = a.keys().cloned().collect();
+            names.sort();
+            names
+        };
+        assert_eq!(
+            names(&request),
+            [attr::CLIENT_ID, attr::REPLY_TO, attr::SESSION_ID]
+        );
+        assert_eq!(names(&reply), [attr::CLIENT_ID, attr::REQUEST_ID]);
     }
 
     #[test]

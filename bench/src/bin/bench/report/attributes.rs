@@ -22,7 +22,9 @@ pub fn markdown(rows: &[Row]) -> String {
         .collect();
     let mut out = String::from(
         "Message attributes on the raw SQS round trip (no MCP): each set adds attributes \
-         to the one before, on requests / replies, with the values our stack sends; every \
+         to the one before, on requests / replies, with the values our stack sends (in full \
+         detail), except the last, lean detail, which is what our client and server now send \
+         each other; every \
          receive asks for all attributes, as our inbox does. Each row the run with the \
          median calls/s; the cost of a set is its difference from the row above.\n\n\
          | attributes | count (request / reply) | bytes (request / reply) | in flight | calls \
@@ -53,7 +55,7 @@ pub fn markdown(rows: &[Row]) -> String {
             .map(|o| o.calls_per_s)
             .filter(|c| *c > 0.0);
         let step = previous
-            .filter(|p| p.in_flight == r.in_flight)
+            .filter(|p| p.in_flight == r.in_flight && set != AttributeSet::Lean)
             .and_then(|p| p.broker_cpu_s_per_1k.zip(r.broker_cpu_s_per_1k))
             .map_or_else(|| "-".to_owned(), |(p, n)| format!("{:+.2}", n - p));
         let runs: Vec<String> = r
