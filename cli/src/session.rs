@@ -31,6 +31,7 @@ use rmcp::{ClientHandler, Peer, RoleClient};
 use tokio::sync::oneshot;
 use tokio::time::{Instant, sleep_until, timeout};
 
+use crate::bridge::Observer;
 use crate::connect::Target;
 use crate::exit::{Done, Failure};
 use crate::signals::{Signal, Signals};
@@ -77,6 +78,34 @@ impl<H: ClientHandler> Session<H> {
         handler: H,
         lifecycle: ClientLifecycleMode,
     ) -> Result<Self, Failure> {
+        Self::start(target, handler, lifecycle, None).await
+    }
+
+    /// As [`open`](Self::open), with `observer` shown every message the
+    /// transport receives, in the order it receives them (the bridge counts
+    /// progress so; see [`DownstreamClient::observer`]).
+    ///
+    /// [`DownstreamClient::observer`]: crate::bridge::DownstreamClient::observer
+    pub(crate) async fn open_observed(
+        target: Target,
+        handler: H,
+        observer: Observer,
+    ) -> Result<Self, Failure> {
+        Self::start(
+            target,
+            handler,
+            ClientLifecycleMode::Initialize,
+            Some(observer),
+        )
+        .await
+    }
+
+    async fn start(
+        target: Target,
+        handler: H,
+        lifecycle: ClientLifecycleMode,
+        observer: Option<Observer>,
+    ) -> Result<Self, Failure> {
         let mut signals = Signals::install().map_err(Failure::other)?;
         let timeout = target.timeout();
         let deadline = Instant::now() + timeout;
@@ -96,7 +125,7 @@ impl<H: ClientHandler> Session<H> {
             client_id = transport.client_id(),
             "connected"
         );
-        let (transport, mut returned) = Reclaim::new(transport);
+        let (transport, mut returned) = Reclaim::new(transport, observer);
         let started = tokio::select! {
             started = serve_client_with_lifecycle(handler, transport, lifecycle) => {
                 started.map_err(initialize_failure)
@@ -299,15 +328,21 @@ async fn close(mut transport: QueueClientTransport) {
 struct Reclaim {
     inner: Option<QueueClientTransport>,
     back: Option<oneshot::Sender<QueueClientTransport>>,
+    /// Shown every message received.
+    observer: Option<Observer>,
 }
 
 impl Reclaim {
-    fn new(transport: QueueClientTransport) -> (Self, oneshot::Receiver<QueueClientTransport>) {
+    fn new(
+        transport: QueueClientTransport,
+        observer: Option<Observer>,
+    ) -> (Self, oneshot::Receiver<QueueClientTransport>) {
         let (back, returned) = oneshot::channel();
         (
             Self {
                 inner: Some(transport),
                 back: Some(back),
+                observer,
             },
             returned,
         )
@@ -332,10 +367,11 @@ impl Transport<RoleClient> for Reclaim {
     }
 
     async fn receive(&mut self) -> Option<ServerJsonRpcMessage> {
-        match &mut self.inner {
-            Some(transport) => transport.receive().await,
-            None => None,
+        let message = self.inner.as_mut()?.receive().await?;
+        if let Some(observer) = &self.observer {
+            observer(&message);
         }
+        Some(message)
     }
 
     async fn close(&mut self) -> Result<(), Self::Error> {

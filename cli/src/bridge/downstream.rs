@@ -10,12 +10,17 @@ use rmcp::model::{
     ClientConfig, CreateMessageRequestParams, CreateMessageResult, CustomRequest, CustomResult,
     ElicitRequestParams, ElicitResult, ErrorCode, ErrorData, Implementation, ListRootsResult,
     LoggingLevel, LoggingMessageNotificationParam, ProgressNotificationParam, ServerConfig,
+    ServerJsonRpcMessage,
 };
 use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ClientHandler, Peer, RoleClient, RoleServer};
 
 use super::cache::{ListCache, ListKind};
-use super::progress::ProgressRoutes;
+use super::progress::{Observed, ProgressRoutes, observe};
+
+/// Counts a message a downstream transport received (see
+/// [`DownstreamClient::observer`]).
+pub(crate) type Observer = Arc<dyn Fn(&ServerJsonRpcMessage) + Send + Sync>;
 
 /// Where the downstream server's log messages go.
 #[derive(Debug, Clone)]
@@ -60,6 +65,20 @@ impl DownstreamClient {
             lists: Arc::default(),
             logs,
         }
+    }
+
+    /// `transport` to the downstream server, counting its progress
+    /// notifications as they arrive (see [`progress`](super::progress)):
+    /// what this handler must be served over.
+    pub(crate) fn observe<T>(&self, transport: T) -> Observed<T> {
+        Observed::new(transport, self.routes.clone())
+    }
+
+    /// What counts a received message, for a transport wrapped elsewhere
+    /// (see [`observe`](Self::observe)).
+    pub(crate) fn observer(&self) -> Observer {
+        let routes = self.routes.clone();
+        Arc::new(move |message: &ServerJsonRpcMessage| observe(&routes, message))
     }
 
     /// The connection, once rmcp has connected `peer` with this handler.
@@ -141,6 +160,7 @@ impl ClientHandler for DownstreamClient {
             }
             None => tracing::debug!(?token, "progress for no running request dropped"),
         }
+        self.routes.handled(&token);
     }
 
     async fn on_logging_message(

@@ -12,7 +12,7 @@ use rmcp::{RoleServer, ServerHandler, Service};
 
 use super::cache::ListKind;
 use super::downstream::Connection;
-use super::progress::Route;
+use super::progress::{Route, SETTLE_LIMIT};
 use asyncmcp::server::Redeliver;
 
 /// No downstream connection can take a request now (e.g. every child
@@ -110,8 +110,16 @@ impl<D: Downstream> Forwarder<D> {
             }
         };
         // rmcp handles each notification on a task of its own: let those of
-        // progress that came before the answer pass on before the route goes.
-        tokio::task::yield_now().await;
+        // progress that came before the answer pass on before it does.
+        if !connection
+            .routes
+            .settled(&downstream_token, SETTLE_LIMIT)
+            .await
+        {
+            tracing::debug!(
+                "answering before all of the request's progress passed on: the caller is slow to take it"
+            );
+        }
         connection.routes.remove(&downstream_token);
         let result = answer.map_err(|error| failed(context, error, self.downstream.closed()))?;
         if let Some((kind, generation)) = generation {

@@ -14,7 +14,10 @@
 //!   methods it does not know.
 //! * Progress (`progress.rs`): rmcp gives each downstream request a progress
 //!   token of its own; the route from it back to the caller's peer and the
-//!   caller's own token is kept while the request runs.
+//!   caller's own token is kept while the request runs, and the request
+//!   answers only once the progress that came before its answer has passed
+//!   on (the downstream transport must be
+//!   [observed](DownstreamClient::observe) for that).
 //! * Cancellation: a caller's `notifications/cancelled` cancels the
 //!   forwarded request, which sends `notifications/cancelled` downstream.
 //! * [`DownstreamClient`] (`downstream.rs`) is the client side of the
@@ -33,5 +36,5 @@ mod downstream;
 mod forward;
 mod progress;
 
-pub(crate) use downstream::{Connection, DownstreamClient, LogSink};
+pub(crate) use downstream::{Connection, DownstreamClient, LogSink, Observer};
 pub(crate) use forward::{Downstream, Forwarder, Unavailable};

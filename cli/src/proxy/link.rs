@@ -137,7 +137,7 @@ impl WebhookLink {
             "webhook receiver listening"
         );
         let initialized = tokio::select! {
-            started = tokio::time::timeout(server.timeout, handler.serve(transport)) => started,
+            started = tokio::time::timeout(server.timeout, handler.clone().serve(handler.observe(transport))) => started,
             signal = signals.recv() => return Err(Failure::Interrupted(signal)),
         };
         match initialized {

@@ -293,7 +293,12 @@ async fn open(server: Server<'_>, logs: LogSink) -> Result<(Link, ServerConnecti
     let handler = DownstreamClient::new("asyncmcp proxy", logs);
     let (link, peer) = match server.webhook {
         None => {
-            let session = Session::open(server.connect.target()?, handler.clone()).await?;
+            let session = Session::open_observed(
+                server.connect.target()?,
+                handler.clone(),
+                handler.observer(),
+            )
+            .await?;
             let peer = session.peer();
             (Link::Queue(session), peer)
         }

@@ -262,7 +262,7 @@ async fn run_child(
         legacy_version: Some(ProtocolVersion::LATEST_WITH_INITIALIZE),
     };
     let running = tokio::select! {
-        running = handler.clone().serve_with_lifecycle(process, lifecycle) => {
+        running = handler.clone().serve_with_lifecycle(handler.observe(process), lifecycle) => {
             running.map_err(|source| ChildError::Handshake { program: program.clone(), source: Box::new(source) })?
         }
         () = stop.cancelled() => return Ok(()),
