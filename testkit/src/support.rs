@@ -41,8 +41,12 @@ pub fn example_binary(name: &str) -> std::path::PathBuf {
         .parent()
         .and_then(|deps| deps.parent())
         .expect("target profile directory");
+    // `--workspace`: the features of shared dependencies are resolved over
+    // every member, as the workspace's own test build resolves them. For the
+    // root package alone they differ (rmcp's, say), and the build would
+    // compile rmcp, the library and the test kit again, twice over a run.
     let status = std::process::Command::new(env!("CARGO"))
-        .args(["build", "--all-features", "--example", name])
+        .args(["build", "--workspace", "--all-features", "--example", name])
         .status()
         .expect("run cargo build");
     assert!(status.success(), "cargo build --example {name} failed");
