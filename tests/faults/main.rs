@@ -7,7 +7,9 @@
 //! runs the scenarios whose name contains NAME, one after another, and
 //! ends with `N passed, M failed` on a line of its own (exit 1 when any
 //! failed). A NAME that matches no scenario is an error (exit 2), listing
-//! the scenarios.
+//! the scenarios. It answers libtest's `--list` (and `--list --ignored`:
+//! none) and `--exact NAME`, so cargo-nextest runs each scenario as a test
+//! of its own.
 //!
 //! The server runs in a child process, this binary started again in the
 //! server role (`FAULTS_SERVER_QUEUE` set), so that it can be killed with
@@ -48,19 +50,34 @@ fn main() {
         ("shutdown", || Box::pin(shutdown::shutdown())),
         ("hostile", || Box::pin(hostile::hostile())),
     ];
-    if std::env::args().any(|arg| arg == "--list") {
-        for (name, _) in scenarios {
-            println!("{name}: test");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let flag = |wanted: &str| args.iter().any(|arg| arg == wanted);
+    if flag("--list") {
+        // libtest's listing, which cargo-nextest reads: `--list --ignored` asks for the
+        // ignored tests, and there are none (listing them there would make nextest skip them).
+        if !flag("--ignored") {
+            for (name, _) in scenarios {
+                println!("{name}: test");
+            }
         }
         return;
     }
-    let filter = std::env::args()
-        .skip(1)
+    let filter = args
+        .iter()
         .find(|arg| !arg.starts_with('-'))
+        .cloned()
         .unwrap_or_default();
+    // `--exact NAME` (how cargo-nextest runs one test per process) matches the whole name.
+    let exact = flag("--exact");
     let chosen: Vec<_> = scenarios
         .iter()
-        .filter(|(name, _)| name.contains(&filter))
+        .filter(|(name, _)| {
+            if exact {
+                *name == filter
+            } else {
+                name.contains(&filter)
+            }
+        })
         .collect();
     if chosen.is_empty() {
         // Loud: a mistyped name must not pass as a green run of nothing.
