@@ -4,8 +4,8 @@
 #
 #   scripts/test.sh [extra test args...]
 #
-# The tests run with cargo-nextest when `cargo nextest` is installed (it is not installed
-# here; get it with `cargo install cargo-nextest --locked`): every test in a process of its
+# The tests run with cargo-nextest when `cargo nextest` is installed (this script does not
+# install it; get it with `cargo install cargo-nextest --locked`): every test in a process of its
 # own, four at a time (profile `ci` of .config/nextest.toml), which takes a fraction of the
 # time since the tests mostly wait on LocalStack. nextest does not run doc tests, so
 # `cargo test --workspace --all-features --doc` runs them after it. Without nextest it runs
