@@ -30,6 +30,18 @@ pub fn text_of(result: &CallToolResult) -> String {
         .collect()
 }
 
+/// What cargo sets for a test it runs, besides `CARGO_PKG_*` (and `CARGO`,
+/// the path of cargo itself, which stays).
+const CARGO_TEST_VARS: [&str; 7] = [
+    "CARGO_MANIFEST_DIR",
+    "CARGO_MANIFEST_PATH",
+    "CARGO_CRATE_NAME",
+    "CARGO_BIN_NAME",
+    "CARGO_PRIMARY_PACKAGE",
+    "CARGO_TARGET_TMPDIR",
+    "OUT_DIR",
+];
+
 /// The library's example binary `name`, built now: `cargo test --test X`
 /// alone does not build examples, and a stale one would test old code. For
 /// the library's integration tests (it finds the target directory from the
@@ -45,10 +57,19 @@ pub fn example_binary(name: &str) -> std::path::PathBuf {
     // every member, as the workspace's own test build resolves them. For the
     // root package alone they differ (rmcp's, say), and the build would
     // compile rmcp, the library and the test kit again, twice over a run.
-    let status = std::process::Command::new(env!("CARGO"))
-        .args(["build", "--workspace", "--all-features", "--example", name])
-        .status()
-        .expect("run cargo build");
+    let mut build = std::process::Command::new(env!("CARGO"));
+    build.args(["build", "--workspace", "--all-features", "--example", name]);
+    // Without the variables cargo sets for a running test: a build script
+    // that reruns when one changes (ring's, on `CARGO_MANIFEST_DIR`) would
+    // see them here and not in the workspace's build, and each build would
+    // compile it and everything above it (the AWS SDK) again.
+    for (key, _) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        if key.starts_with("CARGO_PKG_") || CARGO_TEST_VARS.contains(&key) {
+            build.env_remove(key);
+        }
+    }
+    let status = build.status().expect("run cargo build");
     assert!(status.success(), "cargo build --example {name} failed");
     profile_dir.join("examples").join(name)
 }
