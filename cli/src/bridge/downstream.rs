@@ -10,17 +10,12 @@ use rmcp::model::{
     ClientConfig, CreateMessageRequestParams, CreateMessageResult, CustomRequest, CustomResult,
     ElicitRequestParams, ElicitResult, ErrorCode, ErrorData, Implementation, ListRootsResult,
     LoggingLevel, LoggingMessageNotificationParam, ProgressNotificationParam, ServerConfig,
-    ServerJsonRpcMessage,
 };
 use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ClientHandler, Peer, RoleClient, RoleServer};
 
 use super::cache::{ListCache, ListKind};
-use super::progress::{Observed, ProgressRoutes, observe};
-
-/// Counts a message a downstream transport received (see
-/// [`DownstreamClient::observer`]).
-pub(crate) type Observer = Arc<dyn Fn(&ServerJsonRpcMessage) + Send + Sync>;
+use super::progress::{Observed, Observer, ProgressRoutes};
 
 /// Where the downstream server's log messages go.
 #[derive(Debug, Clone)]
@@ -71,14 +66,13 @@ impl DownstreamClient {
     /// notifications as they arrive (see [`progress`](super::progress)):
     /// what this handler must be served over.
     pub(crate) fn observe<T>(&self, transport: T) -> Observed<T> {
-        Observed::new(transport, self.routes.clone())
+        Observed::new(transport, self.observer())
     }
 
     /// What counts a received message, for a transport wrapped elsewhere
     /// (see [`observe`](Self::observe)).
     pub(crate) fn observer(&self) -> Observer {
-        let routes = self.routes.clone();
-        Arc::new(move |message: &ServerJsonRpcMessage| observe(&routes, message))
+        self.routes.observer()
     }
 
     /// The connection, once rmcp has connected `peer` with this handler.

@@ -36,5 +36,6 @@ mod downstream;
 mod forward;
 mod progress;
 
-pub(crate) use downstream::{Connection, DownstreamClient, LogSink, Observer};
+pub(crate) use downstream::{Connection, DownstreamClient, LogSink};
 pub(crate) use forward::{Downstream, Forwarder, Unavailable};
+pub(crate) use progress::Observer;

@@ -144,27 +144,38 @@ impl ProgressRoutes {
     }
 }
 
-/// A downstream transport that tells the [`ProgressRoutes`] of each
-/// progress notification as it is received: in order with the responses,
-/// unlike the handler, which rmcp runs on a task of its own.
-pub(crate) struct Observed<T> {
-    inner: T,
-    routes: Arc<ProgressRoutes>,
-}
+/// Shown every message a downstream transport receives, in the order it
+/// receives them ([`ProgressRoutes::observer`]).
+pub(crate) type Observer = Arc<dyn Fn(&ServerJsonRpcMessage) + Send + Sync>;
 
-impl<T> Observed<T> {
-    /// `inner`, counting into `routes`.
-    pub(crate) fn new(inner: T, routes: Arc<ProgressRoutes>) -> Self {
-        Self { inner, routes }
+impl ProgressRoutes {
+    /// What counts each progress notification a transport receives: for
+    /// [`Observed`], or a transport that calls it itself.
+    pub(crate) fn observer(self: &Arc<Self>) -> Observer {
+        let routes = self.clone();
+        Arc::new(move |message: &ServerJsonRpcMessage| {
+            if let ServerJsonRpcMessage::Notification(notification) = message
+                && let ServerNotification::ProgressNotification(progress) =
+                    &notification.notification
+            {
+                routes.received(&progress.params.progress_token);
+            }
+        })
     }
 }
 
-/// Counts `message` into `routes` if it is a progress notification.
-pub(crate) fn observe(routes: &ProgressRoutes, message: &ServerJsonRpcMessage) {
-    if let ServerJsonRpcMessage::Notification(notification) = message
-        && let ServerNotification::ProgressNotification(progress) = &notification.notification
-    {
-        routes.received(&progress.params.progress_token);
+/// A downstream transport that shows each message it receives to an
+/// [`Observer`]: in order with the responses, unlike the handler, which
+/// rmcp runs on a task of its own.
+pub(crate) struct Observed<T> {
+    inner: T,
+    observer: Observer,
+}
+
+impl<T> Observed<T> {
+    /// `inner`, showing what it receives to `observer`.
+    pub(crate) fn new(inner: T, observer: Observer) -> Self {
+        Self { inner, observer }
     }
 }
 
@@ -180,7 +191,7 @@ impl<T: Transport<RoleClient>> Transport<RoleClient> for Observed<T> {
 
     async fn receive(&mut self) -> Option<ServerJsonRpcMessage> {
         let message = self.inner.receive().await?;
-        observe(&self.routes, &message);
+        (self.observer)(&message);
         Some(message)
     }
 
