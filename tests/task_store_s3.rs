@@ -53,14 +53,7 @@ async fn one_object_per_task_under_the_prefix() {
             .await
             .expect("create");
     }
-    let listed = bucket
-        .client
-        .list_objects_v2()
-        .bucket(&bucket.name)
-        .send()
-        .await
-        .expect("list");
-    let mut keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
+    let mut keys = bucket.keys().await;
     keys.sort_unstable();
     assert_eq!(
         keys,
