@@ -48,8 +48,9 @@ pub enum Detail {
     /// Only what an asyncmcp receiver reads: the headers given, without
     /// `MessageType`, `Timestamp` (a [signed](super::signing) message gets
     /// one from the signer), `Method`, or a request's own `RequestId`
-    /// (its body has both); and on a final response numbered 1 (no
-    /// notifications before it) neither `RequestId` nor `Sequence`.
+    /// (its body has both), unless the sender gives it as a header; and on a
+    /// final response numbered 1 (nothing before it to wait for) no
+    /// `Sequence`.
     Lean,
 }
 
